@@ -1,0 +1,81 @@
+"""``pycontainerd``: the daemon's command line (flags as containerd's)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from pycontainerd import config as config_mod
+from pycontainerd import log
+from pycontainerd.errdefs import ContainerdError
+from pycontainerd.version import REVISION, VERSION
+
+
+def _registry():
+    import pycontainerd_plugins
+
+    return pycontainerd_plugins.registry()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"config file (default {config_mod.DEFAULT_CONFIG_PATH})")
+@click.option("--root", help=f"persistent state directory (default {config_mod.DEFAULT_ROOT})")
+@click.option("--state", help=f"runtime state directory (default {config_mod.DEFAULT_STATE})")
+@click.option("--address", "-a", help=f"unix socket to serve on (default {config_mod.DEFAULT_ADDRESS})")
+@click.option("--log-level", "-l", help="trace, debug, info, warn, error (default info)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="log line format (default text)")
+@click.version_option(VERSION, "--version", "-v", message=f"pycontainerd %(version)s {REVISION}".rstrip())
+@click.pass_context
+def main(ctx, config_path, root, state, address, log_level, log_format):
+    """A container runtime daemon, wire-compatible with containerd."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        cfg = config_mod.load(config_path)
+        if root:
+            cfg.root = root
+        if state:
+            cfg.state = state
+        if address:
+            cfg.grpc.address = address
+        if log_level:
+            cfg.debug.level = log_level
+        if log_format:
+            cfg.debug.format = log_format
+        log.configure(cfg.debug.level, cfg.debug.format)
+    except (ContainerdError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    from pycontainerd.services import daemon
+
+    try:
+        asyncio.run(daemon.run(cfg, _registry()))
+    except ContainerdError as exc:
+        log.get_logger("daemon").error("pycontainerd: exiting", error=str(exc))
+        click.echo(f"pycontainerd: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def config():
+    """Inspect the configuration."""
+
+
+@config.command("default")
+def config_default():
+    """Print the default configuration (every option, plugin tables included)."""
+    from pycontainerd.plugin import build_config
+
+    defaults = {}
+    for reg in _registry():
+        if reg.config is not None:
+            defaults[reg.uri] = build_config(reg, None)
+    click.echo(config_mod.default_toml(defaults), nl=False)
+
+
+if __name__ == "__main__":
+    main()

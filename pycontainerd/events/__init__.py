@@ -1,0 +1,1 @@
+"""Events: the in-process exchange (:mod:`.exchange`) and containerd's topic names."""

@@ -1,0 +1,93 @@
+"""The event exchange (``io.containerd.event.v1.exchange``): publish and subscribe in-process.
+
+Events are protobuf messages of package ``containerd.events`` (e.g. ``NamespaceCreate``),
+wrapped in an :class:`Envelope` with the time, namespace and topic. Stores publish *after*
+their transaction commits. Each subscriber gets its own unbounded queue, so a slow
+subscriber never blocks a publisher or another subscriber; it is dropped when it stops
+iterating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from .. import identifiers, namespaces
+from ..errdefs import InvalidArgument, quote
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One published event.
+
+    Attributes:
+        timestamp_ns: publication time, nanoseconds since the Unix epoch.
+        namespace: namespace the event belongs to.
+        topic: containerd topic, e.g. ``/namespaces/create``.
+        event: the event message (its full name goes into the ``Any`` type URL).
+    """
+
+    timestamp_ns: int
+    namespace: str
+    topic: str
+    event: Message
+
+
+def validate_topic(topic: str) -> str:
+    """Check a topic as containerd does: ``/`` followed by ``/``-separated identifiers.
+
+    Raises :class:`InvalidArgument`.
+    """
+    if not topic or not topic.startswith("/") or topic == "/":
+        raise InvalidArgument(f"topic {quote(topic)} must be a path starting with '/'")
+    for part in topic[1:].split("/"):
+        try:
+            identifiers.validate(part)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"failed validation on component {quote(part)} of topic {quote(topic)}") from exc
+    return topic
+
+
+class Exchange:
+    """Fan-out of events to every subscriber."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[Envelope]] = set()
+
+    def publish_envelope(self, envelope: Envelope) -> None:
+        """Deliver an already-built envelope (``Forward``) to every subscriber."""
+        validate_topic(envelope.topic)
+        identifiers.validate(envelope.namespace)
+        for queue in self._subscribers:
+            queue.put_nowait(envelope)
+
+    def publish(self, topic: str, event: Message, namespace: str | None = None) -> Envelope:
+        """Publish ``event`` on ``topic`` in ``namespace`` (default: the request's).
+
+        Raises:
+            InvalidArgument: bad topic or namespace.
+            FailedPrecondition: no namespace given and none in the context.
+        """
+        envelope = Envelope(time.time_ns(), namespace or namespaces.required(), topic, event)
+        self.publish_envelope(envelope)
+        return envelope
+
+    async def subscribe(self, match: Callable[[Envelope], bool] | None = None) -> AsyncIterator[Envelope]:
+        """Yield every envelope published from now on that ``match`` accepts (all by default)."""
+        queue: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                envelope = await queue.get()
+                if match is None or match(envelope):
+                    yield envelope
+        finally:
+            self._subscribers.discard(queue)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

@@ -1,0 +1,68 @@
+"""structlog setup: key-value lines to stderr, or JSON with ``--log-format json``.
+
+Every line that concerns an object carries its ``namespace``, ``id`` and ``digest`` as keys;
+per-request keys (``request_id``, ``method``, ``namespace``) are bound through
+``structlog.contextvars`` by the gRPC interceptor, so they appear on every line logged
+while serving that request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
+
+
+def _std_level(level: str) -> int:
+    level = level.lower()
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; one of {', '.join(LEVELS)}")
+    return {
+        "trace": logging.DEBUG,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warn": logging.WARNING,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+        "fatal": logging.CRITICAL,
+        "panic": logging.CRITICAL,
+    }[level]
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    """Configure structlog for the process. ``fmt`` is ``text`` or ``json``.
+
+    Raises ValueError for an unknown level or format.
+    """
+    if fmt not in ("text", "json"):
+        raise ValueError(f"unknown log format {fmt!r}; one of text, json")
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.processors.KeyValueRenderer(key_order=["time", "level", "event"], drop_missing=True)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_std_level(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def set_level(level: str) -> None:
+    """Change the level at run time (keeps the renderer)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(_std_level(level)))
+
+
+def get_logger(component: str) -> structlog.stdlib.BoundLogger:
+    """A logger bound to ``component`` (``plugin``, ``server``, ``metadata`` …)."""
+    return structlog.get_logger().bind(component=component)

@@ -1,0 +1,2 @@
+"""Namespaced metadata in LMDB: the schema and transactions (:mod:`.db`) and one store per
+object kind (:mod:`.namespaces`, …)."""

@@ -1,0 +1,155 @@
+"""The gRPC server: every ``io.containerd.grpc.v1`` plugin's servicer on one unix socket
+(and an optional TLS-only TCP listener), plus gRPC health and reflection.
+
+A gRPC plugin's instance implements :class:`GRPCService`. The unix socket is created with
+mode 0660 and chowned to ``[grpc] uid/gid``; a stale socket file (nobody answering) is
+replaced, a live one means another daemon serves there and start-up is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..config import GRPCConfig
+from ..errdefs import FailedPrecondition, InvalidArgument, quote
+from ..log import get_logger
+from ..plugin import PluginSet, PluginType
+from .interceptors import RequestInterceptor
+
+log = get_logger("server")
+
+
+class GRPCService(Protocol):
+    """What an ``io.containerd.grpc.v1`` plugin returns from init."""
+
+    service_names: tuple[str, ...]
+    """Full names of the gRPC services it adds (for health and reflection)."""
+
+    def add_to_server(self, server: grpc.aio.Server) -> None: ...
+
+
+def prepare_unix_socket(path: Path) -> None:
+    """Make ``path`` free for a new listener.
+
+    Creates the parent directory (0711). A socket file nobody listens on is removed.
+
+    Raises:
+        FailedPrecondition: a daemon answers on ``path``, or ``path`` is not a socket.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FailedPrecondition(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2)
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise FailedPrecondition(f"cannot probe socket {path}: {exc.strerror}") from exc
+        log.info("removing stale socket", path=str(path))
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise FailedPrecondition(
+        f"another daemon is already serving on {path}; stop it or choose another --address"
+    )
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"[grpc] {what} {quote(path)}: {exc.strerror}") from exc
+
+
+class Server:
+    """Builds and runs the grpc.aio server for the initialised plugins."""
+
+    def __init__(self, config: GRPCConfig, plugins: PluginSet) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.socket_path = Path(config.address)
+
+    async def start(self) -> None:
+        """Register services and start listening.
+
+        Raises:
+            FailedPrecondition: the socket is in use by a live daemon.
+            InvalidArgument: a TCP address without TLS certificate and key, or unreadable
+                TLS files.
+        """
+        cfg = self.config
+        server = grpc.aio.server(
+            interceptors=[RequestInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_recv_message_size),
+                ("grpc.max_send_message_length", cfg.max_send_message_size),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        names: list[str] = []
+        for plugin in self.plugins:
+            if plugin.registration.type != PluginType.GRPC or not plugin.ok:
+                continue
+            service: GRPCService = plugin.instance
+            service.add_to_server(server)
+            names.extend(service.service_names)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names.append(health.SERVICE_NAME)
+        names.append(reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        for name in names:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+        prepare_unix_socket(self.socket_path)
+        old_umask = os.umask(0o117)  # the socket is born 0660, never briefly wider
+        try:
+            server.add_insecure_port(f"unix:{self.socket_path}")
+        finally:
+            os.umask(old_umask)
+        if cfg.tcp_address:
+            if not (cfg.tcp_tls_cert and cfg.tcp_tls_key):
+                raise InvalidArgument(
+                    "[grpc] tcp_address needs tcp_tls_cert and tcp_tls_key: plain TCP is not served"
+                )
+            ca = _read(cfg.tcp_tls_ca, "tcp_tls_ca") if cfg.tcp_tls_ca else None
+            creds = grpc.ssl_server_credentials(
+                [(_read(cfg.tcp_tls_key, "tcp_tls_key"), _read(cfg.tcp_tls_cert, "tcp_tls_cert"))],
+                root_certificates=ca,
+                require_client_auth=ca is not None,
+            )
+            server.add_secure_port(cfg.tcp_address, creds)
+        await server.start()
+        os.chmod(self.socket_path, 0o660)
+        if (cfg.uid, cfg.gid) != (os.getuid(), os.getgid()):
+            os.chown(self.socket_path, cfg.uid, cfg.gid)
+        self.server = server
+        log.info("serving", address=str(self.socket_path), tcp_address=cfg.tcp_address or None)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting calls, let in-flight calls finish for up to ``grace`` seconds."""
+        if self.server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
