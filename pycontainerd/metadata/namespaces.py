@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .. import identifiers
 from .. import labels as labels_mod
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound, quote
+from ..api.events import namespace_pb2
 from ..events.exchange import Exchange
 from .db import SEP, MetadataDB, Txn, key, split
 
@@ -147,8 +148,6 @@ class NamespaceStore:
     def _publish(self, topic: str, name: str, labels: Mapping[str, str] | None) -> None:
         if self.exchange is None:
             return
-        from ..api.events import namespace_pb2
-
         if topic == TOPIC_DELETE:
             event = namespace_pb2.NamespaceDelete(name=name)
         elif topic == TOPIC_CREATE:

@@ -1,0 +1,209 @@
+"""Leases (containerd ``leases.Manager`` over LMDB): named, optionally expiring holds that
+keep content, ingests and snapshots from garbage collection while a client works.
+
+Keys::
+
+    <ns>\\0leases\\0<id>                                   -> {"labels", "created_at"}
+    <ns>\\0leases\\0<id>\\0content\\0<digest>                -> {}
+    <ns>\\0leases\\0<id>\\0ingests\\0<ref>                   -> {}
+    <ns>\\0leases\\0<id>\\0snapshots\\0<snapshotter>\\0<key>   -> {}
+
+A lease with label ``containerd.io/gc.expire`` (RFC 3339 time) is removed by the garbage
+collector once that time has passed. A request carrying the gRPC metadata key
+``containerd-lease`` attaches what it creates to that lease (see
+:mod:`pycontainerd.leases_context`).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import digest as digest_mod, filters, labels as labels_mod, namespaces
+from ..errdefs import AlreadyExists, InvalidArgument, NotFound, NotImplementedYet, quote
+from .db import SEP, MetadataDB, Txn, key, split
+from .namespaces import ensure
+
+LABEL_EXPIRE = "containerd.io/gc.expire"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease: ``id``, ``labels``, ``created_at`` (ns since the epoch)."""
+
+    id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: int = 0
+
+    def expired(self, now: float | None = None) -> bool:
+        """True when ``containerd.io/gc.expire`` is set and in the past (an unparsable
+        value never expires, as containerd treats it)."""
+        text = self.labels.get(LABEL_EXPIRE)
+        if not text:
+            return False
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return when.timestamp() < (time.time() if now is None else now)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource held by a lease: ``type`` is ``content``, ``ingests`` or
+    ``snapshots/<snapshotter>``; ``id`` the digest, ingest ref or snapshot key."""
+
+    id: str
+    type: str
+
+
+def resource_key_parts(resource: Resource) -> tuple[str, ...]:
+    """Validate a resource and return its key parts below the lease.
+
+    Raises:
+        InvalidArgument: malformed type or content digest.
+        NotImplementedYet: an unknown resource type (containerd: "not supported yet").
+    """
+    parts = resource.type.split("/")
+    kind = parts[0]
+    if kind in ("content", "ingests"):
+        if len(parts) != 1:
+            raise InvalidArgument(f"invalid resource type {resource.type}")
+        if kind == "content":
+            try:
+                digest_mod.validate(resource.id)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"invalid content resource id {resource.id}: {exc.context}") from exc
+        return (kind, resource.id)
+    if kind == "snapshots":
+        if len(parts) != 2 or not parts[1]:
+            raise InvalidArgument(f"invalid snapshot resource type {resource.type}")
+        return (kind, parts[1], resource.id)
+    raise NotImplementedYet(f"resource type {resource.type} not supported yet")
+
+
+def lease_key(ns: str, lease_id: str) -> bytes:
+    return key(ns, "leases", lease_id)
+
+
+def require_lease(txn: Txn, ns: str, lease_id: str) -> None:
+    """Raise :class:`NotFound` unless the lease exists (used when attaching objects)."""
+    if txn.get("objects", lease_key(ns, lease_id)) is None:
+        raise NotFound(f"lease {quote(lease_id)}")
+
+
+def add_resource_txn(txn: Txn, ns: str, lease_id: str, resource: Resource) -> None:
+    """Attach ``resource`` to the lease inside ``txn``. Raises :class:`NotFound`."""
+    parts = resource_key_parts(resource)
+    require_lease(txn, ns, lease_id)
+    txn.put("objects", key(ns, "leases", lease_id, *parts), {})
+
+
+def _adaptor(lease: Lease) -> filters.Adaptor:
+    def field_of(path):
+        if path[0] == "id" and len(path) == 1:
+            return lease.id or None
+        if path[0] == "labels":
+            return filters.adapt_labels(path, lease.labels)
+        return None
+
+    return field_of
+
+
+class LeaseStore:
+    """Create, list and delete leases and their resources in the request's namespace."""
+
+    def __init__(self, db: MetadataDB, gc=None) -> None:
+        self.db = db
+        self.gc = gc
+
+    async def create(self, lease_id: str, labels: Mapping[str, str] | None = None) -> Lease:
+        """Create a lease; an empty ``lease_id`` gets a random one (as containerd's Leases
+        service does). Raises :class:`InvalidArgument` (bad labels), :class:`AlreadyExists`."""
+        ns = namespaces.required()
+        if not lease_id:
+            lease_id = f"{time.time_ns() % 1_000_000_000}-{base64.urlsafe_b64encode(os.urandom(3)).decode()}"
+        lease = Lease(lease_id, labels_mod.validate_all(labels or {}), time.time_ns())
+
+        def txn_fn(txn: Txn) -> None:
+            ensure(txn, ns)
+            record = {"labels": dict(lease.labels), "created_at": lease.created_at}
+            if not txn.put("objects", lease_key(ns, lease_id), record, overwrite=False):
+                raise AlreadyExists(f"lease {quote(lease_id)}")
+
+        await self.db.update(txn_fn)
+        return lease
+
+    def list(self, filter_texts: list[str] | tuple[str, ...] = ()) -> list[Lease]:
+        """Leases matching any filter (fields ``id``, ``labels.<k>``). Raises :class:`InvalidArgument`."""
+        ns = namespaces.required()
+        match = filters.parse_all(filter_texts)
+        prefix = key(ns, "leases") + SEP
+
+        def view(txn: Txn) -> list[Lease]:
+            out = []
+            for k, v in txn.scan("objects", prefix):
+                rest = k[len(prefix):]
+                if SEP in rest:
+                    continue  # a resource row
+                out.append(Lease(rest.decode(), dict(v["labels"]), v["created_at"]))
+            return out
+
+        return [lease for lease in self.db.view(view) if match.match(_adaptor(lease))]
+
+    async def delete(self, lease_id: str, sync: bool = False) -> None:
+        """Delete the lease and its resource rows; what it held becomes collectable.
+        ``sync`` waits for a garbage collection. Raises :class:`NotFound`."""
+        ns = namespaces.required()
+
+        def txn_fn(txn: Txn) -> None:
+            if not txn.delete("objects", lease_key(ns, lease_id)):
+                raise NotFound(f"lease {quote(lease_id)}")
+            txn.delete_prefix("objects", lease_key(ns, lease_id) + SEP)
+
+        await self.db.update(txn_fn)
+        if self.gc is not None:
+            if sync:
+                await self.gc.collect()
+            else:
+                self.gc.schedule()
+
+    async def add_resource(self, lease_id: str, resource: Resource) -> None:
+        """Raises :class:`NotFound` (lease), :class:`InvalidArgument`, :class:`NotImplementedYet`."""
+        ns = namespaces.required()
+        await self.db.update(lambda txn: add_resource_txn(txn, ns, lease_id, resource))
+
+    async def delete_resource(self, lease_id: str, resource: Resource) -> None:
+        """Detach a resource (absent resources are fine). Raises :class:`NotFound` (lease)."""
+        ns = namespaces.required()
+        parts = resource_key_parts(resource)
+
+        def txn_fn(txn: Txn) -> None:
+            require_lease(txn, ns, lease_id)
+            txn.delete("objects", key(ns, "leases", lease_id, *parts))
+
+        await self.db.update(txn_fn)
+        if self.gc is not None:
+            self.gc.schedule()
+
+    def list_resources(self, lease_id: str) -> list[Resource]:
+        """Resources held by the lease. Raises :class:`NotFound`."""
+        ns = namespaces.required()
+        prefix = lease_key(ns, lease_id) + SEP
+
+        def view(txn: Txn) -> list[Resource]:
+            require_lease(txn, ns, lease_id)
+            out = []
+            for k, _ in txn.scan("objects", prefix):
+                parts = split(k[len(prefix):])
+                if parts[0] == "snapshots":
+                    out.append(Resource(id=parts[2], type=f"snapshots/{parts[1]}"))
+                else:
+                    out.append(Resource(id=parts[1], type=parts[0]))
+            return out
+
+        return self.db.view(view)

@@ -1,0 +1,30 @@
+"""Conversions between core types and the protobuf messages of containerd's API, shared by
+every servicer: descriptors and timestamps (nanoseconds since the epoch ⇄
+``google.protobuf.Timestamp``)."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from ..api.types import descriptor_pb2
+from ..descriptor import Descriptor
+
+
+def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations)
+    )
+
+
+def descriptor_from_pb(d: descriptor_pb2.Descriptor) -> Descriptor:
+    return Descriptor(media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations))
+
+
+def timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(ns)
+    return ts
+
+
+def nanoseconds(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.ToNanoseconds()

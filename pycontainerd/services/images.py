@@ -1,0 +1,59 @@
+"""``containerd.services.images.v1.Images`` over :class:`ImageStore`."""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+
+from ..api.services.images.v1 import images_pb2 as pb, images_pb2_grpc
+from ..metadata.images import Image, ImageStore
+from .convert import descriptor_from_pb, descriptor_to_pb, timestamp
+
+
+def image_to_pb(image: Image) -> pb.Image:
+    return pb.Image(
+        name=image.name,
+        labels=dict(image.labels),
+        target=descriptor_to_pb(image.target),
+        created_at=timestamp(image.created_at),
+        updated_at=timestamp(image.updated_at),
+    )
+
+
+def image_from_pb(image: pb.Image) -> Image:
+    return Image(name=image.name, labels=dict(image.labels), target=descriptor_from_pb(image.target))
+
+
+class ImagesServicer(images_pb2_grpc.ImagesServicer):
+    """Thin layer; ``gc`` (optional) is awaited when a Delete asks for ``sync``."""
+
+    service_names = ("containerd.services.images.v1.Images",)
+
+    def __init__(self, store: ImageStore, gc=None) -> None:
+        self.store = store
+        self.gc = gc
+
+    def add_to_server(self, server) -> None:
+        images_pb2_grpc.add_ImagesServicer_to_server(self, server)
+
+    async def Get(self, request, context):
+        return pb.GetImageResponse(image=image_to_pb(self.store.get(request.name)))
+
+    async def List(self, request, context):
+        return pb.ListImagesResponse(images=[image_to_pb(i) for i in self.store.list(list(request.filters))])
+
+    async def Create(self, request, context):
+        image = await self.store.create(image_from_pb(request.image))
+        return pb.CreateImageResponse(image=image_to_pb(image))
+
+    async def Update(self, request, context):
+        image = await self.store.update(image_from_pb(request.image), list(request.update_mask.paths))
+        return pb.UpdateImageResponse(image=image_to_pb(image))
+
+    async def Delete(self, request, context):
+        await self.store.delete(request.name)
+        if self.gc is not None:
+            if request.sync:
+                await self.gc.collect()
+            else:
+                self.gc.schedule()
+        return empty_pb2.Empty()
