@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
 from .. import identifiers, namespaces
 from ..errdefs import InvalidArgument, quote
+from ..typeurl import AnyValue
+
+
+_CLOSED = object()
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,14 @@ class Envelope:
         timestamp_ns: publication time, nanoseconds since the Unix epoch.
         namespace: namespace the event belongs to.
         topic: containerd topic, e.g. ``/namespaces/create``.
-        event: the event message (its full name goes into the ``Any`` type URL).
+        event: the event message (its full name goes into the ``Any`` type URL), or an
+            :class:`~pycontainerd.typeurl.AnyValue` as a client published it.
     """
 
     timestamp_ns: int
     namespace: str
     topic: str
-    event: Message
+    event: Message | AnyValue
 
 
 def validate_topic(topic: str) -> str:
@@ -65,7 +70,7 @@ class Exchange:
         for queue in self._subscribers:
             queue.put_nowait(envelope)
 
-    def publish(self, topic: str, event: Message, namespace: str | None = None) -> Envelope:
+    def publish(self, topic: str, event: Message | AnyValue, namespace: str | None = None) -> Envelope:
         """Publish ``event`` on ``topic`` in ``namespace`` (default: the request's).
 
         Raises:
@@ -76,18 +81,50 @@ class Exchange:
         self.publish_envelope(envelope)
         return envelope
 
-    async def subscribe(self, match: Callable[[Envelope], bool] | None = None) -> AsyncIterator[Envelope]:
-        """Yield every envelope published from now on that ``match`` accepts (all by default)."""
-        queue: asyncio.Queue[Envelope] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            while True:
-                envelope = await queue.get()
-                if match is None or match(envelope):
-                    yield envelope
-        finally:
-            self._subscribers.discard(queue)
+    def subscribe(self, match: Callable[[Envelope], bool] | None = None) -> Subscription:
+        """Start receiving every envelope published from now on that ``match`` accepts
+        (all by default). Registration is immediate; iterate the result asynchronously and
+        close it (or use it as a context manager) when done."""
+        sub = Subscription(self, match)
+        self._subscribers.add(sub.queue)
+        return sub
+
+    def close(self) -> None:
+        """End every subscription (their iterations stop); used at daemon shutdown so
+        streaming subscribers do not hold the shutdown grace period."""
+        for queue in list(self._subscribers):
+            queue.put_nowait(_CLOSED)
+        self._subscribers.clear()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+
+class Subscription:
+    """An exchange subscription: ``async for envelope in sub`` until :meth:`close`."""
+
+    def __init__(self, exchange: Exchange, match: Callable[[Envelope], bool] | None) -> None:
+        self.exchange = exchange
+        self.match = match
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        while True:
+            envelope = await self.queue.get()
+            if envelope is _CLOSED:
+                raise StopAsyncIteration
+            if self.match is None or self.match(envelope):
+                return envelope
+
+    def close(self) -> None:
+        self.exchange._subscribers.discard(self.queue)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -37,6 +37,8 @@ class GRPCService(Protocol):
 
     def add_to_server(self, server: grpc.aio.Server) -> None: ...
 
+    # optional: ``shutdown()`` ends long-lived streams before the graceful stop
+
 
 def prepare_unix_socket(path: Path) -> None:
     """Make ``path`` free for a new listener.
@@ -149,6 +151,10 @@ class Server:
         if self.server is None:
             return
         await self.health.enter_graceful_shutdown()
+        for plugin in self.plugins:
+            shutdown = getattr(plugin.instance, "shutdown", None) if plugin.ok else None
+            if plugin.registration.type == PluginType.GRPC and shutdown is not None:
+                shutdown()
         await self.server.stop(grace)
         self.server = None
         with contextlib.suppress(FileNotFoundError):

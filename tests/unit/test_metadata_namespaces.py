@@ -17,16 +17,18 @@ async def test_crud_and_events(db):
     ex = Exchange()
     seen = []
 
+    sub = ex.subscribe()
+
     async def collect():
-        async for env in ex.subscribe():
-            seen.append((env.topic, env.namespace, env.event.name))
-            if len(seen) == 3:
-                return
+        with sub:
+            async for env in sub:
+                seen.append((env.topic, env.namespace, env.event.name))
+                if len(seen) == 3:
+                    return
 
     import asyncio
 
     task = asyncio.create_task(collect())
-    await asyncio.sleep(0)
     store = NamespaceStore(db, ex)
     await store.create("foo", {"a": "1"})
     assert store.get("foo").labels == {"a": "1"}

@@ -1,0 +1,234 @@
+"""Containers in the metadata database (containerd ``containers.Store`` over LMDB).
+
+A container is metadata only — no process: an id, image name, runtime (name and options),
+an OCI spec (opaque ``Any``), the snapshotter and snapshot key of its root filesystem,
+labels and extensions. Records live at ``<ns>\\0containers\\0<id>``; the garbage collector
+treats each as a root that holds its snapshot (``snapshotter`` + ``snapshot_key``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from google.protobuf import any_pb2
+
+from .. import filters, identifiers, labels as labels_mod, namespaces
+from ..api.events import container_pb2
+from ..errdefs import AlreadyExists, InvalidArgument, NotFound, quote
+from ..events.exchange import Exchange
+from ..typeurl import AnyValue
+from .db import SEP, MetadataDB, Txn, key
+from .namespaces import ensure
+
+TOPIC_CREATE = "/containers/create"
+TOPIC_UPDATE = "/containers/update"
+TOPIC_DELETE = "/containers/delete"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    options: AnyValue | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container record; times in ns since the epoch."""
+
+    id: str
+    runtime: Runtime
+    spec: AnyValue | None = None
+    image: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    snapshotter: str = ""
+    snapshot_key: str = ""
+    extensions: Mapping[str, AnyValue] = field(default_factory=dict)
+    created_at: int = 0
+    updated_at: int = 0
+
+
+def validate(c: Container) -> None:
+    """containerd's rules. Raises :class:`InvalidArgument`."""
+    try:
+        identifiers.validate(c.id)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"container.ID: {exc.context}") from exc
+    if any(not k for k in c.extensions):
+        raise InvalidArgument("container.Extension keys must not be zero-length")
+    labels_mod.validate_all(c.labels)
+    if not c.runtime.name:
+        raise InvalidArgument("container.Runtime.Name must be set")
+    if c.spec is None:
+        raise InvalidArgument("container.Spec must be set")
+    if c.snapshot_key and not c.snapshotter:
+        raise InvalidArgument("container.Snapshotter must be set if container.SnapshotKey is set")
+
+
+def _record(c: Container) -> dict:
+    return {
+        "image": c.image,
+        "labels": dict(c.labels),
+        "runtime": {"name": c.runtime.name, "options": c.runtime.options.to_json() if c.runtime.options else None},
+        "spec": c.spec.to_json() if c.spec else None,
+        "snapshotter": c.snapshotter,
+        "snapshot_key": c.snapshot_key,
+        "extensions": {k: v.to_json() for k, v in c.extensions.items()},
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    }
+
+
+def _container(cid: str, r: Mapping) -> Container:
+    return Container(
+        id=cid,
+        image=r["image"],
+        labels=dict(r["labels"]),
+        runtime=Runtime(r["runtime"]["name"], AnyValue.from_json(r["runtime"]["options"])),
+        spec=AnyValue.from_json(r["spec"]),
+        snapshotter=r["snapshotter"],
+        snapshot_key=r["snapshot_key"],
+        extensions={k: AnyValue.from_json(v) for k, v in r["extensions"].items()},
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def adaptor(c: Container) -> filters.Adaptor:
+    """Filter fields: ``id``, ``image``, ``runtime.name``, ``labels.<key>``."""
+
+    def field_of(path):
+        if path[0] == "labels":
+            return filters.adapt_labels(path, c.labels)
+        if tuple(path) == ("runtime", "name"):
+            return c.runtime.name or None
+        if len(path) == 1 and path[0] in ("id", "image"):
+            return getattr(c, path[0]) or None
+        return None
+
+    return field_of
+
+
+def _key(ns: str, cid: str) -> bytes:
+    return key(ns, "containers", cid)
+
+
+class ContainerStore:
+    """Namespaced container records with ``/containers/*`` events."""
+
+    def __init__(self, db: MetadataDB, exchange: Exchange | None = None) -> None:
+        self.db = db
+        self.exchange = exchange
+
+    def get(self, cid: str) -> Container:
+        """Raises :class:`NotFound`."""
+        ns = namespaces.required()
+        record = self.db.view(lambda txn: txn.get("objects", _key(ns, cid)))
+        if record is None:
+            raise NotFound(f"container {quote(cid)} in namespace {quote(ns)}")
+        return _container(cid, record)
+
+    def list(self, filter_texts: list[str] | tuple[str, ...] = ()) -> list[Container]:
+        """Containers matching any filter, sorted by id. Raises :class:`InvalidArgument`."""
+        ns = namespaces.required()
+        match = filters.parse_all(filter_texts)
+        prefix = key(ns, "containers") + SEP
+        rows = self.db.view(lambda txn: list(txn.scan("objects", prefix)))
+        out = (_container(k[len(prefix):].decode(), v) for k, v in rows)
+        return [c for c in out if match.match(adaptor(c))]
+
+    async def create(self, c: Container) -> Container:
+        """Raises :class:`InvalidArgument`, :class:`AlreadyExists`."""
+        ns = namespaces.required()
+        try:
+            validate(c)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"create container failed validation: {exc.context}") from exc
+        now = time.time_ns()
+        c = replace(c, created_at=now, updated_at=now)
+
+        def txn_fn(txn: Txn) -> None:
+            ensure(txn, ns)
+            if not txn.put("objects", _key(ns, c.id), _record(c), overwrite=False):
+                raise AlreadyExists(f"container {quote(c.id)}")
+
+        await self.db.update(txn_fn)
+        options = c.runtime.options
+        runtime = container_pb2.ContainerCreate.Runtime(
+            name=c.runtime.name,
+            options=any_pb2.Any(type_url=options.type_url, value=options.value) if options else None,
+        )
+        self._publish(TOPIC_CREATE, container_pb2.ContainerCreate(id=c.id, image=c.image, runtime=runtime))
+        return c
+
+    async def update(self, c: Container, paths: list[str] | tuple[str, ...] = ()) -> Container:
+        """Field paths as containerd: ``labels[.k]``, ``spec``, ``extensions[.k]``, ``image``,
+        ``snapshotkey``; none means all of those, and then snapshotter and runtime name
+        must be unchanged. Raises :class:`InvalidArgument`, :class:`NotFound`."""
+        ns = namespaces.required()
+        if not c.id:
+            raise InvalidArgument("must specify a container id")
+
+        def txn_fn(txn: Txn) -> Container:
+            record = txn.get("objects", _key(ns, c.id))
+            if record is None:
+                raise NotFound(f"container {quote(c.id)}")
+            current = _container(c.id, record)
+            fields = list(paths)
+            if not fields:
+                fields = ["labels", "spec", "extensions", "image", "snapshotkey"]
+                if current.snapshotter != c.snapshotter:
+                    raise InvalidArgument("container.Snapshotter field is immutable")
+                if current.runtime.name != c.runtime.name:
+                    raise InvalidArgument("container.Runtime.Name field is immutable")
+            labels, extensions, updated = dict(current.labels), dict(current.extensions), current
+            for path in fields:
+                if path.startswith("labels."):
+                    labels[path[7:]] = c.labels.get(path[7:], "")
+                elif path.startswith("extensions."):
+                    name = path[11:]
+                    if name in c.extensions:
+                        extensions[name] = c.extensions[name]
+                    else:
+                        extensions.pop(name, None)
+                elif path == "labels":
+                    labels = dict(c.labels)
+                elif path == "extensions":
+                    extensions = dict(c.extensions)
+                elif path == "spec":
+                    updated = replace(updated, spec=c.spec)
+                elif path == "image":
+                    updated = replace(updated, image=c.image)
+                elif path == "snapshotkey":
+                    updated = replace(updated, snapshot_key=c.snapshot_key)
+                else:
+                    raise InvalidArgument(f"cannot update {quote(path)} field on {quote(c.id)}")
+            updated = replace(updated, labels={k: v for k, v in labels.items() if v}, extensions=extensions,
+                              updated_at=time.time_ns())
+            try:
+                validate(updated)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"update failed validation: {exc.context}") from exc
+            txn.put("objects", _key(ns, c.id), _record(updated))
+            return updated
+
+        updated = await self.db.update(txn_fn)
+        self._publish(TOPIC_UPDATE, container_pb2.ContainerUpdate(
+            id=updated.id, image=updated.image, labels=dict(updated.labels), snapshot_key=updated.snapshot_key))
+        return updated
+
+    async def delete(self, cid: str) -> None:
+        """Delete the record (its snapshot becomes collectable). Raises :class:`NotFound`."""
+        ns = namespaces.required()
+
+        def txn_fn(txn: Txn) -> None:
+            if not txn.delete("objects", _key(ns, cid)):
+                raise NotFound(f"container {quote(cid)}")
+
+        await self.db.update(txn_fn)
+        self._publish(TOPIC_DELETE, container_pb2.ContainerDelete(id=cid))
+
+    def _publish(self, topic: str, event) -> None:
+        if self.exchange is not None:
+            self.exchange.publish(topic, event)
