@@ -1,0 +1,133 @@
+"""Content through the Content service: info, list, read, write (resumable), delete.
+
+Follows containerd's content proxy: a write is one bidirectional ``Write`` stream; the
+first message (``STAT``) carries the ref and, when known, the total and expected digest,
+and tells where an earlier, interrupted ingest of the same ref stopped — so
+:meth:`ContentClient.write` resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from ..api.services.content.v1 import content_pb2 as pb, content_pb2_grpc
+from ..errdefs import AlreadyExists, FailedPrecondition
+from ..services.errors import from_rpc_error
+from .connection import Connection, mapped, mapped_stream
+
+CHUNK = 1 << 20  # bytes per Write message
+
+
+@dataclass(frozen=True)
+class ContentInfo:
+    """A blob as a namespace sees it: digest, size in bytes, times (ns), labels."""
+
+    digest: str
+    size: int
+    created_at: int = 0
+    updated_at: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def _info(i: pb.Info) -> ContentInfo:
+    return ContentInfo(i.digest, i.size, i.created_at.ToNanoseconds(), i.updated_at.ToNanoseconds(), dict(i.labels))
+
+
+class ContentClient:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stub = content_pb2_grpc.ContentStub(conn.channel)
+
+    @mapped
+    async def info(self, digest: str) -> ContentInfo:
+        """Raises :class:`NotFound` when the namespace has no such blob."""
+        resp = await self.stub.Info(pb.InfoRequest(digest=digest), metadata=self.conn.metadata())
+        return _info(resp.info)
+
+    async def list(self, filters: list[str] | None = None) -> list[ContentInfo]:
+        out = []
+        async for resp in mapped_stream(self.stub.List(pb.ListContentRequest(filters=filters or []),
+                                                       metadata=self.conn.metadata())):
+            out.extend(_info(i) for i in resp.info)
+        return out
+
+    @mapped
+    async def update_labels(self, digest: str, labels: Mapping[str, str], paths: list[str] | None = None) -> ContentInfo:
+        """Set labels (``paths`` default: one ``labels.<key>`` per given key)."""
+        mask = field_mask_pb2.FieldMask(paths=paths if paths is not None else [f"labels.{k}" for k in labels])
+        resp = await self.stub.Update(pb.UpdateRequest(info=pb.Info(digest=digest, labels=dict(labels)),
+                                                       update_mask=mask), metadata=self.conn.metadata())
+        return _info(resp.info)
+
+    @mapped
+    async def delete(self, digest: str) -> None:
+        await self.stub.Delete(pb.DeleteContentRequest(digest=digest), metadata=self.conn.metadata())
+
+    async def read(self, digest: str, offset: int = 0, size: int = 0) -> AsyncIterator[bytes]:
+        """Stream the blob's bytes from ``offset`` (``size`` 0 = to the end)."""
+        call = self.stub.Read(pb.ReadContentRequest(digest=digest, offset=offset, size=size),
+                              metadata=self.conn.metadata())
+        async for resp in mapped_stream(call):
+            yield resp.data
+
+    async def read_all(self, digest: str) -> bytes:
+        return b"".join([chunk async for chunk in self.read(digest)])
+
+    @mapped
+    async def abort(self, ref: str) -> None:
+        await self.stub.Abort(pb.AbortRequest(ref=ref), metadata=self.conn.metadata())
+
+    async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
+                    labels: Mapping[str, str] | None = None, progress=None) -> str:
+        """Write a blob under ``ref`` and commit it; returns its digest.
+
+        ``data`` yields the blob from its *beginning*; when the daemon already holds part of
+        the ingest (an interrupted write of the same ref), that many bytes are skipped and
+        writing resumes. ``progress(offset, total)`` is called after each chunk. A blob that
+        already exists counts as success (containerd's rule).
+
+        Raises:
+            FailedPrecondition: size or digest mismatch at commit (nothing committed).
+        """
+        call = self.stub.Write(metadata=self.conn.metadata())
+        try:
+            await call.write(pb.WriteContentRequest(action=pb.STAT, ref=ref, total=total, expected=expected))
+            offset = (await call.read()).offset
+            skip = offset
+            async for chunk in _chunks(data):
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk, skip = chunk[skip:], 0
+                for i in range(0, len(chunk), CHUNK):
+                    await call.write(pb.WriteContentRequest(action=pb.WRITE, offset=offset, data=chunk[i:i + CHUNK]))
+                    offset = (await call.read()).offset
+                    if progress is not None:
+                        progress(offset, total)
+            await call.write(pb.WriteContentRequest(action=pb.COMMIT, offset=offset, total=total,
+                                                    expected=expected, labels=dict(labels or {})))
+            resp = await call.read()
+            await call.done_writing()
+        except grpc.RpcError as exc:
+            err = from_rpc_error(exc)
+            if isinstance(err, AlreadyExists) and expected:
+                return expected
+            raise err from exc
+        finally:
+            call.cancel()
+        if expected and resp.digest != expected:
+            raise FailedPrecondition(f"unexpected digest: {resp.digest} != {expected}")
+        return resp.digest
+
+
+async def _chunks(data: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        yield bytes(data)
+        return
+    async for chunk in data:
+        yield chunk
