@@ -61,3 +61,14 @@ def ctr_bin() -> str:
     if path is None:
         pytest.fail("Debian's ctr is not installed: apt-get install containerd (the README's install command does)")
     return path
+
+
+@pytest.fixture
+def containerd(tmp_path_factory):
+    """A real containerd (Debian's) on temporary dirs; stopped at teardown."""
+    from tests.support.containerd import Containerd
+
+    c = Containerd(tmp_path_factory.mktemp("containerd")).start()
+    yield c
+    c.stop()
+    shutil.rmtree(c.base, ignore_errors=True)

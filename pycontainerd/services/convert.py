@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
-from ..api.types import descriptor_pb2
+from ..api.types import descriptor_pb2, mount_pb2
 from ..descriptor import Descriptor
+from ..mount import Mount
 
 
 def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
@@ -28,3 +29,11 @@ def timestamp(ns: int) -> timestamp_pb2.Timestamp:
 
 def nanoseconds(ts: timestamp_pb2.Timestamp) -> int:
     return ts.ToNanoseconds()
+
+
+def mount_to_pb(m: Mount) -> mount_pb2.Mount:
+    return mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
+
+
+def mount_from_pb(m: mount_pb2.Mount) -> Mount:
+    return Mount(type=m.type, source=m.source, options=tuple(m.options), target=m.target)
