@@ -14,6 +14,8 @@ import pytest
 
 from tests.support.daemon import Daemon
 
+pytest_plugins = ["tests.support.registry"]
+
 
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:

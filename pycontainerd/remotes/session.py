@@ -1,0 +1,266 @@
+"""One registry conversation: hosts, requests, auth retries, redirects, error mapping.
+
+:meth:`RegistrySession.send` is containerd's ``request.doWithRetries``: it authorizes the
+request for its host, follows redirects itself (at most 10; the ``Authorization`` header is
+dropped on every hop and re-added only when the authorizer has a handler for the new
+host, so a 307 to a blob store on another host never sees registry credentials), and
+retries after a 401 the authorizer can answer, a 405 to a manifest HEAD (as a GET), and
+408/429 — at most 5 retries. Connection failures become
+:class:`~pycontainerd.errdefs.Unavailable`.
+
+Plain HTTP is used only for hosts the caller allows (``plain_http=True`` for all, or a
+collection of ``host[:port]`` names), like ``ctr --plain-http``; everything else is HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from pycontainerd import __version__
+from pycontainerd.errdefs import NotImplementedYet, Unavailable
+from pycontainerd.log import get_logger
+from pycontainerd.remotes import reference as refmod
+from pycontainerd.remotes.auth import Authorizer, CredentialsFunc
+from pycontainerd.remotes.errors import BODY_EXCERPT, Unauthorized, UnexpectedStatus
+
+log = get_logger("remotes")
+
+USER_AGENT = f"pycontainerd/{__version__}"
+MAX_REDIRECTS = 10
+MAX_RETRIES = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+ContentFactory = Callable[[], "bytes | AsyncIterator[bytes]"]
+"""Makes a request body afresh for every (re)try."""
+
+
+class Capability(enum.Flag):
+    PULL = enum.auto()
+    RESOLVE = enum.auto()
+    PUSH = enum.auto()
+    ALL = PULL | RESOLVE | PUSH
+
+
+@dataclass(frozen=True)
+class RegistryHost:
+    """Where to send requests for one registry domain (containerd's ``RegistryHost``)."""
+
+    host: str
+    scheme: str = "https"
+    path: str = "/v2"
+    capabilities: Capability = Capability.ALL
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def url(self, *parts: str) -> str:
+        p = "/".join(s.strip("/") for s in (self.path, *parts) if s.strip("/"))
+        trailing = "/" if parts and parts[-1].endswith("/") else ""
+        return f"{self.scheme}://{self.host}/{p}{trailing}"
+
+
+HostsFunc = Callable[[str], Sequence[RegistryHost]]
+
+
+def default_hosts(plain_http: bool | Collection[str] = False) -> HostsFunc:
+    """One host per domain, ``docker.io`` → ``registry-1.docker.io``; HTTP only where allowed."""
+
+    def hosts(domain: str) -> Sequence[RegistryHost]:
+        host = refmod.registry_host(domain)
+        if plain_http is True:
+            scheme = "http"
+        elif plain_http and (host in plain_http or domain in plain_http):
+            scheme = "http"
+        else:
+            scheme = "https"
+        return [RegistryHost(host=host, scheme=scheme)]
+
+    return hosts
+
+
+def repository_scope(repository: str, push: bool = False) -> str:
+    """``repository:<name>:pull`` or ``...:pull,push`` (containerd's ``RepositoryScope``)."""
+    return f"repository:{repository}:pull" + (",push" if push else "")
+
+
+def _registry_errors(body: bytes) -> list[dict]:
+    try:
+        doc = json.loads(body[:BODY_EXCERPT])
+    except ValueError:
+        return []
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    return [e for e in errs if isinstance(e, dict)] if isinstance(errs, list) else []
+
+
+def _url_for_message(url: httpx.URL) -> str:
+    # never echo query strings (upload state, signed blob URLs) into messages
+    return str(url.copy_with(query=None, fragment=None))
+
+
+async def unexpected_status(resp: httpx.Response, context: str = "") -> UnexpectedStatus:
+    """An :class:`UnexpectedStatus` (Unauthorized for 401/403) describing ``resp``; reads
+    (and closes) at most 64 KB of its body."""
+    body = b""
+    try:
+        if resp.is_stream_consumed:
+            try:
+                body = resp.content
+            except httpx.ResponseNotRead:
+                body = b""
+        else:
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) >= BODY_EXCERPT:
+                    break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await resp.aclose()
+    errors = _registry_errors(body)
+    method = resp.request.method
+    url = _url_for_message(resp.request.url)
+    msg = f"unexpected status from {method} request to {url}: {resp.status_code} {resp.reason_phrase}"
+    if errors:
+        msg += " - Server message: " + "; ".join(
+            f"{str(e.get('code', '')).lower()}: {e.get('message', '')}".strip(": ") for e in errors
+        )
+    if context:
+        msg = f"{context}: {msg}"
+    cls = Unauthorized if resp.status_code in (401, 403) else UnexpectedStatus
+    return cls(msg, status_code=resp.status_code, method=method, url=url, body=body, registry_errors=errors)
+
+
+class RegistrySession:
+    """Shared state of one resolver: the httpx client, the authorizer and the hosts.
+
+    ``transport`` is injected for tests (``httpx.MockTransport``); otherwise httpx's default.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+        credentials: CredentialsFunc | None = None,
+        headers: Mapping[str, str] | None = None,
+        hosts: HostsFunc | None = None,
+        plain_http: bool | Collection[str] = False,
+        timeout: float | httpx.Timeout = httpx.Timeout(30.0, connect=10.0),
+    ) -> None:
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+        self.headers = {"User-Agent": USER_AGENT, **dict(headers or {})}
+        self.authorizer = Authorizer(self.client, credentials, {"User-Agent": self.headers["User-Agent"]})
+        self.hosts = hosts or default_hosts(plain_http)
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+    def hosts_for(self, domain: str, capability: Capability) -> list[RegistryHost]:
+        return [h for h in self.hosts(domain) if capability in h.capabilities]
+
+    def _build(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        headers: Mapping[str, str],
+        content: ContentFactory | None,
+    ) -> httpx.Request:
+        body = content() if content is not None else None
+        return self.client.build_request(method, url, headers=headers, content=body)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        host: RegistryHost | None = None,
+        headers: Mapping[str, str] | None = None,
+        scopes: Sequence[str] = (),
+        content: ContentFactory | None = None,
+        stream: bool = True,
+        anonymous: bool = False,
+    ) -> httpx.Response:
+        """Send with auth retries and redirects; return the final response (any status).
+
+        The response is open (streaming) when ``stream`` is true: the caller must
+        ``aclose()`` it. Raises Unavailable on connection errors and Unauthorized when the
+        authorizer rejects a challenge outright. ``anonymous`` requests (a descriptor's
+        alternative ``urls``, an upload moved to another host) never carry credentials.
+        """
+        hdrs = {**self.headers, **(dict(host.headers) if host else {}), **dict(headers or {})}
+        responses: list[httpx.Response] = []
+        while True:
+            resp = await self._send_following(method, url, hdrs, scopes, content, stream, anonymous)
+            responses.append(resp)
+            retry = False
+            if len(responses) <= MAX_RETRIES:
+                if resp.status_code == 401 and not anonymous:
+                    try:
+                        await self.authorizer.add_responses(responses, scopes)
+                        retry = True
+                    except NotImplementedYet:
+                        retry = False
+                    except BaseException:
+                        await resp.aclose()
+                        raise
+                elif resp.status_code == 405 and method == "HEAD" and "/manifests/" in url:
+                    method = "GET"
+                    retry = True
+                elif resp.status_code in (408, 429):
+                    retry = True
+                    await asyncio.sleep(min(0.1 * len(responses), 1.0))
+            if not retry:
+                return resp
+            await resp.aclose()
+
+    async def _send_following(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        headers: Mapping[str, str],
+        scopes: Sequence[str],
+        content: ContentFactory | None,
+        stream: bool,
+        anonymous: bool,
+    ) -> httpx.Response:
+        current = httpx.URL(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            request = self._build(method, current, headers, content)
+            if anonymous:
+                request.headers.pop("Authorization", None)
+            else:
+                await self.authorizer.authorize(request, scopes)
+            log.debug("do request", method=method, url=_url_for_message(current))
+            try:
+                resp = await self.client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise Unavailable(
+                    f"failed to do request: {method} {_url_for_message(current)}: {type(exc).__name__}: {exc}"
+                ) from exc
+            location = resp.headers.get("location")
+            if resp.status_code in _REDIRECTS and location:
+                await resp.aclose()
+                nxt = current.join(location)
+                if resp.status_code == 303 or (resp.status_code in (301, 302) and method not in ("GET", "HEAD")):
+                    method, content = "GET", None
+                # headers never carry Authorization here: authorize() decides per host
+                current = nxt
+                continue
+            if not stream:
+                try:
+                    await resp.aread()
+                except httpx.TransportError as exc:
+                    await resp.aclose()
+                    raise Unavailable(
+                        f"failed to read response: {method} {_url_for_message(current)}: {type(exc).__name__}"
+                    ) from exc
+                finally:
+                    await resp.aclose()
+            return resp
+        raise Unavailable(f"stopped after {MAX_REDIRECTS} redirects: {method} {_url_for_message(httpx.URL(url))}")

@@ -1,0 +1,514 @@
+"""A real OCI distribution registry and real images, as session fixtures.
+
+Loaded by ``tests/conftest.py`` (``pytest_plugins``), so every test module can ask for:
+
+``registry``
+    Debian's ``docker-registry`` on ``127.0.0.1:<free port>``, no auth, deletes enabled,
+    filesystem storage in a temp dir. A :class:`Registry` (``.host``, ``.url``).
+``registry_auth``
+    A second one with htpasswd basic auth; ``.username`` / ``.password`` are the good
+    credentials.
+``busybox_image``
+    Real images built from Debian's ``busybox-static`` with ``umoci`` and pushed into
+    ``registry`` with ``skopeo`` (no internet), a :class:`BusyboxImages`:
+
+    ========================================  ==============================================
+    ``HOST/library/busybox:latest``           OCI manifest, one gzip layer (``.oci``)
+    ``HOST/library/busybox-multi:latest``     OCI index: a linux/arm64/v8 placeholder first,
+                                              then this machine's platform (``.multi``)
+    ``HOST/library/busybox-v2s2:latest``      docker schema2 manifest (``.v2s2``)
+    ``HOST/library/busybox-zstd:latest``      OCI manifest with a ``tar+zstd`` layer (``.zstd``)
+    ========================================  ==============================================
+
+    All digests are read back from the registry, not computed by our own code.
+
+Needs the Debian packages ``docker-registry skopeo umoci busybox-static`` (the project's
+install step installs them; tests never run apt) and ``bcrypt`` from the dev extras.
+Every process started here is killed and reaped, and every temp dir removed, at session end,
+also when tests fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+MANIFEST_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+BUSYBOX_APPLETS = ("sh", "true", "sleep", "echo", "cat", "ls")
+"""Symlinks (``bin/<name> -> busybox``) in the image besides ``bin/busybox`` itself."""
+
+_DEB_TO_OCI = {
+    # dpkg --print-architecture -> (GOARCH, variant)
+    "amd64": ("amd64", ""),
+    "arm64": ("arm64", "v8"),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+    "i386": ("386", ""),
+    "ppc64el": ("ppc64le", ""),
+    "s390x": ("s390x", ""),
+    "riscv64": ("riscv64", ""),
+    "mips64el": ("mips64le", ""),
+}
+_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el"}
+
+
+def native_platform() -> tuple[str, str, str]:
+    """``(os, architecture, variant)`` of this machine in OCI terms (variant may be ``""``)."""
+    try:
+        deb = subprocess.run(
+            ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        deb = _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
+    arch, variant = _DEB_TO_OCI.get(deb, (deb, ""))
+    return "linux", arch, variant
+
+
+def _format_platform(os_: str, arch: str, variant: str) -> str:
+    return "/".join(p for p in (os_, arch, variant) if p)
+
+
+# --------------------------------------------------------------------------------------
+# registry
+
+
+@dataclass
+class Registry:
+    """A running ``docker-registry``. ``host`` is ``127.0.0.1:PORT``, ``url`` is ``http://host``."""
+
+    host: str
+    root: Path
+    proc: subprocess.Popen | None = None
+    username: str | None = None
+    password: str | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """``(username, password)`` for an auth registry, else None."""
+        if self.username is None or self.password is None:
+            return None
+        return (self.username, self.password)
+
+    def client(self, **kw) -> httpx.Client:
+        """A sync httpx client for this registry (with its credentials, if any)."""
+        return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **kw)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _registry_binary() -> str:
+    path = shutil.which("docker-registry") or (
+        "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None
+    )
+    if path is None:
+        pytest.fail(
+            "Debian's docker-registry is not installed: apt-get install docker-registry "
+            "(the project's install step does)",
+            pytrace=False,
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _htpasswd_line(username: str, password: str) -> str:
+    try:
+        import bcrypt
+    except ImportError:  # pragma: no cover - depends on the environment
+        pytest.fail("the bcrypt package is missing: pip install -e '.[dev]'", pytrace=False)
+    # 2a: the prefix every htpasswd reader knows; cost 4 keeps each request cheap.
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4, prefix=b"2a")).decode()
+    return f"{username}:{hashed}\n"
+
+
+def start_registry(*, username: str | None = None, password: str | None = None, attempts: int = 3) -> Registry:
+    """Start a ``docker-registry`` with its own config in a fresh temp dir.
+
+    With ``username``/``password`` the registry requires htpasswd basic auth. Returns once
+    ``/v2/`` answers (200, or 401 for an auth registry). The caller must ``stop()`` it.
+    """
+    binary = _registry_binary()
+    last_error = ""
+    for _ in range(attempts):
+        root = Path(tempfile.mkdtemp(prefix="pcd-registry-"))
+        port = _free_port()
+        config = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {root / 'data'}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: 127.0.0.1:{port}",
+            "  headers:",
+            "    X-Content-Type-Options: [nosniff]",
+        ]
+        if username is not None:
+            assert password is not None
+            (root / "htpasswd").write_text(_htpasswd_line(username, password))
+            config += ["auth:", "  htpasswd:", "    realm: basic-realm", f"    path: {root / 'htpasswd'}"]
+        (root / "config.yml").write_text("\n".join(config) + "\n")
+        log_path = root / "registry.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(
+                [binary, "serve", str(root / "config.yml")],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        reg = Registry(
+            host=f"127.0.0.1:{port}", root=root, proc=proc, username=username, password=password, log_path=log_path
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                r = httpx.get(f"{reg.url}/v2/", timeout=2)
+                if r.status_code in (200, 401):
+                    return reg
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        last_error = log_path.read_text(errors="replace")[-2000:]
+        reg.stop()
+    pytest.fail(f"docker-registry did not start after {attempts} attempts; last log:\n{last_error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A real registry on 127.0.0.1 without auth (see module doc)."""
+    reg = start_registry()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_auth():
+    """A real registry with htpasswd basic auth; ``.username``/``.password`` get in."""
+    reg = start_registry(username="pcduser", password="pcd-secret-pw")
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+# --------------------------------------------------------------------------------------
+# images
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One image in the registry, digests as the registry serves them.
+
+    ``digest``/``media_type``/``size`` describe the target (what a tag resolves to: a manifest
+    or an index). ``manifest_digest``, ``config_digest`` and ``layers`` are those of this
+    machine's platform (for an index: the child manifest picked for this machine).
+    """
+
+    ref: str
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    size: int
+    manifest_digest: str
+    manifest_media_type: str
+    config_digest: str
+    config_media_type: str
+    layer_digests: tuple[str, ...]
+    layer_media_types: tuple[str, ...]
+
+    @property
+    def ref_by_digest(self) -> str:
+        host = self.ref.split("/", 1)[0]
+        return f"{host}/{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class BusyboxImages:
+    """The busybox images pushed to the ``registry`` fixture (see module doc).
+
+    Shortcuts ``ref``, ``digest``, ``manifest_digest``, ``config_digest`` are those of ``oci``.
+    ``layout`` is the OCI image layout they were built in (tags ``latest``, ``other``,
+    ``multi``), kept for the session; ``layout.parent / "layout-zstd"`` holds the zstd copy.
+    """
+
+    registry: Registry
+    platform: str
+    os: str
+    architecture: str
+    variant: str
+    oci: PushedImage
+    multi: PushedImage
+    v2s2: PushedImage
+    zstd: PushedImage | None
+    other_platform: str
+    other_manifest_digest: str
+    layout: Path
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> str:
+        return self.oci.ref
+
+    @property
+    def digest(self) -> str:
+        return self.oci.digest
+
+    @property
+    def manifest_digest(self) -> str:
+        return self.oci.manifest_digest
+
+    @property
+    def config_digest(self) -> str:
+        return self.oci.config_digest
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: apt-get install {package} (the project's install step does)", pytrace=False
+        )
+    return path
+
+
+def _run(*argv: str, cwd: Path | None = None) -> str:
+    r = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return r.stdout
+
+
+def _umoci_rootless() -> tuple[str, ...]:
+    return () if os.geteuid() == 0 else ("--rootless",)
+
+
+def _build_layout(work: Path, os_: str, arch: str, variant: str, other: tuple[str, str, str]) -> Path:
+    """Build the OCI layout: tag ``latest`` (busybox), ``other`` (a tiny placeholder for the
+    other platform) and ``multi`` (an index of both, ``other`` listed first)."""
+    umoci = _tool("umoci", "umoci")
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("/bin/busybox is missing: apt-get install busybox-static", pytrace=False)
+    layout = work / "layout"
+    rootless = _umoci_rootless()
+    _run(umoci, "init", "--layout", str(layout))
+
+    # the real image
+    _run(umoci, "new", "--image", f"{layout}:latest")
+    bundle = work / "bundle"
+    _run(umoci, "unpack", *rootless, "--image", f"{layout}:latest", str(bundle))
+    bindir = bundle / "rootfs" / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, bindir / "busybox")
+    os.chmod(bindir / "busybox", 0o755)
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", bindir / applet)
+    _run(umoci, "repack", *rootless, "--image", f"{layout}:latest", str(bundle))
+    _run(umoci, "config", "--image", f"{layout}:latest", "--config.cmd", "sh", "--os", os_, "--architecture", arch)
+
+    # the placeholder for the other platform: one tiny layer
+    oos, oarch, _ovariant = other
+    _run(umoci, "new", "--image", f"{layout}:other")
+    bundle2 = work / "bundle-other"
+    _run(umoci, "unpack", *rootless, "--image", f"{layout}:other", str(bundle2))
+    (bundle2 / "rootfs" / "README").write_text(f"placeholder image for {_format_platform(*other)}\n")
+    _run(umoci, "repack", *rootless, "--image", f"{layout}:other", str(bundle2))
+    _run(umoci, "config", "--image", f"{layout}:other", "--os", oos, "--architecture", oarch)
+    _run(umoci, "gc", "--layout", str(layout))
+
+    # the index, written by hand (umoci has no command for it)
+    index_path = layout / "index.json"
+    top = json.loads(index_path.read_text())
+    by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in top["manifests"]}
+
+    def entry(tag: str, plat: tuple[str, str, str]) -> dict:
+        m = by_tag[tag]
+        p = {"architecture": plat[1], "os": plat[0]}
+        if plat[2]:
+            p["variant"] = plat[2]
+        return {"mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"], "platform": p}
+
+    multi = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [entry("other", other), entry("latest", (os_, arch, variant))],
+    }
+    blob = json.dumps(multi, separators=(",", ":")).encode()
+    hexd = hashlib.sha256(blob).hexdigest()
+    (layout / "blobs" / "sha256" / hexd).write_bytes(blob)
+    top["manifests"].append(
+        {
+            "mediaType": OCI_INDEX,
+            "digest": f"sha256:{hexd}",
+            "size": len(blob),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }
+    )
+    index_path.write_text(json.dumps(top))
+    shutil.rmtree(bundle, ignore_errors=True)
+    shutil.rmtree(bundle2, ignore_errors=True)
+    return layout
+
+
+def read_back(reg: Registry, repository: str, tag: str, native: tuple[str, str, str]) -> PushedImage:
+    """Describe ``repository:tag`` from what ``reg`` serves (walks an index to ``native``)."""
+    with reg.client() as c:
+        r = c.get(f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+        r.raise_for_status()
+        media_type = r.headers["content-type"].split(";")[0]
+        digest = r.headers["docker-content-digest"]
+        assert digest == "sha256:" + hashlib.sha256(r.content).hexdigest()
+        body = r.json()
+        manifest_digest, manifest_media_type, manifest = digest, media_type, body
+        if "manifests" in body:
+            want = {"os": native[0], "architecture": native[1]}
+            for m in body["manifests"]:
+                p = m.get("platform", {})
+                if p.get("os") == want["os"] and p.get("architecture") == want["architecture"]:
+                    manifest_digest, manifest_media_type = m["digest"], m["mediaType"]
+                    break
+            else:  # pragma: no cover - we built it
+                raise AssertionError(f"no {want} in {body}")
+            r2 = c.get(f"/v2/{repository}/manifests/{manifest_digest}", headers={"Accept": MANIFEST_ACCEPT})
+            r2.raise_for_status()
+            manifest = r2.json()
+    return PushedImage(
+        ref=f"{reg.host}/{repository}:{tag}",
+        repository=repository,
+        tag=tag,
+        digest=digest,
+        media_type=media_type,
+        size=len(r.content),
+        manifest_digest=manifest_digest,
+        manifest_media_type=manifest_media_type,
+        config_digest=manifest["config"]["digest"],
+        config_media_type=manifest["config"]["mediaType"],
+        layer_digests=tuple(layer["digest"] for layer in manifest["layers"]),
+        layer_media_types=tuple(layer["mediaType"] for layer in manifest["layers"]),
+    )
+
+
+def build_and_push_busybox(reg: Registry, work: Path) -> BusyboxImages:
+    """Build the busybox layout under ``work`` and push every variant to ``reg``."""
+    skopeo = _tool("skopeo", "skopeo")
+    os_, arch, variant = native_platform()
+    other = ("linux", "arm64", "v8") if arch != "arm64" else ("linux", "amd64", "")
+    layout = _build_layout(work, os_, arch, variant, other)
+    native = (os_, arch, variant)
+    dest = f"docker://{reg.host}/library"
+    tls = "--dest-tls-verify=false"
+    notes: list[str] = []
+
+    _run(skopeo, "copy", "--quiet", tls, f"oci:{layout}:latest", f"{dest}/busybox:latest")
+    _run(skopeo, "copy", "--quiet", "--all", tls, f"oci:{layout}:multi", f"{dest}/busybox-multi:latest")
+    _run(skopeo, "copy", "--quiet", "--format", "v2s2", tls, f"oci:{layout}:latest", f"{dest}/busybox-v2s2:latest")
+
+    # skopeo 1.9 does not recompress a gzip layer when the destination is a registry
+    # (--dest-compress-format zstd is ignored there); it does when writing an OCI layout,
+    # so recompress into a second layout (in the same layout skopeo would reuse the gzip
+    # blob), then push that as it is.
+    zstd: PushedImage | None = None
+    zstd_layout = work / "layout-zstd"
+    r = subprocess.run(
+        [skopeo, "copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{layout}:latest", f"oci:{zstd_layout}:latest"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if r.returncode == 0:
+        _run(skopeo, "copy", "--quiet", tls, f"oci:{zstd_layout}:latest", f"{dest}/busybox-zstd:latest")
+        zstd = read_back(reg, "library/busybox-zstd", "latest", native)
+        if not all(mt.endswith("+zstd") for mt in zstd.layer_media_types):
+            notes.append(f"skopeo did not produce zstd layers: {zstd.layer_media_types}")
+            zstd = None
+    else:
+        notes.append(f"skopeo cannot write zstd layers: {r.stderr.strip()}")
+
+    oci = read_back(reg, "library/busybox", "latest", native)
+    multi = read_back(reg, "library/busybox-multi", "latest", native)
+    with reg.client() as c:
+        index = c.get(
+            f"/v2/library/busybox-multi/manifests/{multi.digest}", headers={"Accept": MANIFEST_ACCEPT}
+        ).json()
+    other_digest = next(m["digest"] for m in index["manifests"] if m["digest"] != multi.manifest_digest)
+    return BusyboxImages(
+        registry=reg,
+        platform=_format_platform(*native),
+        os=os_,
+        architecture=arch,
+        variant=variant,
+        oci=oci,
+        multi=multi,
+        v2s2=read_back(reg, "library/busybox-v2s2", "latest", native),
+        zstd=zstd,
+        other_platform=_format_platform(*other),
+        other_manifest_digest=other_digest,
+        layout=layout,
+        notes=tuple(notes),
+    )
+
+
+@pytest.fixture(scope="session")
+def busybox_image(registry) -> BusyboxImages:
+    """busybox images built from ``/bin/busybox`` and pushed to ``registry`` (see module doc)."""
+    work = Path(tempfile.mkdtemp(prefix="pcd-busybox-"))
+    try:
+        yield build_and_push_busybox(registry, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    """``Basic <base64>`` for tests that build requests by hand."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
