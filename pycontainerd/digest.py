@@ -12,21 +12,45 @@ import re
 
 from .errdefs import InvalidArgument, quote
 
-_SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
+ALGORITHM = "sha256"
+"""The one algorithm content is stored under (containerd's ``digest.Canonical``)."""
+_ENCODED = re.compile(r"^[a-f0-9]{64}$")
 _GRAMMAR = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_KNOWN_ALGORITHMS = {"sha256", "sha384", "sha512"}  # valid per go-digest; only sha256 served
+
+
+def problem(digest: str) -> str:
+    """Why ``digest`` is not acceptable (go-digest's words), or ``""`` when it is."""
+    algorithm, sep, encoded = (digest or "").partition(":")
+    if not sep or not algorithm or not encoded:
+        return "invalid checksum digest format"
+    if algorithm != ALGORITHM:
+        if algorithm in _KNOWN_ALGORITHMS or _GRAMMAR.match(digest):
+            return "unsupported digest algorithm"
+        return "invalid checksum digest format"
+    if len(encoded) != 64:
+        return "invalid checksum digest length"
+    if not _ENCODED.match(encoded):
+        return "invalid checksum digest format"
+    return ""
 
 
 def validate(digest: str) -> str:
     """Return ``digest`` if it is a well-formed sha256 digest.
 
     Raises:
-        InvalidArgument: malformed, or an algorithm other than sha256.
+        InvalidArgument: ``"<digest>" failed validation: <reason>``, reason as go-digest
+            gives it (invalid checksum digest format / length, unsupported digest algorithm).
     """
-    if _SHA256.match(digest or ""):
-        return digest
-    if _GRAMMAR.match(digest or "") and not digest.startswith("sha256:"):
-        raise InvalidArgument(f"digest {quote(digest)}: unsupported digest algorithm")
-    raise InvalidArgument(f"digest {quote(digest)}: invalid checksum digest format")
+    reason = problem(digest)
+    if reason:
+        raise InvalidArgument(f"{quote(digest)} failed validation: {reason}")
+    return digest
+
+
+def is_valid(digest: str) -> bool:
+    """True if :func:`validate` accepts ``digest``."""
+    return not problem(digest)
 
 
 def hex_of(digest: str) -> str:

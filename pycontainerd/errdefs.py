@@ -87,6 +87,14 @@ class ResourceExhausted(ContainerdError):
     suffix = "resource exhausted"
 
 
+class OutOfRange(ContainerdError):
+    """An offset outside what the object holds: a write not at the ingest's current offset,
+    or a read past the end of a blob (``OUT_OF_RANGE``, as containerd returns for both)."""
+
+    code = "OUT_OF_RANGE"
+    suffix = "out of range"
+
+
 class Canceled(ContainerdError):
     """The caller went away (``CANCELLED``)."""
 
@@ -123,6 +131,7 @@ BY_CODE: dict[str, type[ContainerdError]] = {
         NotImplementedYet,
         Aborted,
         ResourceExhausted,
+        OutOfRange,
         Canceled,
         DeadlineExceeded,
     )

@@ -37,6 +37,7 @@ class Scheduler:
         self.startup_delay = startup_delay
         self._lock = asyncio.Lock()
         self._pending: asyncio.Task | None = None
+        self._startup: asyncio.Task | None = None
         self.collections = 0
         self.last: gc.Result | None = None
 
@@ -45,7 +46,7 @@ class Scheduler:
 
     def start(self) -> None:
         """Schedule the start-up collection (call from the running loop)."""
-        self._pending = asyncio.get_running_loop().create_task(self._later(self.startup_delay))
+        self._startup = asyncio.get_running_loop().create_task(self._later(self.startup_delay))
 
     def schedule(self) -> None:
         """Ask for a collection soon; several asks before it runs make one collection."""
@@ -71,9 +72,10 @@ class Scheduler:
         return result
 
     async def close(self) -> None:
-        if self._pending is not None and not self._pending.done():
-            self._pending.cancel()
-            try:
-                await self._pending
-            except asyncio.CancelledError:
-                pass
+        for task in (self._pending, self._startup):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass

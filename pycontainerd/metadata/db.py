@@ -7,11 +7,16 @@ NUL (``\\0``), which no identifier, name or digest may contain, so a prefix scan
     meta          b"schema"                     -> b"1"                 schema version
     namespaces    <ns>                          -> JSON {"labels": {...}, "created_at": ns}
     objects       <ns>\\0image\\0<name>           -> JSON image record          (images)
-                  <ns>\\0content\\0blob\\0<digest>  -> JSON {labels, size, …}     (content refs)
-                  <ns>\\0content\\0ingests\\0<ref> -> JSON ingest record
+                  <ns>\\0content\\0blob\\0<digest>  -> JSON {labels, size, created_at, updated_at}
+                                                  the namespace's reference to a blob (content refs)
+                  <ns>\\0content\\0ingests\\0<ref> -> JSON {ref: <backend ingest ref "<ns>/1/<ref>">,
+                                                  expected?: <digest> (shared write, no data),
+                                                  expire_at?: ns (no lease)}
                   <ns>\\0containers\\0<id>       -> JSON container record
                   <ns>\\0snapshots\\0<snapshotter>\\0<key> -> JSON snapshot ref
                   <ns>\\0leases\\0<id>           -> JSON lease record (+ its resources)
+                  <ns>\\0leases\\0<id>\\0content\\0<digest> -> {}   the lease holds a blob
+                  <ns>\\0leases\\0<id>\\0ingests\\0<ref>    -> {}   the lease holds an ingest
                   <ns>\\0sandboxes\\0<id>        -> JSON sandbox record
 
 The kind names are containerd's bucket names (``core/metadata/buckets.go``). An open with a

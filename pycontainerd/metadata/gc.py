@@ -11,7 +11,8 @@ Roots, per namespace:
 * every lease not past ``containerd.io/gc.expire`` (→ the resources it holds; with the
   label ``containerd.io/gc.flat`` those are kept but their children are not followed);
 * content and snapshots labelled ``containerd.io/gc.root``;
-* every ingest record (an ingest in progress is never collected).
+* every ingest record, until its ``expire_at`` (set for ingests no lease holds) passes;
+  an expired ingest no lease holds is removed and the content sweeper aborts its data.
 
 Edges: labels ``containerd.io/gc.ref.content`` / ``containerd.io/gc.ref.content.<name>``
 (also ``/<name>``) → content; ``containerd.io/gc.ref.snapshot.<snapshotter>[/<name>]`` →
@@ -135,7 +136,9 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
                 if LABEL_FLAT in labels:
                     flat.add(node)
         elif kind == "ingests":
-            roots.append(node)
+            expire_at = value.get("expire_at")
+            if not expire_at or expire_at > now * 1e9:
+                roots.append(node)
         elif kind == "snapshots":
             if LABEL_ROOT in labels:
                 roots.append(node)
@@ -166,6 +169,8 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
         elif kind == "snapshots":
             snapshotter, snap_key = ident
             txn.delete("objects", key(ns, "snapshots", snapshotter, snap_key))
+        elif kind == "ingests":
+            txn.delete("objects", key(ns, "content", "ingests", ident))
         else:
             continue
         result.removed.append(node)

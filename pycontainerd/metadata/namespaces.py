@@ -23,7 +23,7 @@ TOPIC_UPDATE = "/namespaces/update"
 TOPIC_DELETE = "/namespaces/delete"
 
 # objects-db kinds that keep a namespace from being deleted, with containerd's words.
-_BLOCKING_KINDS = {"image": "images", "content": "blobs", "containers": "containers"}
+_BLOCKING_KINDS = {"image": "images", "containers": "containers"}
 
 
 @dataclass
@@ -44,7 +44,8 @@ def ensure(txn: Txn, name: str) -> None:
 
 def remaining_kinds(txn: Txn, name: str) -> list[str]:
     """Which kinds of object still live in namespace ``name`` (``images``, ``blobs``,
-    ``containers``, ``snapshots on "<snapshotter>" snapshotter``, …), in key order."""
+    ``containers``, ``snapshots on "<snapshotter>" snapshotter``), as containerd lists them.
+    Leases, ingests in progress and sandboxes do not keep a namespace alive."""
     out: list[str] = []
     prefix = key(name) + SEP
     cursor_key = txn.first_key("objects", prefix)
@@ -54,8 +55,13 @@ def remaining_kinds(txn: Txn, name: str) -> list[str]:
         if kind == "snapshots" and len(parts) > 1:
             out.append(f'snapshots on "{parts[1]}" snapshotter')
             skip = prefix + key(kind, parts[1]) + b"\x01"
+        elif kind == "content":
+            if txn.first_key("objects", prefix + key("content", "blob") + SEP) is not None:
+                out.append("blobs")
+            skip = prefix + key(kind) + b"\x01"
         else:
-            out.append(_BLOCKING_KINDS.get(kind, kind))
+            if kind in _BLOCKING_KINDS:
+                out.append(_BLOCKING_KINDS[kind])
             skip = prefix + key(kind) + b"\x01"
         cursor_key = txn.first_key("objects", prefix, start=skip)
     return out

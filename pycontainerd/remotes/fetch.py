@@ -126,10 +126,13 @@ async def fetch_image(
     write_blob: WriteBlob,
     *,
     limit: int | None = None,
+    have: Callable[[Descriptor], Awaitable[bool]] | None = None,
 ) -> FetchResult:
     """Fetch ``ref`` for the platforms ``platform_matcher`` accepts (None: this host's,
     :func:`~.platforms.default`); see module doc. ``limit``: how many manifests to keep
-    from an index (default 1, or all for :data:`~.platforms.ALL`).
+    from an index (default 1, or all for :data:`~.platforms.ALL`). ``have(desc)``: when it
+    returns True for a blob that is not a manifest or index, the blob is not downloaded
+    (the content store has it already).
 
     Raises what the resolver, fetcher and ``write_blob`` raise; on the first error the
     other downloads in flight are cancelled.
@@ -157,6 +160,9 @@ async def fetch_image(
             if mediatypes.is_index(desc.media_type):
                 subs = select_platforms(subs, matcher, limit)
             return subs
+        if have is not None and await have(desc):
+            log.debug("content already present", digest=desc.digest)
+            return []
         stream = await fetcher.fetch(desc)
         handed[0] = True
         try:

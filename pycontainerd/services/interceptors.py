@@ -5,6 +5,8 @@ For every RPC it
 * reads the namespace from metadata key ``containerd-namespace`` (first value, as containerd)
   into :data:`pycontainerd.namespaces.current`, refusing an invalid one with
   ``INVALID_ARGUMENT``;
+* reads the lease id from metadata key ``containerd-lease`` (first value) into
+  :data:`pycontainerd.leases_context.current`;
 * binds ``request_id``, ``method`` and ``namespace`` into structlog's context;
 * turns a :class:`~pycontainerd.errdefs.ContainerdError` into the matching status
   (:mod:`.errors`), and any other exception into ``UNKNOWN`` after logging it with its
@@ -20,7 +22,7 @@ import uuid
 import grpc
 import structlog
 
-from .. import identifiers, namespaces
+from .. import identifiers, leases_context, namespaces
 from ..errdefs import ContainerdError, InvalidArgument
 from ..log import get_logger
 from .errors import code_of
@@ -29,8 +31,12 @@ log = get_logger("grpc")
 
 
 def _namespace_of(metadata) -> str | None:
+    return _header(metadata, namespaces.GRPC_HEADER)
+
+
+def _header(metadata, name: str) -> str | None:
     for key, value in metadata or ():
-        if key == namespaces.GRPC_HEADER:
+        if key == name:
             return value
     return None
 
@@ -42,10 +48,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = details.method
         ns = _namespace_of(details.invocation_metadata)
+        lease = _header(details.invocation_metadata, leases_context.GRPC_HEADER)
 
         def enter():
             request_id = uuid.uuid4().hex[:16]
-            token = namespaces.current.set(ns)
+            token = namespaces.current.set(ns), leases_context.current.set(lease)
             bound = structlog.contextvars.bound_contextvars(
                 request_id=request_id, method=method, **({"namespace": ns} if ns else {})
             )
@@ -56,7 +63,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             token, bound, started = state
             log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
             bound.__exit__(None, None, None)
-            namespaces.current.reset(token)
+            namespaces.current.reset(token[0])
+            leases_context.current.reset(token[1])
 
         async def fail(context, exc: BaseException) -> None:
             if isinstance(exc, ContainerdError):

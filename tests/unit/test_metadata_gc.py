@@ -151,3 +151,19 @@ async def test_schedule_coalesces(db):
     await asyncio.sleep(0.3)
     assert sched.collections == 1
     await sched.close()
+
+
+async def test_expired_ingest_without_lease_is_removed(db):
+    def setup(txn):
+        txn.put("objects", key("ns", "content", "ingests", "old"), {"ref": "ns/1/old", "expire_at": 1})
+        txn.put("objects", key("ns", "content", "ingests", "new"), {"ref": "ns/1/new",
+                                                                   "expire_at": time.time_ns() + 10**12})
+        txn.put("objects", key("ns", "content", "ingests", "held"), {"ref": "ns/1/held", "expire_at": 1})
+        txn.put("objects", key("ns", "leases", "l"), {"labels": {}, "created_at": 1})
+        txn.put("objects", key("ns", "leases", "l", "ingests", "held"), {})
+
+    db.update_sync(setup)
+    result = await Scheduler(db).collect()
+    assert ("ingests", "ns", "old") in result.removed
+    left = db.view(lambda t: [k for k, _ in t.scan("objects", key("ns", "content", "ingests") + b"\0")])
+    assert sorted(k.rsplit(b"\0", 1)[1] for k in left) == [b"held", b"new"]

@@ -110,3 +110,15 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
 def test_key_parts_may_not_contain_nul():
     with pytest.raises(InvalidArgument):
         key("a\0b")
+
+
+async def test_ingests_and_leases_do_not_keep_a_namespace(db):
+    store = NamespaceStore(db)
+    await store.create("only-ingest")
+
+    def add(txn):
+        txn.put("objects", key("only-ingest", "content", "ingests", "ref-1"), {"ref": "x"})
+        txn.put("objects", key("only-ingest", "leases", "l1"), {"labels": {}, "created_at": 1})
+
+    await db.update(add)
+    assert db.view(lambda txn: remaining_kinds(txn, "only-ingest")) == []

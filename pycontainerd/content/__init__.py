@@ -1,0 +1,60 @@
+"""The content store: blobs addressed by digest, written through resumable ingests.
+
+Two layers, as in containerd (``content/local`` under ``metadata/content.go``):
+
+* :mod:`.local` — :class:`~.local.LocalStore`, the files under
+  ``<root>/io.containerd.content.v1.content``: ``blobs/sha256/<hex>`` (read-only, 0444) and
+  ``ingest/<sha256 hex of ref>/`` (one directory per write in progress). It knows nothing of
+  namespaces.
+* :mod:`pycontainerd.metadata.content` — the namespaced view over it: a blob is visible in a
+  namespace only if that namespace holds a reference record for it.
+
+This module holds the plain types both layers share (:class:`Info`, :class:`Status`); digests
+are checked by :mod:`pycontainerd.digest`.
+
+Times are integers, nanoseconds since the Unix epoch; sizes and offsets are bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Info:
+    """What is known of a committed blob.
+
+    Attributes:
+        digest: ``sha256:<hex>``.
+        size: bytes.
+        created_at: ns since the epoch (commit time).
+        updated_at: ns since the epoch (last label update, or commit time).
+        labels: string labels (only the namespaced store keeps labels).
+    """
+
+    digest: str
+    size: int
+    created_at: int = 0
+    updated_at: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Status:
+    """The state of one write in progress (an ingest).
+
+    Attributes:
+        ref: the client's reference for the write.
+        offset: bytes written so far.
+        total: expected total size in bytes, 0 when unknown.
+        expected: the expected digest, ``""`` when not given.
+        started_at: ns since the epoch when the ingest began.
+        updated_at: ns since the epoch of the last write.
+    """
+
+    ref: str
+    offset: int = 0
+    total: int = 0
+    expected: str = ""
+    started_at: int = 0
+    updated_at: int = 0
