@@ -65,4 +65,12 @@ def set_level(level: str) -> None:
 
 def get_logger(component: str) -> structlog.stdlib.BoundLogger:
     """A logger bound to ``component`` (``plugin``, ``server``, ``metadata`` …)."""
-    return structlog.get_logger().bind(component=component)
+    # get_logger with initial values stays a lazy proxy: configure()/set_level() made later
+    # still apply to loggers created at import time.
+    return structlog.get_logger(component=component)
+
+
+if not structlog.is_configured():
+    # A library user (client, tests) who configured nothing gets warnings and errors on
+    # stderr, not every debug line on stdout; the daemon calls configure() itself.
+    configure("warn")

@@ -5,6 +5,7 @@ NUL (``\\0``), which no identifier, name or digest may contain, so a prefix scan
 ``<ns>\\0<kind>\\0`` sees exactly one namespace's objects of one kind::
 
     meta          b"schema"                     -> b"1"                 schema version
+                  snapshots.seq\\0<ns>\\0<snapshotter> -> n   last backend key number handed out
     namespaces    <ns>                          -> JSON {"labels": {...}, "created_at": ns}
     objects       <ns>\\0image\\0<name>           -> JSON image record          (images)
                   <ns>\\0content\\0blob\\0<digest>  -> JSON {labels, size, created_at, updated_at}
@@ -13,10 +14,13 @@ NUL (``\\0``), which no identifier, name or digest may contain, so a prefix scan
                                                   expected?: <digest> (shared write, no data),
                                                   expire_at?: ns (no lease)}
                   <ns>\\0containers\\0<id>       -> JSON container record
-                  <ns>\\0snapshots\\0<snapshotter>\\0<key> -> JSON snapshot ref
+                  <ns>\\0snapshots\\0<snapshotter>\\0<key> -> JSON {name: <backend key "<ns>/<n>/<key>">,
+                                                  parent: <key in this namespace or "">, labels,
+                                                  created_at, updated_at}   (snapshot refs)
                   <ns>\\0leases\\0<id>           -> JSON lease record (+ its resources)
                   <ns>\\0leases\\0<id>\\0content\\0<digest> -> {}   the lease holds a blob
                   <ns>\\0leases\\0<id>\\0ingests\\0<ref>    -> {}   the lease holds an ingest
+                  <ns>\\0leases\\0<id>\\0snapshots\\0<snapshotter>\\0<key> -> {}  the lease holds a snapshot
                   <ns>\\0sandboxes\\0<id>        -> JSON sandbox record
 
 The kind names are containerd's bucket names (``core/metadata/buckets.go``). An open with a
