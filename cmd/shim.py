@@ -1,13 +1,11 @@
-"""``pycontainerd-shim``: the per-task shim (built with the runtime)."""
+"""``pycontainerd-shim``: the per-task shim (containerd's runtime v2 binary contract).
+
+All logic lives in :mod:`pycontainerd.shim.main`.
+"""
 
 from __future__ import annotations
 
-import sys
-
-
-def main() -> None:
-    sys.exit("pycontainerd-shim: the runtime v2 shim is not built yet")
-
+from pycontainerd.shim.main import main
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,6 @@ mounting from that directory, as containerd does, so images with 128 layers stil
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .errdefs import InvalidArgument, quote
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the already-loaded libc; no find_library (it forks ldconfig)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 

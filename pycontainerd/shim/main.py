@@ -1,0 +1,460 @@
+"""``pycontainerd-shim``: containerd's runtime v2 shim binary contract.
+
+::
+
+    pycontainerd-shim -namespace NS -address DAEMON_SOCKET -publish-binary BIN -id ID [-debug] start
+    pycontainerd-shim -namespace NS -address DAEMON_SOCKET -publish-binary BIN -id ID [-bundle B] delete
+
+Both run with the bundle as the working directory.
+
+``start`` binds the shim's socket — ``<state>/s/<sha256(address/ns/group)>`` where the
+bundle is ``<state>/io.containerd.runtime.v2.task/<ns>/<id>`` (containerd uses
+``/run/containerd/s/…``); the hash is shortened so the path fits a unix socket — writes
+it to ``<bundle>/address``, starts the long-lived shim in a new session (``setsid``)
+handing it the listening socket, waits until it is serving, and prints the address
+(``unix:///…``, no newline). Started lean (``python -S -P``, :func:`lean_command`, what the
+daemon runs) it *forks* the long-lived shim, saving an interpreter start; started with
+``site`` (the ``pycontainerd-shim`` console script, e.g. by containerd) it *execs* a lean
+interpreter instead, so the long-lived shim never carries ``site``'s imports. Containers
+of one group (annotation ``io.containerd.runc.v2.group`` or
+``io.kubernetes.cri.sandbox-id``) share one shim: a second ``start`` that finds a live
+socket prints the same address. Runtime options (an ``Any`` of
+``containerd.runc.v1.Options``) may come on stdin; ``shim_cgroup`` is honoured.
+
+``delete`` cleans up after a shim that is gone: ``runc delete --force``, unmount
+``<bundle>/rootfs``, remove a dead socket, and print a ``DeleteResponse`` (exit status 137,
+as containerd's runc shim) on stdout.
+
+The long-lived shim (no action) is a child subreaper, reaps on SIGCHLD, and serves
+``containerd.task.v2.Task`` over ttrpc on one thread (:mod:`pycontainerd.ttrpc.reactor`).
+It runs without ``site`` (no ``.pth`` hooks), grpc, asyncio, hashlib or urllib — its
+memory is a benchmark figure. It exits on ``Shutdown`` once it has
+no tasks, or on SIGTERM. Its own log is ``<bundle>/shim.log``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+STATE_DIR_NAME = "io.containerd.runtime.v2.task"
+SOCKET_PATH_MAX = 107
+GROUP_LABELS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
+READY_TIMEOUT = 10.0
+
+
+class Flags:
+    namespace = ""
+    id = ""
+    address = ""
+    publish_binary = ""
+    bundle = ""
+    socket_fd = -1
+    ready_fd = -1
+    debug = False
+    version = False
+    action = ""
+
+
+_BOOL = {"debug", "v"}
+_NAMES = {"namespace": "namespace", "id": "id", "address": "address", "publish-binary": "publish_binary",
+          "bundle": "bundle", "socket-fd": "socket_fd", "ready-fd": "ready_fd", "socket": "socket"}
+
+
+def parse_flags(argv: list[str]) -> Flags:
+    """Go ``flag`` syntax: ``-name value``, ``-name=value``, ``--name value``, ``-debug``."""
+    f = Flags()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("-") or a in ("-", "--"):
+            f.action = a if a not in ("-", "--") else (argv[i + 1] if i + 1 < len(argv) else "")
+            break
+        name, eq, value = a.lstrip("-").partition("=")
+        if name in _BOOL:
+            on = (value.lower() not in ("false", "0")) if eq else True
+            setattr(f, "version" if name == "v" else name, on)
+        elif name in _NAMES:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise SystemExit(f"flag needs an argument: -{name}")
+                value = argv[i]
+            attr = _NAMES[name]
+            if attr != "socket":
+                setattr(f, attr, int(value) if attr.endswith("_fd") else value)
+        else:
+            raise SystemExit(f"flag provided but not defined: -{name}")
+        i += 1
+    return f
+
+
+def main(argv: list[str] | None = None) -> None:
+    f = parse_flags(sys.argv[1:] if argv is None else argv)
+    if f.version:
+        print(f"{sys.argv[0]}:\n  Version:  0.1.0 (pycontainerd)")
+        return
+    if not f.namespace:
+        sys.exit("shim namespace cannot be empty")
+    try:
+        if f.action == "start":
+            sys.stdout.write(start(f))
+            sys.stdout.flush()
+        elif f.action == "delete":
+            sys.stdout.buffer.write(delete(f))
+            sys.stdout.flush()
+        elif f.action == "":
+            serve(f)
+        else:
+            sys.exit(f"unknown action {f.action!r}")
+    except Exception as exc:  # the contract: a message on stderr and exit 1
+        print(f"pycontainerd-shim: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+# --- start ------------------------------------------------------------------------------------
+
+
+def state_dir_of(bundle: str) -> str:
+    parts = os.path.normpath(bundle).split(os.sep)
+    if len(parts) >= 4 and parts[-3] == STATE_DIR_NAME:
+        return os.sep.join(parts[:-3]) or "/"
+    return os.environ.get("PYCONTAINERD_STATE", "/run/pycontainerd")
+
+
+def socket_address(bundle: str, daemon_address: str, namespace: str, group: str) -> str:
+    """``unix://<state>/s/<sha256 hex, shortened to fit 107 bytes>``."""
+    # the builtin sha256, not hashlib: hashlib loads libcrypto (~4 MiB) into the process,
+    # and with `start` forking the long-lived shim, into every shim
+    from _sha256 import sha256
+
+    sdir = os.path.join(state_dir_of(bundle), "s")
+    digest = sha256(os.path.join(daemon_address, namespace, group).encode()).hexdigest()
+    room = SOCKET_PATH_MAX - len(sdir.encode()) - 1
+    if room < 16:
+        raise ValueError(f"state dir {sdir!r} is too long for a unix socket path")
+    return "unix://" + os.path.join(sdir, digest[:min(64, room)])
+
+
+def _group(bundle: str, id: str) -> str:
+    try:
+        with open(os.path.join(bundle, "config.json")) as fh:
+            annotations = json.load(fh).get("annotations") or {}
+    except (OSError, ValueError):
+        return id
+    for label in GROUP_LABELS:
+        if annotations.get(label):
+            return annotations[label]
+    return id
+
+
+def write_address(bundle: str, address: str) -> None:
+    tmp = os.path.join(bundle, ".address")
+    with open(tmp, "w") as fh:
+        fh.write(address)
+    os.rename(tmp, os.path.join(bundle, "address"))
+
+
+def can_connect(path: str, timeout: float = 0.1) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def lean_command() -> list[str]:
+    """The shim as the daemon runs it: ``python -S -P`` (no site, no ``.pth`` hooks) with
+    :func:`python_path` as ``PYTHONPATH``; ``start`` then forks the long-lived shim."""
+    return [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.main import main; main()"]
+
+
+def python_path() -> str:
+    return _python_path()
+
+
+def _python_path() -> str:
+    """Where this interpreter found pycontainerd and google.protobuf (for ``python -S``)."""
+    import google.protobuf
+
+    import pycontainerd
+
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(pycontainerd.__file__)))]
+    for mod_path in google.protobuf.__path__:
+        paths.append(os.path.dirname(os.path.dirname(os.path.abspath(mod_path))))
+    try:
+        from google import rpc
+
+        paths += [os.path.dirname(os.path.dirname(os.path.abspath(p))) for p in rpc.__path__]
+    except ImportError:
+        pass
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
+def start(f: Flags) -> str:
+    bundle = os.path.abspath(f.bundle or os.getcwd())
+    if not f.id:
+        raise ValueError("-id is required")
+    address = socket_address(bundle, f.address, f.namespace, _group(bundle, f.id))
+    path = address[len("unix://"):]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
+        if can_connect(path):  # the group's shim is alive: share it
+            sock.close()
+            write_address(bundle, address)
+            return address
+        os.unlink(path)
+        sock.bind(path)
+    try:
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        write_address(bundle, address)
+        options = _read_options_stdin()
+        # started lean (python -S, as the daemon does): fork, saving an interpreter start;
+        # started with site (a console script, containerd): exec a lean interpreter instead
+        pid = _fork(f, bundle, sock) if sys.flags.no_site else _spawn(f, bundle, sock)
+        _apply_shim_cgroup(pid, options.get("shim_cgroup", ""))
+        _adjust_oom_score(pid)
+    except BaseException:
+        sock.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    sock.close()
+    return address
+
+
+def _fork(f: Flags, bundle: str, sock: socket.socket) -> int:
+    ready_r, ready_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the long-lived shim
+        code = 1
+        try:
+            os.close(ready_r)
+            os.setsid()
+            os.chdir(bundle)
+            null = os.open(os.devnull, os.O_RDWR)
+            log = os.open(os.path.join(bundle, "shim.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(log, 2)
+            os.close(null)
+            os.close(log)
+            if f.address:
+                os.environ.setdefault("TTRPC_ADDRESS", f.address + ".ttrpc")
+            f.ready_fd = ready_w
+            serve(f, sock)
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    return _await_ready(ready_r, bundle, pid, None)
+
+
+def _await_ready(ready_r: int, bundle: str, pid: int, proc: subprocess.Popen | None) -> int:
+    try:
+        ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+        ok = bool(ready) and os.read(ready_r, 1) == b"1"
+    finally:
+        os.close(ready_r)
+    if not ok:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        if proc is not None:
+            proc.wait()
+        else:
+            os.waitpid(pid, 0)
+        raise RuntimeError(f"shim did not start; see {os.path.join(bundle, 'shim.log')}: {_tail(bundle)}")
+    if proc is not None:
+        proc.returncode = 0  # detached: never waited for here (it outlives this process)
+    return pid
+
+
+def _spawn(f: Flags, bundle: str, sock: socket.socket) -> int:
+    ready_r, ready_w = os.pipe()
+    argv = [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.main import main; main()",
+            "-namespace", f.namespace, "-id", f.id, "-address", f.address,
+            "-publish-binary", f.publish_binary, "-socket-fd", str(sock.fileno()), "-ready-fd", str(ready_w)]
+    if f.debug:
+        argv.append("-debug")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _python_path()
+    env.setdefault("TTRPC_ADDRESS", f.address + ".ttrpc" if f.address else "")
+    log = os.open(os.path.join(bundle, "shim.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen(argv, cwd=bundle, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, pass_fds=(sock.fileno(), ready_w), start_new_session=True)
+    finally:
+        os.close(log)
+        os.close(ready_w)
+    return _await_ready(ready_r, bundle, proc.pid, proc)
+
+
+def _tail(bundle: str) -> str:
+    try:
+        with open(os.path.join(bundle, "shim.log"), "rb") as fh:
+            return fh.read()[-500:].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _read_options_stdin() -> dict:
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return {}
+        data = sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        return {}
+    if not data:
+        return {}
+    from google.protobuf import any_pb2
+
+    from .service import parse_options
+
+    return parse_options(any_pb2.Any.FromString(data))
+
+
+def _apply_shim_cgroup(pid: int, cgroup: str) -> None:
+    if not cgroup:
+        return
+    root = "/sys/fs/cgroup"
+    targets = [os.path.join(root, cgroup.lstrip("/"))] if os.path.exists(f"{root}/cgroup.controllers") else [
+        os.path.join(root, d, cgroup.lstrip("/")) for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d, cgroup.lstrip("/")))]
+    for t in targets:
+        with open(os.path.join(t, "cgroup.procs"), "w") as fh:
+            fh.write(str(pid))
+
+
+def _adjust_oom_score(pid: int) -> None:
+    """The shim's oom_score_adj is its parent's + 1: under pressure it goes before the daemon."""
+    try:
+        with open(f"/proc/{os.getppid()}/oom_score_adj") as fh:
+            score = int(fh.read().strip())
+        with open(f"/proc/{pid}/oom_score_adj", "w") as fh:
+            fh.write(str(min(1000, score + 1)))
+    except (OSError, ValueError):
+        pass
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def delete(f: Flags) -> bytes:
+    from ..api.runtime.task.v2 import shim_pb2
+    from ..mount import is_mountpoint, unmount_all
+    from .runc import RuncError, read_pid_file
+    from .service import read_options, runc_for
+
+    bundle = os.path.abspath(f.bundle or os.getcwd())
+    id = f.id or os.path.basename(bundle)
+    runc = runc_for(bundle, f.namespace, read_options(bundle))
+    try:
+        runc.delete(id, force=True)
+    except RuncError as exc:
+        print(f"pycontainerd-shim: failed to remove runc container: {exc}", file=sys.stderr)
+    rootfs = os.path.join(bundle, "rootfs")
+    if os.path.isdir(rootfs) and is_mountpoint(rootfs):
+        try:
+            unmount_all(rootfs)
+        except OSError as exc:
+            print(f"pycontainerd-shim: failed to cleanup rootfs mount: {exc}", file=sys.stderr)
+    try:
+        with open(os.path.join(bundle, "address")) as fh:
+            address = fh.read().strip()
+        path = address[len("unix://"):] if address.startswith("unix://") else ""
+        if path and os.path.exists(path) and not can_connect(path):
+            os.unlink(path)
+    except OSError:
+        pass
+    try:
+        pid = read_pid_file(os.path.join(bundle, "init.pid"))
+    except (OSError, ValueError):
+        pid = 0
+    resp = shim_pb2.DeleteResponse(pid=pid, exit_status=128 + 9)
+    resp.exited_at.FromNanoseconds(time.time_ns())
+    return resp.SerializeToString()
+
+
+# --- the long-lived shim ----------------------------------------------------------------------
+
+
+def serve(f: Flags, lsock: socket.socket | None = None) -> None:
+    import signal
+
+    from ..ttrpc.reactor import Reactor
+    from ..ttrpc.server import Server
+    from .events import Publisher
+    from .service import SERVICE, TaskService
+
+    _set_subreaper()
+    if lsock is None:
+        if f.socket_fd < 0:
+            raise ValueError("the long-lived shim needs -socket-fd (run it through `start`)")
+        lsock = socket.socket(fileno=f.socket_fd)
+    lsock.set_inheritable(False)
+    try:
+        own_path = lsock.getsockname()
+    except OSError:
+        own_path = ""
+    reactor = Reactor()
+    ttrpc_address = os.environ.get("TTRPC_ADDRESS") or (f.address + ".ttrpc" if f.address else "")
+    publisher = Publisher(reactor, f.namespace, ttrpc_address, address=f.address,
+                          publish_binary=f.publish_binary if f.publish_binary not in ("", "containerd") else "")
+    service = TaskService(reactor, f.namespace, publisher, shutdown=reactor.stop)
+    server = Server(reactor, require_same_user=True)
+    server.register(SERVICE, service.methods())
+    server.add_listener(lsock)
+    reactor.add_signal_handler(signal.SIGCHLD, service.reap)
+    reactor.add_signal_handler(signal.SIGTERM, reactor.stop)
+    reactor.add_signal_handler(signal.SIGINT, reactor.stop)
+    if f.ready_fd >= 0:
+        os.write(f.ready_fd, b"1")
+        os.close(f.ready_fd)
+    service.reap()
+    try:
+        reactor.run()
+    finally:
+        server.flush()
+        publisher.close()
+        server.close()
+        if isinstance(own_path, str) and own_path and not own_path.startswith("\0"):
+            try:
+                os.unlink(own_path)
+            except OSError:
+                pass
+
+
+def _set_subreaper() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_CHILD_SUBREAPER = 36
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")

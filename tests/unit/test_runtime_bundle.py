@@ -1,0 +1,57 @@
+"""Task bundles: layout, refusal of bad ids and duplicates, atomic delete."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pycontainerd import errdefs
+from pycontainerd.runtime.bundle import STATE_DIR, Bundle
+
+
+def test_layout_without_root(tmp_path) -> None:
+    b = Bundle.create(str(tmp_path), "default", "web", b'{"ociVersion": "1.0.2"}')
+    assert b.path == str(tmp_path / STATE_DIR / "default" / "web")
+    assert sorted(os.listdir(b.path)) == ["config.json", "rootfs", "work"]
+    assert open(b.config, "rb").read() == b'{"ociVersion": "1.0.2"}'
+    assert os.stat(b.path).st_mode & 0o777 == 0o700
+    assert os.path.isdir(b.rootfs) and not os.path.islink(os.path.join(b.path, "work"))
+    assert Bundle.list(str(tmp_path)) == [("default", "web")]
+    assert Bundle.load(str(tmp_path), "default", "web") == b
+
+
+def test_layout_with_root_symlinks_work(tmp_path) -> None:
+    state, root = tmp_path / "state", tmp_path / "root"
+    b = Bundle.create(str(state), "k8s.io", "c1", b"{}", root=str(root))
+    work = os.readlink(os.path.join(b.path, "work"))
+    assert work == str(root / STATE_DIR / "k8s.io" / "c1") and os.path.isdir(work)
+    b.delete()
+    assert not os.path.exists(b.path) and not os.path.exists(work)
+    assert os.listdir(state / STATE_DIR / "k8s.io") == []
+
+
+def test_duplicate_and_bad_ids(tmp_path) -> None:
+    Bundle.create(str(tmp_path), "default", "x", b"{}")
+    with pytest.raises(errdefs.AlreadyExists):
+        Bundle.create(str(tmp_path), "default", "x", b"{}")
+    for bad in ("", "../etc", "a/b", "-x", "x" * 77):
+        with pytest.raises(errdefs.InvalidArgument):
+            Bundle.create(str(tmp_path), "default", bad, b"{}")
+    with pytest.raises(errdefs.InvalidArgument):
+        Bundle.create(str(tmp_path), "bad/ns", "y", b"{}")
+    with pytest.raises(errdefs.NotFound):
+        Bundle.load(str(tmp_path), "default", "nope")
+
+
+def test_address_file_and_list_skips_hidden(tmp_path) -> None:
+    b = Bundle.create(str(tmp_path), "ns1", "a", b"{}")
+    assert b.address is None
+    b.write("address", "unix:///run/x/s/abc")
+    assert b.address == "unix:///run/x/s/abc"
+    os.mkdir(tmp_path / STATE_DIR / "ns1" / ".b")  # a delete interrupted half way
+    Bundle.create(str(tmp_path), "ns2", "c", b"{}")
+    assert Bundle.list(str(tmp_path)) == [("ns1", "a"), ("ns2", "c")]
+    b.delete()
+    b.delete()  # twice is fine
+    assert Bundle.list(str(tmp_path)) == [("ns2", "c")]
