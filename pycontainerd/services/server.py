@@ -1,5 +1,6 @@
 """The gRPC server: every ``io.containerd.grpc.v1`` plugin's servicer on one unix socket
-(and an optional TLS-only TCP listener), plus gRPC health and reflection.
+(and an optional TLS-only TCP listener), plus gRPC health and reflection; and the ttrpc
+socket ``<address>.ttrpc`` where shims publish their events.
 
 A gRPC plugin's instance implements :class:`GRPCService`. The unix socket is created with
 mode 0660 and chowned to ``[grpc] uid/gid``; a stale socket file (nobody answering) is
@@ -25,6 +26,7 @@ from ..errdefs import FailedPrecondition, InvalidArgument, quote
 from ..log import get_logger
 from ..plugin import PluginSet, PluginType
 from .interceptors import RequestInterceptor
+from .ttrpc_events import events_server
 
 log = get_logger("server")
 
@@ -88,6 +90,7 @@ class Server:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.socket_path = Path(config.address)
+        self.ttrpc = None
 
     async def start(self) -> None:
         """Register services and start listening.
@@ -140,10 +143,16 @@ class Server:
             )
             server.add_secure_port(cfg.tcp_address, creds)
         await server.start()
+        self.server = server
+        exchanges = [p.instance for p in self.plugins if p.registration.type == PluginType.EVENT and p.ok]
+        if exchanges:
+            ttrpc_path = Path(f"{self.socket_path}.ttrpc")
+            prepare_unix_socket(ttrpc_path)
+            self.ttrpc = events_server(exchanges[0])
+            await self.ttrpc.start(str(ttrpc_path))
         os.chmod(self.socket_path, 0o660)
         if (cfg.uid, cfg.gid) != (os.getuid(), os.getgid()):
             os.chown(self.socket_path, cfg.uid, cfg.gid)
-        self.server = server
         log.info("serving", address=str(self.socket_path), tcp_address=cfg.tcp_address or None)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -157,5 +166,8 @@ class Server:
                 shutdown()
         await self.server.stop(grace)
         self.server = None
+        if self.ttrpc is not None:
+            await self.ttrpc.close()
+            self.ttrpc = None
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
