@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.daemon import Daemon
 
-pytest_plugins = ["tests.support.registry"]
+pytest_plugins = ["tests.support.registry", "tests.support.images"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,169 @@
+"""Pull and unpack, client side, as containerd 1.6's client does them (DESIGN §5 Pull).
+
+``pull``: resolve → fetch index/manifest/config/layers into the daemon's content store
+through Content.Write (each blob verified by digest and size; an interrupted ingest resumes
+by ref) under a lease → Images.Create (or Update) → optionally unpack → release the lease.
+
+``unpack``: for each layer of the platform's manifest, in order: if the layer's chainID is
+already a committed snapshot, skip; else Snapshots.Prepare (parent = previous chainID,
+label ``containerd.io/snapshot.ref``) → Diff.Apply → check the applied digest is the
+config's diffID → Snapshots.Commit as the chainID. Finally the config blob gets the label
+``containerd.io/gc.ref.snapshot.<snapshotter>`` (so GC keeps the snapshots while the image
+exists) and each layer ``containerd.io/uncompressed``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from .. import imagespec
+from ..descriptor import Descriptor
+from ..errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ..metadata.images import Image
+from ..remotes import mediatypes, platforms
+from ..remotes.fetch import fetch_image, select_platforms
+from ..remotes.reference import normalize
+from ..remotes.resolver import Resolver
+
+Progress = Callable[[str, int, int], None]
+"""``progress(ref_key, offset, total)`` after each chunk written."""
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """Result of unpacking: the top chainID and how many layers were applied (not reused)."""
+
+    chain_id: str
+    applied: int
+    reused: int
+
+
+async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = True,
+               snapshotter: str = "overlayfs", resolver: Resolver | None = None,
+               plain_http: bool | list[str] = False, progress: Progress | None = None,
+               matcher: platforms.MatchComparer | None = None) -> Image:
+    """Fetch ``ref`` into the daemon and record the image; see module doc. ``matcher``
+    overrides the platforms fetched from an index (``platforms.ALL``: every one).
+
+    Raises the remotes' typed errors (``NotFound``, ``Unauthorized``, …), ``FailedPrecondition``
+    for digest mismatches, ``InvalidArgument`` for malformed manifests.
+    """
+    name = normalize(ref)
+    if matcher is None:
+        matcher = platforms.only(platform) if platform else platforms.default()
+    own = resolver is None
+    resolver = resolver or Resolver(plain_http=plain_http)
+    try:
+        async with client.lease():
+            async def write_blob(desc: Descriptor, stream: AsyncIterator[bytes]) -> None:
+                key = mediatypes.ref_key(desc)
+                labels: dict[str, str] = {}
+                data: AsyncIterator[bytes] | bytes = stream
+                if mediatypes.is_manifest(desc.media_type) or mediatypes.is_index(desc.media_type):
+                    raw = b"".join([chunk async for chunk in stream])
+                    labels = imagespec.children_labels(mediatypes.is_index(desc.media_type),
+                                                       imagespec.parse_json(raw, f"manifest {desc.digest}"))
+                    data = raw
+                if await have(desc):
+                    if labels:
+                        await client.content.update_labels(desc.digest, labels)
+                    raise AlreadyExists(desc.digest)
+                report = (lambda off, total: progress(key, off, total)) if progress else None
+                await client.content.write(key, data, expected=desc.digest, total=desc.size, labels=labels,
+                                           progress=report)
+
+            async def have(desc: Descriptor) -> bool:
+                try:
+                    await client.content.info(desc.digest)
+                    return True
+                except NotFound:
+                    return False
+
+            result = await fetch_image(resolver, name, matcher, write_blob, have=have)
+            image = Image(name=name, target=result.target)
+            try:
+                image = await client.create_image(image)
+            except AlreadyExists:
+                image = await client.update_image(image, "target")
+            if unpack:
+                await unpack_image(client, image, platform=platform, snapshotter=snapshotter)
+            return image
+    finally:
+        if own:
+            await resolver.aclose()
+
+
+async def manifest_for(client, target: Descriptor, platform: str | None = None) -> dict:
+    """The manifest document of ``target`` for ``platform`` (host default), following an
+    index if needed. Raises :class:`NotFound` when no entry matches."""
+    desc = target
+    for _ in range(4):  # index → (nested index) → manifest
+        doc = imagespec.parse_json(await client.content.read_all(desc.digest), f"manifest {desc.digest}")
+        if not mediatypes.is_index(desc.media_type):
+            return doc
+        matcher = platforms.only(platform) if platform else platforms.default()
+        try:
+            desc = select_platforms(imagespec.index_children(doc), matcher, 1)[0]
+        except NotFound as exc:
+            raise NotFound(f"no match for platform {platform or platforms.default_string()} "
+                           f"in manifest {desc.digest}") from exc
+    raise InvalidArgument(f"image {target.digest}: indexes nested too deep")
+
+
+async def unpack_image(client, image: Image, *, platform: str | None = None,
+                       snapshotter: str = "overlayfs") -> Unpacked:
+    """Unpack ``image`` into ``snapshotter``; see module doc."""
+    from .snapshots import DiffClient, SnapshotClient
+
+    snaps = SnapshotClient(client.conn, snapshotter)
+    differ = DiffClient(client.conn)
+    manifest = await manifest_for(client, image.target, platform)
+    config, layers = imagespec.manifest_children(manifest)
+    config_doc = imagespec.parse_json(await client.content.read_all(config.digest), f"config {config.digest}")
+    diff_ids = imagespec.diff_ids(config_doc)
+    if len(diff_ids) != len(layers):
+        raise InvalidArgument(f"image {image.name}: {len(layers)} layers but {len(diff_ids)} diff_ids in config")
+    chain = imagespec.chain_ids(diff_ids)
+    applied = reused = 0
+    async with client.lease():
+        parent = ""
+        for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
+            try:
+                await snaps.stat(chain_id)
+                reused += 1
+                parent = chain_id
+                continue
+            except NotFound:
+                pass
+            key = f"extract-{time.time_ns()}-{secrets.token_hex(4)} {chain_id}"
+            try:
+                mounts = await snaps.prepare(key, parent, {imagespec.LABEL_SNAPSHOT_REF: chain_id})
+            except AlreadyExists:
+                reused += 1  # committed meanwhile (by another unpack or namespace)
+                parent = chain_id
+                continue
+            try:
+                applied_desc = await differ.apply(layer, mounts)
+                if applied_desc.digest != diff_id:
+                    raise FailedPrecondition(
+                        f"wrong diff id calculated on extraction {applied_desc.digest}, expected {diff_id}")
+                try:
+                    await snaps.commit(chain_id, key, {imagespec.LABEL_SNAPSHOT_REF: chain_id})
+                except AlreadyExists:
+                    await snaps.remove(key)
+            except BaseException:
+                try:
+                    await snaps.remove(key)
+                except Exception:
+                    pass
+                raise
+            await client.content.update_labels(layer.digest, {imagespec.LABEL_UNCOMPRESSED: diff_id})
+            applied += 1
+            parent = chain_id
+        if chain:
+            await client.content.update_labels(config.digest,
+                                               {f"containerd.io/gc.ref.snapshot.{snapshotter}": chain[-1]})
+    return Unpacked(chain[-1] if chain else "", applied, reused)

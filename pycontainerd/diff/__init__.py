@@ -1,0 +1,2 @@
+"""Differs: apply a layer onto mounts, compare two mount sets into a layer
+(``io.containerd.differ.v1``)."""
