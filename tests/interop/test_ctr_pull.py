@@ -104,3 +104,16 @@ def test_pull_of_missing_tag_fails_cleanly(ctr_bin, daemon, registry):
     assert proc.returncode != 0 and "not found" in proc.stderr
     assert ctr(ctr_bin, daemon, "images", "ls", "-q").stdout.split() == []
     assert ctr(ctr_bin, daemon, "content", "ls", "-q").stdout.split() == []
+
+
+def test_import_docker_archive_made_by_skopeo(ctr_bin, daemon, busybox_image, tmp_path):
+    """A docker-archive tarball (docker save's format), written by skopeo from the OCI
+    layout, imports through ctr into our daemon and runs."""
+    archive = tmp_path / "docker-archive.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{busybox_image.layout}:latest",
+                    f"docker-archive:{archive}:example.test/busybox:archived"], check=True)
+    out = ctr(ctr_bin, daemon, "images", "import", str(archive)).stdout
+    assert "unpacking" in out
+    assert "example.test/busybox:archived" in ctr(ctr_bin, daemon, "images", "ls", "-q").stdout.split()
+    run = ctr(ctr_bin, daemon, "run", "--rm", "example.test/busybox:archived", "from-archive", "echo", "ok")
+    assert run.stdout == "ok\n"
