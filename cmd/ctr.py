@@ -1,14 +1,8 @@
-"""``pyctr``: the ctr-like command line (its commands arrive with the client library)."""
+"""``pyctr``: the ctr-like command line (the logic lives in :mod:`pycontainerd.cli`)."""
 
 from __future__ import annotations
 
-import click
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
-    """Command-line client for pycontainerd (and any containerd)."""
-
+from pycontainerd.cli import main
 
 if __name__ == "__main__":
     main()

@@ -2,14 +2,158 @@
 
 Async first::
 
+    from pycontainerd.client import AsyncClient, cio, with_process_args
+
     async with AsyncClient("/run/pycontainerd/pycontainerd.sock", namespace="default") as c:
-        print(await c.version())
         image = await c.pull("127.0.0.1:5000/library/busybox:latest", plain_http=True)
+        container = await c.new_container("hello", image, with_process_args("echo", "hi"))
+        task = await container.new_task(stdio=cio.capture())
+        await task.start()
+        print((await task.wait()).code, task.io.stdout_bytes)
+        await task.delete()
+        await container.delete()
+
+and the same surface without ``await``, for scripts: :class:`Client` (generated from the
+async code by ``python -m pycontainerd.client._unasync``; it runs an ``AsyncClient`` on a
+private event-loop thread)::
+
+    with Client("/run/pycontainerd/pycontainerd.sock") as c:
+        for image in c.list_images():
+            print(image.name, image.size())
 
 Errors are the typed exceptions of :mod:`pycontainerd.errdefs` (``NotFound``,
-``AlreadyExists``, ``FailedPrecondition``, …) mapped from gRPC status codes.
+``AlreadyExists``, ``FailedPrecondition``, …) mapped from gRPC status codes. Results are
+dataclasses. Spec options (``with_*``) come from :mod:`pycontainerd.oci.opts` and compose:
+later ones win. See ``docs/client.md`` for a tour.
 """
 
-from .client import AsyncClient, Version
+from ..errdefs import (
+    AlreadyExists,
+    ContainerdError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from ..events.exchange import Envelope
+from ..oci.opts import (
+    compose,
+    with_added_capabilities,
+    with_annotations,
+    with_capabilities,
+    with_cgroup,
+    with_cpu_shares,
+    with_cpus,
+    with_cpuset_cpus,
+    with_default_path_env,
+    with_devices,
+    with_dropped_capabilities,
+    with_env,
+    with_host_namespace,
+    with_hostname,
+    with_image_config,
+    with_linux_namespace,
+    with_memory_limit,
+    with_mounts,
+    with_namespaced_cgroup,
+    with_no_new_privileges,
+    with_pids_limit,
+    with_privileged,
+    with_process_args,
+    with_process_cwd,
+    with_readonly_rootfs,
+    with_rlimits,
+    with_seccomp,
+    with_sysctls,
+    with_tty,
+    with_tty_size,
+    with_uid_gid,
+    with_user,
+)
+from . import cio
+from ._sync import Client, Container, ContentStore, Image, Process, Snapshotter, Task
+from .client import DEFAULT_ADDRESS, AsyncClient, PluginInfo, ServerInfo, Version
+from .connection import TLSConfig
+from .containers import AsyncContainer
+from .content import AsyncContentStore, ContentInfo, IngestStatus
+from .images import AsyncImage, CheckResult
+from .snapshots import AsyncSnapshotter, SnapshotInfo, Usage
+from .tasks import (
+    AsyncProcess,
+    AsyncTask,
+    ExitStatus,
+    ProcessInfo,
+    ProcessStatus,
+    TaskMetrics,
+)
 
-__all__ = ["AsyncClient", "Version"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "AlreadyExists",
+    "AsyncClient",
+    "AsyncContainer",
+    "AsyncContentStore",
+    "AsyncImage",
+    "AsyncProcess",
+    "AsyncSnapshotter",
+    "AsyncTask",
+    "CheckResult",
+    "Client",
+    "Container",
+    "ContainerdError",
+    "ContentInfo",
+    "ContentStore",
+    "Envelope",
+    "ExitStatus",
+    "FailedPrecondition",
+    "Image",
+    "IngestStatus",
+    "InvalidArgument",
+    "NotFound",
+    "PluginInfo",
+    "Process",
+    "ProcessInfo",
+    "ProcessStatus",
+    "ServerInfo",
+    "SnapshotInfo",
+    "Snapshotter",
+    "TLSConfig",
+    "Task",
+    "TaskMetrics",
+    "Unavailable",
+    "Usage",
+    "Version",
+    "cio",
+    "compose",
+    "with_added_capabilities",
+    "with_annotations",
+    "with_capabilities",
+    "with_cgroup",
+    "with_cpu_shares",
+    "with_cpus",
+    "with_cpuset_cpus",
+    "with_default_path_env",
+    "with_devices",
+    "with_dropped_capabilities",
+    "with_env",
+    "with_host_namespace",
+    "with_hostname",
+    "with_image_config",
+    "with_linux_namespace",
+    "with_memory_limit",
+    "with_mounts",
+    "with_namespaced_cgroup",
+    "with_no_new_privileges",
+    "with_pids_limit",
+    "with_privileged",
+    "with_process_args",
+    "with_process_cwd",
+    "with_readonly_rootfs",
+    "with_rlimits",
+    "with_seccomp",
+    "with_sysctls",
+    "with_tty",
+    "with_tty_size",
+    "with_uid_gid",
+    "with_user",
+]

@@ -1,4 +1,10 @@
-"""The client's gRPC channel: address forms, request metadata, and error mapping."""
+"""The client's gRPC channel: address forms, TLS, connecting with retries, request
+metadata (namespace and lease), and error mapping.
+
+Addresses: a unix socket path (``/run/pycontainerd/pycontainerd.sock``, ``unix:///…``,
+``unix:…``) or TCP (``host:port``, ``tcp://host:port``). A TCP listener of pycontainerd is
+served with TLS only: give :class:`TLSConfig` (or ready ``grpc`` credentials).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,15 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
 from .. import namespaces
-from ..errdefs import Unavailable
+from ..errdefs import ContainerdError, Unavailable
 from ..services.errors import from_rpc_error
 
 LEASE_HEADER = "containerd-lease"
@@ -26,7 +33,9 @@ _lease: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_leas
 
 def channel_target(address: str) -> str:
     """``unix:<path>`` for a socket path (``/run/x.sock`` or ``unix:///run/x.sock``),
-    ``host:port`` unchanged for TCP."""
+    ``host:port`` for TCP (``tcp://`` dropped)."""
+    if address.startswith("tcp://"):
+        return address[len("tcp://"):]
     if address.startswith("unix://"):
         return "unix:" + address[len("unix://"):]
     if address.startswith("unix:") or address.startswith("/") or address.startswith("."):
@@ -34,16 +43,54 @@ def channel_target(address: str) -> str:
     return address
 
 
+def is_unix(address: str) -> bool:
+    return channel_target(address).startswith("unix:")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """PEM files for a TLS TCP listener: ``ca`` to verify the server (None: the system
+    roots), ``cert``/``key`` for a client certificate (both or neither), ``server_name`` to
+    override the name checked in the server certificate."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise Unavailable(f"cannot read TLS file {path}: {exc.strerror}") from exc
+
+        if (self.cert is None) != (self.key is None):
+            from ..errdefs import InvalidArgument
+
+            raise InvalidArgument("a TLS client certificate needs both cert and key")
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
 class Connection:
     """One gRPC channel plus the namespace (and lease, when set) sent with every call."""
 
     def __init__(self, address: str, namespace: str = namespaces.DEFAULT, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, options: list | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, options: list | None = None,
+                 tls: TLSConfig | None = None) -> None:
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
-        opts = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20),
-                ("grpc.default_authority", "localhost")] + list(options or [])
+        opts = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+        if is_unix(address):
+            opts.append(("grpc.default_authority", "localhost"))
+        if tls is not None:
+            credentials = credentials or tls.credentials()
+            if tls.server_name:
+                opts.append(("grpc.ssl_target_name_override", tls.server_name))
+        opts += list(options or [])
         target = channel_target(address)
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(target, credentials, options=opts)
@@ -63,6 +110,32 @@ class Connection:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError as exc:
             raise Unavailable(f"cannot connect to {self.address} within {timeout}s") from exc
+
+    async def connect(self, probe: Callable[[], Awaitable[Any]], timeout: float, retries: int = 3,
+                      backoff: float = 0.2) -> Any:
+        """Connect and run ``probe`` (one cheap call, e.g. Version), retrying while it fails
+        with ``UNAVAILABLE`` — up to ``retries`` more times, waiting ``backoff`` seconds,
+        doubling — all within ``timeout`` seconds. Returns what ``probe`` returned.
+
+        Raises :class:`Unavailable` naming the address when the daemon cannot be reached.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            left = deadline - loop.time()
+            try:
+                await self.wait_ready(max(left, 0.001))
+                return await asyncio.wait_for(probe(), max(deadline - loop.time(), 0.001))
+            except (Unavailable, TimeoutError) as exc:
+                last: BaseException = exc
+            attempt += 1
+            if attempt > retries or loop.time() + backoff >= deadline:
+                why = str(last) if isinstance(last, ContainerdError) and "cannot connect" in str(last) else (
+                    f"cannot connect to {self.address} within {timeout:g}s")
+                raise Unavailable(f"{why} (is the daemon running?)") from last
+            await asyncio.sleep(backoff)
+            backoff *= 2
 
     async def close(self) -> None:
         await self.channel.close()

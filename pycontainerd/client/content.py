@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import field_mask_pb2
 
-from ..api.services.content.v1 import content_pb2 as pb, content_pb2_grpc
+from ..api.services.content.v1 import content_pb2 as pb
+from ..api.services.content.v1 import content_pb2_grpc
 from ..errdefs import AlreadyExists, FailedPrecondition
 from ..services.errors import from_rpc_error
 from .connection import Connection, mapped, mapped_stream
@@ -37,7 +38,30 @@ def _info(i: pb.Info) -> ContentInfo:
     return ContentInfo(i.digest, i.size, i.created_at.ToNanoseconds(), i.updated_at.ToNanoseconds(), dict(i.labels))
 
 
-class ContentClient:
+@dataclass(frozen=True)
+class IngestStatus:
+    """An unfinished write (``content active``): ``ref``, bytes written so far
+    (``offset``), expected ``total`` (0 if unknown), ``expected`` digest, times in ns."""
+
+    ref: str
+    offset: int
+    total: int = 0
+    expected: str = ""
+    started_at: int = 0
+    updated_at: int = 0
+
+
+def _status(st: pb.Status) -> IngestStatus:
+    return IngestStatus(st.ref, st.offset, st.total, st.expected, st.started_at.ToNanoseconds(),
+                        st.updated_at.ToNanoseconds())
+
+
+class AsyncContentStore:
+    """The daemon's content store as this namespace sees it (``client.content``).
+
+    Blobs are addressed by digest (``sha256:<hex>``); sizes are bytes; a write is
+    identified by its ``ref`` so an interrupted one can resume."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.stub = content_pb2_grpc.ContentStub(conn.channel)
@@ -49,6 +73,7 @@ class ContentClient:
         return _info(resp.info)
 
     async def list(self, filters: list[str] | None = None) -> list[ContentInfo]:
+        """Every blob matching any of ``filters`` (containerd's filter syntax)."""
         out = []
         async for resp in mapped_stream(self.stub.List(pb.ListContentRequest(filters=filters or []),
                                                        metadata=self.conn.metadata())):
@@ -76,6 +101,19 @@ class ContentClient:
 
     async def read_all(self, digest: str) -> bytes:
         return b"".join([chunk async for chunk in self.read(digest)])
+
+    @mapped
+    async def statuses(self, *filters: str) -> list[IngestStatus]:
+        """Unfinished writes (``ref~=…`` filters)."""
+        resp = await self.stub.ListStatuses(pb.ListStatusesRequest(filters=list(filters)),
+                                            metadata=self.conn.metadata())
+        return [_status(st) for st in resp.statuses]
+
+    @mapped
+    async def status(self, ref: str) -> IngestStatus:
+        """One unfinished write. Raises :class:`NotFound`."""
+        resp = await self.stub.Status(pb.StatusRequest(ref=ref), metadata=self.conn.metadata())
+        return _status(resp.status)
 
     @mapped
     async def abort(self, ref: str) -> None:
@@ -131,3 +169,7 @@ async def _chunks(data: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:
         return
     async for chunk in data:
         yield chunk
+
+
+ContentClient = AsyncContentStore
+"""The earlier name of :class:`AsyncContentStore`."""
