@@ -120,12 +120,13 @@ class AsyncContentStore:
         await self.stub.Abort(pb.AbortRequest(ref=ref), metadata=self.conn.metadata())
 
     async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
-                    labels: Mapping[str, str] | None = None, progress=None) -> str:
+                    labels: Mapping[str, str] | None = None, progress=None, start: int = 0) -> str:
         """Write a blob under ``ref`` and commit it; returns its digest.
 
-        ``data`` yields the blob from its *beginning*; when the daemon already holds part of
-        the ingest (an interrupted write of the same ref), that many bytes are skipped and
-        writing resumes. ``progress(offset, total)`` is called after each chunk. A blob that
+        ``data`` yields the blob from byte ``start`` on (0: its beginning); when the daemon
+        already holds more of the ingest (an interrupted write of the same ref), the bytes it
+        has are skipped and writing resumes. A ``start`` beyond what the daemon holds raises
+        :class:`FailedPrecondition`. ``progress(offset, total)`` is called after each chunk. A blob that
         already exists counts as success (containerd's rule).
 
         Raises:
@@ -135,7 +136,9 @@ class AsyncContentStore:
         try:
             await call.write(pb.WriteContentRequest(action=pb.STAT, ref=ref, total=total, expected=expected))
             offset = (await call.read()).offset
-            skip = offset
+            if offset < start:
+                raise FailedPrecondition(f"ingest {ref} holds {offset} bytes, cannot continue from {start}")
+            skip = offset - start
             async for chunk in _chunks(data):
                 if skip:
                     if len(chunk) <= skip:

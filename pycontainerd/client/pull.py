@@ -71,9 +71,10 @@ async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = 
                     if labels:
                         await client.content.update_labels(desc.digest, labels)
                     raise AlreadyExists(desc.digest)
+                start = getattr(stream, "offset", 0) if data is stream else 0
                 report = (lambda off, total: progress(key, off, total)) if progress else None
                 await client.content.write(key, data, expected=desc.digest, total=desc.size, labels=labels,
-                                           progress=report)
+                                           progress=report, start=start)
 
             async def have(desc: Descriptor) -> bool:
                 try:
@@ -82,7 +83,14 @@ async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = 
                 except NotFound:
                     return False
 
-            result = await fetch_image(resolver, name, matcher, write_blob, have=have)
+            async def resume_at(desc: Descriptor) -> int:
+                try:
+                    status = await client.content.status(mediatypes.ref_key(desc))
+                except NotFound:
+                    return 0
+                return status.offset if status.expected in ("", desc.digest) else 0
+
+            result = await fetch_image(resolver, name, matcher, write_blob, have=have, resume_at=resume_at)
             image = Image(name=name, target=result.target)
             try:
                 image = await client.create_image(image)

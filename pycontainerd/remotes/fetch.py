@@ -127,12 +127,15 @@ async def fetch_image(
     *,
     limit: int | None = None,
     have: Callable[[Descriptor], Awaitable[bool]] | None = None,
+    resume_at: Callable[[Descriptor], Awaitable[int]] | None = None,
 ) -> FetchResult:
     """Fetch ``ref`` for the platforms ``platform_matcher`` accepts (None: this host's,
     :func:`~.platforms.default`); see module doc. ``limit``: how many manifests to keep
     from an index (default 1, or all for :data:`~.platforms.ALL`). ``have(desc)``: when it
     returns True for a blob that is not a manifest or index, the blob is not downloaded
-    (the content store has it already).
+    (the content store has it already). ``resume_at(desc)``: how many bytes of the blob an
+    earlier, interrupted ingest already holds; the download then starts there (HTTP Range)
+    and the stream handed to ``write_blob`` has that ``offset``.
 
     Raises what the resolver, fetcher and ``write_blob`` raise; on the first error the
     other downloads in flight are cancelled.
@@ -163,7 +166,8 @@ async def fetch_image(
         if have is not None and await have(desc):
             log.debug("content already present", digest=desc.digest)
             return []
-        stream = await fetcher.fetch(desc)
+        offset = await resume_at(desc) if resume_at is not None else 0
+        stream = await fetcher.fetch(desc, offset if 0 < offset < desc.size else 0)
         handed[0] = True
         try:
             await _write(desc, stream)

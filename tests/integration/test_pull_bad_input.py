@@ -108,3 +108,36 @@ async def test_registry_dropping_the_connection_mid_blob_is_resumed(daemon):
         assert info.size == layer["size"]
     ranged = [r for r in reg.requests if "range" in r.headers and layer["digest"] in str(r.url)]
     assert ranged, "the second half was fetched with a Range request"
+
+
+async def test_an_interrupted_pull_is_finished_by_the_next_one_from_the_ingest_offset(daemon):
+    """The registry dies mid-blob and cannot resume: the pull fails, the ingest stays; the
+    next pull asks the daemon how far the ingest got and downloads only the rest (Range)."""
+    from tests.support.fake_registry import _BrokenStream
+
+    reg = FakeRegistry()
+    reg.add_image("library/busybox", layers=1)
+    manifest = json.loads(next(iter(reg.manifests["library/busybox"].values()))[1])
+    layer = manifest["layers"][0]
+    blob = reg.blobs["library/busybox"][layer["digest"]]
+
+    def dying(request: httpx.Request) -> httpx.Response:
+        if layer["digest"] in str(request.url):
+            if "range" in request.headers:
+                return httpx.Response(503)
+            return httpx.Response(200, stream=_BrokenStream(blob[: len(blob) // 2]),
+                                  headers={"Content-Length": str(len(blob))})
+        return reg.handle(request)
+
+    async with AsyncClient(daemon.address) as c:
+        async with Resolver(transport=httpx.MockTransport(dying)) as resolver:
+            with pytest.raises(Exception):
+                await pull(c, REF, resolver=resolver, unpack=False)
+        held = [s for s in await c.content.statuses() if s.offset > 0]
+        assert held and held[0].offset <= len(blob) // 2
+        reg.requests.clear()
+        async with Resolver(transport=reg.transport()) as resolver:
+            await pull(c, REF, resolver=resolver, unpack=False)
+        assert (await c.content.info(layer["digest"])).size == len(blob)
+    ranges = [r.headers["range"] for r in reg.requests if layer["digest"] in str(r.url)]
+    assert ranges == [f"bytes={held[0].offset}-"], ranges
