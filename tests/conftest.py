@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.support.daemon import Daemon
+from pycontainerd.testing import Daemon
 
 pytest_plugins = ["tests.support.registry", "tests.support.images"]
 
@@ -27,27 +27,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def daemon_factory(tmp_path_factory):
-    """``make(config_text=None, extra_args=(), env=None, start=True) -> Daemon``."""
-    started: list[Daemon] = []
-
-    def make(config_text: str | None = None, extra_args=(), env=None, start: bool = True, base=None) -> Daemon:
-        base = base or tmp_path_factory.mktemp("pcd")
-        cfg = None
-        if config_text is not None:
-            cfg = base / "config.toml"
-            cfg.write_text(config_text)
-        d = Daemon(base=base, config=cfg, extra_args=list(extra_args), env=dict(env or {}))
-        started.append(d)
-        if start:
-            d.start()
-        return d
-
-    yield make
-    for d in started:
-        d.stop()
-    for d in started:
-        shutil.rmtree(d.base, ignore_errors=True)
+def daemon_factory(pycontainerd_daemon_factory):
+    """``make(config_text=None, extra_args=(), env=None, start=True) -> Daemon`` — the
+    shipped plugin's factory (:mod:`pycontainerd.testing`), which our tests use."""
+    return pycontainerd_daemon_factory
 
 
 @pytest.fixture

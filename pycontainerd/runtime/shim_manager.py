@@ -12,6 +12,12 @@
 
 Any shim that follows the contract works: ours (``pycontainerd-shim``) or, in principle,
 containerd's ``containerd-shim-runc-v2``.
+
+With our own shim (the default command) ``start`` and ``delete`` run in a fork of the
+manager's shim *zygote* (:mod:`pycontainerd.runtime.zygote`), a pre-imported interpreter,
+instead of a new process: the same action with the same flags, directory, environment
+and stdin, without an interpreter start (most of a task's start-up time). Should the
+zygote be unavailable, the command runs as a process, as for any other shim.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ..errdefs import Unavailable
 from ..shim.main import lean_command, python_path
 from ..ttrpc import aio, wire
 from .bundle import SHIM_BINARY_PATH, Bundle
+from .zygote import Zygote, ZygoteUnavailable, enabled_by_env
 
 TASK_SERVICE = "containerd.task.v2.Task"
 
@@ -118,12 +125,14 @@ class ShimManager:
         address: the daemon's gRPC socket path (``-address``; shims derive the events
             endpoint ``<address>.ttrpc`` from it unless ``ttrpc_address`` is given).
         command: the shim command (default :func:`default_shim_command`).
+        zygote: run our shim's ``start``/``delete`` in forks of a shim zygote (default:
+            on, unless ``$PYCONTAINERD_SHIM_ZYGOTE=0``); only used with the default command.
     """
 
     def __init__(self, state: str, *, address: str, ttrpc_address: str | None = None,
                  command: Sequence[str] | None = None, publish_binary: str = "", debug: bool = False,
                  start_timeout: float = 30.0, env: dict[str, str] | None = None,
-                 log_sink: Callable[[bytes], object] | None = None) -> None:
+                 log_sink: Callable[[bytes], object] | None = None, zygote: bool | None = None) -> None:
         self.state = state
         self.address = address
         self.ttrpc_address = ttrpc_address if ttrpc_address is not None else address + ".ttrpc"
@@ -133,6 +142,11 @@ class ShimManager:
         self.start_timeout = start_timeout
         self.env = env
         self.log_sink = log_sink
+        if zygote is None:
+            zygote = enabled_by_env()
+        self.zygote: Zygote | None = None
+        if zygote:
+            self.zygote = Zygote(self._env(default_shim_command()))
 
     def _env(self, command: Sequence[str] | None = None) -> dict[str, str]:
         env = dict(os.environ if self.env is None else self.env)
@@ -163,18 +177,12 @@ class ShimManager:
 
     async def _start(self, bundle: Bundle, stdin: bytes, log: ShimLog) -> Shim:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv(self.command, bundle, "start"), cwd=bundle.path, env=self._env(self.command),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            rc, out, err = await self._run(self.command, bundle, ("start",), stdin, self.start_timeout)
         except OSError as exc:
             raise Unavailable(f"start shim {self.command[0]}: {exc.strerror or exc}") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.start_timeout)
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise Unavailable(f"shim start for task {bundle.id} timed out") from None
-        if proc.returncode != 0:
+        if rc != 0:
             raise Unavailable(f"start shim for task {bundle.id}: {(err or out).decode(errors='replace').strip()}")
         address = out.decode().strip()
         bundle.write(SHIM_BINARY_PATH, json.dumps(self.command))
@@ -220,22 +228,46 @@ class ShimManager:
         finally:
             _remove_dead_socket(bundle.address)
 
-    async def _delete_action(self, bundle: Bundle, timeout: float) -> api.DeleteResponse | None:
-        command = self.command_of(bundle)
+    async def _run(self, command: Sequence[str], bundle: Bundle, tail: Sequence[str], stdin: bytes | None,
+                   timeout: float) -> tuple[int, bytes, bytes]:
+        """Run ``<command> <flags> <tail…>`` in the bundle: ``(exit status, stdout, stderr)``.
+
+        Our own shim's actions run in a fork of the zygote when it is available. Raises
+        OSError (the command cannot be run) and asyncio.TimeoutError (killed after ``timeout``).
+        """
+        argv = self._argv(command, bundle, *tail)
+        env = self._env(command)
+        if self.zygote is not None and list(command) == default_shim_command():
+            try:
+                rc, out, err = await self.zygote.run(argv[len(command):], cwd=bundle.path, env=env,
+                                                     stdin=stdin or b"", timeout=timeout)
+                return rc, out, err.encode()
+            except ZygoteUnavailable:
+                pass  # run the command itself
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=bundle.path, env=env,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv(command, bundle, "-bundle", bundle.path, "delete"),
-                cwd=bundle.path, env=self._env(command), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        except OSError:
-            return None
-        try:
-            out, _err = await asyncio.wait_for(proc.communicate(), timeout)
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
+            raise
+        return proc.returncode if proc.returncode is not None else -1, out, err
+
+    async def close(self) -> None:
+        """Stop the zygote (the shims keep running)."""
+        if self.zygote is not None:
+            await self.zygote.close()
+
+    async def _delete_action(self, bundle: Bundle, timeout: float) -> api.DeleteResponse | None:
+        command = self.command_of(bundle)
+        try:
+            rc, out, _err = await self._run(command, bundle, ("-bundle", bundle.path, "delete"), None, timeout)
+        except (OSError, asyncio.TimeoutError):
             return None
-        if proc.returncode != 0:
+        if rc != 0:
             return None
         try:
             return api.DeleteResponse.FromString(out)

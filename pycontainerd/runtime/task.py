@@ -434,3 +434,4 @@ class TaskManager:
             await task.shim.close()
         self._tasks.clear()
         await self.wait_background()
+        await self.shims.close()

@@ -21,6 +21,11 @@ of one group (annotation ``io.containerd.runc.v2.group`` or
 socket prints the same address. Runtime options (an ``Any`` of
 ``containerd.runc.v1.Options``) may come on stdin; ``shim_cgroup`` is honoured.
 
+Our own daemon does not run this command for every task: its shim zygote
+(:mod:`pycontainerd.shim.zygote`) forks a pre-imported interpreter that carries out the
+same ``start`` in place (:func:`start_here`: it binds, becomes the long-lived shim and
+announces the address) — the same contract, without an interpreter start.
+
 ``delete`` cleans up after a shim that is gone: ``runc delete --force``, unmount
 ``<bundle>/rootfs``, remove a dead socket, and print a ``DeleteResponse`` (exit status 137,
 as containerd's runc shim) on stdout.
@@ -201,7 +206,54 @@ def _python_path() -> str:
     return os.pathsep.join(dict.fromkeys(paths))
 
 
-def start(f: Flags) -> str:
+def start(f: Flags, options_data: bytes | None = None) -> str:
+    """The ``start`` action; returns the address to print.
+
+    ``options_data`` are the runtime options (an ``Any``) when they do not come on stdin.
+    """
+    bundle, address, sock = _bind(f)
+    if sock is None:
+        return address  # the group's shim is alive: share it
+    try:
+        options = _read_options_stdin() if options_data is None else _parse_options(options_data)
+        # started lean (python -S, as the daemon does): fork, saving an interpreter start;
+        # started with site (a console script, containerd): exec a lean interpreter instead
+        pid = _fork(f, bundle, sock) if sys.flags.no_site else _spawn(f, bundle, sock)
+        _apply_shim_cgroup(pid, options.get("shim_cgroup", ""))
+        _adjust_oom_score(pid, os.getppid())
+    except BaseException:
+        _unbind(sock)
+        raise
+    sock.close()
+    return address
+
+
+def start_here(f: Flags, options_data: bytes, announce) -> None:
+    """``start`` without a fork, for a process that is already a fresh copy of an
+    interpreter with everything imported (the zygote's child): bind the socket, become the
+    long-lived shim (new session, bundle as cwd, ``shim.log`` as stderr) and serve.
+    ``announce(address)`` is called once the shim serves (what ``start`` would print)
+    — or at once when the group's shim already runs; then this returns. Errors before
+    serving raise (nothing is left bound); once serving, it never returns.
+    """
+    bundle, address, sock = _bind(f)
+    if sock is None:
+        announce(address)
+        return
+    try:
+        options = _parse_options(options_data)
+        _apply_shim_cgroup(os.getpid(), options.get("shim_cgroup", ""))
+        _adjust_oom_score(os.getpid(), os.getppid())
+        _detach(f, bundle)
+    except BaseException:
+        _unbind(sock)
+        raise
+    _run_shim(f, sock, lambda: announce(address))
+
+
+def _bind(f: Flags) -> tuple[str, str, socket.socket | None]:
+    """``(bundle, address, listening socket)``; the socket is None when the group's shim
+    already serves at the address (it is shared). The address is written to the bundle."""
     bundle = os.path.abspath(f.bundle or os.getcwd())
     if not f.id:
         raise ValueError("-id is required")
@@ -218,28 +270,60 @@ def start(f: Flags) -> str:
         if can_connect(path):  # the group's shim is alive: share it
             sock.close()
             write_address(bundle, address)
-            return address
+            return bundle, address, None
         os.unlink(path)
         sock.bind(path)
     try:
         os.chmod(path, 0o600)
         sock.listen(128)
         write_address(bundle, address)
-        options = _read_options_stdin()
-        # started lean (python -S, as the daemon does): fork, saving an interpreter start;
-        # started with site (a console script, containerd): exec a lean interpreter instead
-        pid = _fork(f, bundle, sock) if sys.flags.no_site else _spawn(f, bundle, sock)
-        _apply_shim_cgroup(pid, options.get("shim_cgroup", ""))
-        _adjust_oom_score(pid)
     except BaseException:
-        sock.close()
+        _unbind(sock)
+        raise
+    return bundle, address, sock
+
+
+def _unbind(sock: socket.socket) -> None:
+    try:
+        path = sock.getsockname()
+    except OSError:
+        path = ""
+    sock.close()
+    if isinstance(path, str) and path and not path.startswith("\0"):
         try:
             os.unlink(path)
         except OSError:
             pass
-        raise
-    sock.close()
-    return address
+
+
+def _detach(f: Flags, bundle: str) -> None:
+    """Become the long-lived shim's process: own session, the bundle as working directory,
+    stdin/stdout on /dev/null and stderr on ``<bundle>/shim.log``."""
+    os.setsid()
+    os.chdir(bundle)
+    null = os.open(os.devnull, os.O_RDWR)
+    log = os.open(os.path.join(bundle, "shim.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    if f.address:
+        os.environ.setdefault("TTRPC_ADDRESS", f.address + ".ttrpc")
+
+
+def _run_shim(f: Flags, sock: socket.socket, on_ready=None) -> None:
+    """Serve until shutdown, then exit the process (never returns)."""
+    code = 1
+    try:
+        serve(f, sock, on_ready)
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
 
 
 def _fork(f: Flags, bundle: str, sock: socket.socket) -> int:
@@ -248,29 +332,16 @@ def _fork(f: Flags, bundle: str, sock: socket.socket) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the long-lived shim
-        code = 1
         try:
             os.close(ready_r)
-            os.setsid()
-            os.chdir(bundle)
-            null = os.open(os.devnull, os.O_RDWR)
-            log = os.open(os.path.join(bundle, "shim.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.dup2(null, 0)
-            os.dup2(null, 1)
-            os.dup2(log, 2)
-            os.close(null)
-            os.close(log)
-            if f.address:
-                os.environ.setdefault("TTRPC_ADDRESS", f.address + ".ttrpc")
+            _detach(f, bundle)
             f.ready_fd = ready_w
-            serve(f, sock)
-            code = 0
         except BaseException:
             import traceback
 
             traceback.print_exc()
-        finally:
-            os._exit(code)
+            os._exit(1)
+        _run_shim(f, sock)
     os.close(ready_w)
     return _await_ready(ready_r, bundle, pid, None)
 
@@ -331,6 +402,10 @@ def _read_options_stdin() -> dict:
         data = sys.stdin.buffer.read()
     except (OSError, ValueError):
         return {}
+    return _parse_options(data)
+
+
+def _parse_options(data: bytes) -> dict:
     if not data:
         return {}
     from google.protobuf import any_pb2
@@ -352,10 +427,10 @@ def _apply_shim_cgroup(pid: int, cgroup: str) -> None:
             fh.write(str(pid))
 
 
-def _adjust_oom_score(pid: int) -> None:
-    """The shim's oom_score_adj is its parent's + 1: under pressure it goes before the daemon."""
+def _adjust_oom_score(pid: int, parent: int) -> None:
+    """The shim's oom_score_adj is its starter's + 1: under pressure it goes before the daemon."""
     try:
-        with open(f"/proc/{os.getppid()}/oom_score_adj") as fh:
+        with open(f"/proc/{parent}/oom_score_adj") as fh:
             score = int(fh.read().strip())
         with open(f"/proc/{pid}/oom_score_adj", "w") as fh:
             fh.write(str(min(1000, score + 1)))
@@ -405,7 +480,7 @@ def delete(f: Flags) -> bytes:
 # --- the long-lived shim ----------------------------------------------------------------------
 
 
-def serve(f: Flags, lsock: socket.socket | None = None) -> None:
+def serve(f: Flags, lsock: socket.socket | None = None, on_ready=None) -> None:
     import signal
 
     from ..ttrpc.reactor import Reactor
@@ -437,6 +512,8 @@ def serve(f: Flags, lsock: socket.socket | None = None) -> None:
     if f.ready_fd >= 0:
         os.write(f.ready_fd, b"1")
         os.close(f.ready_fd)
+    if on_ready is not None:
+        on_ready()
     service.reap()
     try:
         reactor.run()

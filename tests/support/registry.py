@@ -36,15 +36,14 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
+
+from pycontainerd.testing import Registry, start_registry  # noqa: F401 - re-exported for the tests
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -93,132 +92,6 @@ def _format_platform(os_: str, arch: str, variant: str) -> str:
 
 # --------------------------------------------------------------------------------------
 # registry
-
-
-@dataclass
-class Registry:
-    """A running ``docker-registry``. ``host`` is ``127.0.0.1:PORT``, ``url`` is ``http://host``."""
-
-    host: str
-    root: Path
-    proc: subprocess.Popen | None = None
-    username: str | None = None
-    password: str | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    @property
-    def auth(self) -> tuple[str, str] | None:
-        """``(username, password)`` for an auth registry, else None."""
-        if self.username is None or self.password is None:
-            return None
-        return (self.username, self.password)
-
-    def client(self, **kw) -> httpx.Client:
-        """A sync httpx client for this registry (with its credentials, if any)."""
-        return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **kw)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _registry_binary() -> str:
-    path = shutil.which("docker-registry") or (
-        "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None
-    )
-    if path is None:
-        pytest.fail(
-            "Debian's docker-registry is not installed: apt-get install docker-registry "
-            "(the project's install step does)",
-            pytrace=False,
-        )
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _htpasswd_line(username: str, password: str) -> str:
-    try:
-        import bcrypt
-    except ImportError:  # pragma: no cover - depends on the environment
-        pytest.fail("the bcrypt package is missing: pip install -e '.[dev]'", pytrace=False)
-    # 2a: the prefix every htpasswd reader knows; cost 4 keeps each request cheap.
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4, prefix=b"2a")).decode()
-    return f"{username}:{hashed}\n"
-
-
-def start_registry(*, username: str | None = None, password: str | None = None, attempts: int = 3) -> Registry:
-    """Start a ``docker-registry`` with its own config in a fresh temp dir.
-
-    With ``username``/``password`` the registry requires htpasswd basic auth. Returns once
-    ``/v2/`` answers (200, or 401 for an auth registry). The caller must ``stop()`` it.
-    """
-    binary = _registry_binary()
-    last_error = ""
-    for _ in range(attempts):
-        root = Path(tempfile.mkdtemp(prefix="pcd-registry-"))
-        port = _free_port()
-        config = [
-            "version: 0.1",
-            "log:",
-            "  level: warn",
-            "  accesslog:",
-            "    disabled: true",
-            "storage:",
-            "  filesystem:",
-            f"    rootdirectory: {root / 'data'}",
-            "  delete:",
-            "    enabled: true",
-            "http:",
-            f"  addr: 127.0.0.1:{port}",
-            "  headers:",
-            "    X-Content-Type-Options: [nosniff]",
-        ]
-        if username is not None:
-            assert password is not None
-            (root / "htpasswd").write_text(_htpasswd_line(username, password))
-            config += ["auth:", "  htpasswd:", "    realm: basic-realm", f"    path: {root / 'htpasswd'}"]
-        (root / "config.yml").write_text("\n".join(config) + "\n")
-        log_path = root / "registry.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(
-                [binary, "serve", str(root / "config.yml")],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        reg = Registry(
-            host=f"127.0.0.1:{port}", root=root, proc=proc, username=username, password=password, log_path=log_path
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                r = httpx.get(f"{reg.url}/v2/", timeout=2)
-                if r.status_code in (200, 401):
-                    return reg
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        last_error = log_path.read_text(errors="replace")[-2000:]
-        reg.stop()
-    pytest.fail(f"docker-registry did not start after {attempts} attempts; last log:\n{last_error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

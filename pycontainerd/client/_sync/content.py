@@ -61,18 +61,19 @@ class ContentStore(SyncWrapper):
     def abort(self, ref: str) -> None:
         return _w(self._portal.call(self._async.abort(_u(ref))), self._portal)
 
-    def write(self, ref: str, data: Iterable[bytes] | bytes, *, expected: str='', total: int=0, labels: Mapping[str, str] | None=None, progress=None) -> str:
+    def write(self, ref: str, data: Iterable[bytes] | bytes, *, expected: str='', total: int=0, labels: Mapping[str, str] | None=None, progress=None, start: int=0) -> str:
         """Write a blob under ``ref`` and commit it; returns its digest.
 
-        ``data`` yields the blob from its *beginning*; when the daemon already holds part of
-        the ingest (an interrupted write of the same ref), that many bytes are skipped and
-        writing resumes. ``progress(offset, total)`` is called after each chunk. A blob that
+        ``data`` yields the blob from byte ``start`` on (0: its beginning); when the daemon
+        already holds more of the ingest (an interrupted write of the same ref), the bytes it
+        has are skipped and writing resumes. A ``start`` beyond what the daemon holds raises
+        :class:`FailedPrecondition`. ``progress(offset, total)`` is called after each chunk. A blob that
         already exists counts as success (containerd's rule).
 
         Raises:
             FailedPrecondition: size or digest mismatch at commit (nothing committed).
         """
-        return _w(self._portal.call(self._async.write(_u(ref), _u(data), expected=_u(expected), total=_u(total), labels=_u(labels), progress=_u(progress))), self._portal)
+        return _w(self._portal.call(self._async.write(_u(ref), _u(data), expected=_u(expected), total=_u(total), labels=_u(labels), progress=_u(progress), start=_u(start))), self._portal)
 
 
 register(AsyncContentStore, ContentStore)

@@ -1,0 +1,308 @@
+"""A pytest plugin: a real pycontainerd for your tests, in one line.
+
+Installed with the package (entry point ``pytest11``), it offers:
+
+* ``pycontainerd_daemon`` — a daemon started on temporary ``--root``, ``--state`` and
+  socket, stopped (and its temp dirs removed) after the test;
+* ``pycontainerd_daemon_factory`` — ``make(config_text=None, extra_args=(), env=None)``
+  for several daemons or custom configuration;
+* ``pycontainerd_client`` — a connected sync :class:`pycontainerd.client.Client` on it;
+* ``pycontainerd_registry`` — Debian's ``docker-registry`` on 127.0.0.1 with temporary
+  storage (session scope), for pulling and pushing images.
+
+Example::
+
+    def test_pull(pycontainerd_client, pycontainerd_registry):
+        assert pycontainerd_client.version().version
+
+Running containers needs root (overlayfs mounts, runc), as with containerd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal as signals
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+
+@dataclass
+class Daemon:
+    """A running daemon: ``address`` is its unix socket; ``root``/``state`` its dirs."""
+
+    base: Path
+    config: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def address(self) -> str:
+        return str(self.base / "pycontainerd.sock")
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "daemon.log"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "pycontainerd_cmd.daemon", "--root", str(self.root),
+               "--state", str(self.state), "--address", self.address, "--log-level", "debug"]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        return cmd + self.extra_args
+
+    def start(self, wait: bool = True, timeout: float = 20.0) -> Daemon:
+        self.base.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env}, start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.exists(self.address):
+                with grpc.insecure_channel(f"unix:{self.address}") as ch:
+                    try:
+                        grpc.channel_ready_future(ch).result(timeout=0.5)
+                        return
+                    except grpc.FutureTimeoutError:
+                        pass
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signals.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the daemon and wait; SIGKILL the group if it does not exit in time."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signals.SIGKILL)
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.stop(signals.SIGKILL)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(f"unix:{self.address}")
+
+
+@dataclass
+class Registry:
+    """A running ``docker-registry``. ``host`` is ``127.0.0.1:PORT``, ``url`` is ``http://host``."""
+
+    host: str
+    root: Path
+    proc: subprocess.Popen | None = None
+    username: str | None = None
+    password: str | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """``(username, password)`` for an auth registry, else None."""
+        if self.username is None or self.password is None:
+            return None
+        return (self.username, self.password)
+
+    def client(self, **kw) -> httpx.Client:
+        """A sync httpx client for this registry (with its credentials, if any)."""
+        return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **kw)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _registry_binary() -> str:
+    path = shutil.which("docker-registry") or (
+        "/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None
+    )
+    if path is None:
+        pytest.fail(
+            "Debian's docker-registry is not installed: apt-get install docker-registry "
+            "(the project's install step does)",
+            pytrace=False,
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _htpasswd_line(username: str, password: str) -> str:
+    try:
+        import bcrypt
+    except ImportError:  # pragma: no cover - depends on the environment
+        pytest.fail("the bcrypt package is missing: pip install -e '.[dev]'", pytrace=False)
+    # 2a: the prefix every htpasswd reader knows; cost 4 keeps each request cheap.
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4, prefix=b"2a")).decode()
+    return f"{username}:{hashed}\n"
+
+
+def start_registry(*, username: str | None = None, password: str | None = None, attempts: int = 3) -> Registry:
+    """Start a ``docker-registry`` with its own config in a fresh temp dir.
+
+    With ``username``/``password`` the registry requires htpasswd basic auth. Returns once
+    ``/v2/`` answers (200, or 401 for an auth registry). The caller must ``stop()`` it.
+    """
+    binary = _registry_binary()
+    last_error = ""
+    for _ in range(attempts):
+        root = Path(tempfile.mkdtemp(prefix="pcd-registry-"))
+        port = _free_port()
+        config = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {root / 'data'}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: 127.0.0.1:{port}",
+            "  headers:",
+            "    X-Content-Type-Options: [nosniff]",
+        ]
+        if username is not None:
+            assert password is not None
+            (root / "htpasswd").write_text(_htpasswd_line(username, password))
+            config += ["auth:", "  htpasswd:", "    realm: basic-realm", f"    path: {root / 'htpasswd'}"]
+        (root / "config.yml").write_text("\n".join(config) + "\n")
+        log_path = root / "registry.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(
+                [binary, "serve", str(root / "config.yml")],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        reg = Registry(
+            host=f"127.0.0.1:{port}", root=root, proc=proc, username=username, password=password, log_path=log_path
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                r = httpx.get(f"{reg.url}/v2/", timeout=2)
+                if r.status_code in (200, 401):
+                    return reg
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        last_error = log_path.read_text(errors="replace")[-2000:]
+        reg.stop()
+    pytest.fail(f"docker-registry did not start after {attempts} attempts; last log:\n{last_error}", pytrace=False)
+
+
+@pytest.fixture
+def pycontainerd_daemon_factory(tmp_path_factory):
+    """``make(config_text=None, extra_args=(), env=None, start=True, base=None) -> Daemon``;
+    every daemon made is stopped and its directory removed after the test."""
+    started: list[Daemon] = []
+
+    def make(config_text: str | None = None, extra_args=(), env=None, start: bool = True, base=None) -> Daemon:
+        base = base or tmp_path_factory.mktemp("pcd")
+        cfg = None
+        if config_text is not None:
+            cfg = base / "config.toml"
+            cfg.write_text(config_text)
+        d = Daemon(base=base, config=cfg, extra_args=list(extra_args), env=dict(env or {}))
+        started.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+    for d in started:
+        shutil.rmtree(d.base, ignore_errors=True)
+
+
+@pytest.fixture
+def pycontainerd_daemon(pycontainerd_daemon_factory) -> Daemon:
+    """One running daemon with the default configuration on temporary dirs."""
+    return pycontainerd_daemon_factory()
+
+
+@pytest.fixture
+def pycontainerd_client(pycontainerd_daemon):
+    """A sync client connected to ``pycontainerd_daemon`` (namespace ``default``)."""
+    from pycontainerd.client import Client
+
+    client = Client(pycontainerd_daemon.address)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def pycontainerd_registry():
+    """A real registry (Debian's docker-registry) on 127.0.0.1, without auth."""
+    reg = start_registry()
+    try:
+        yield reg
+    finally:
+        reg.stop()
