@@ -140,7 +140,9 @@ def load(path: Path | None) -> Config:
         return from_dict(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"config file {quote(str(target))}: {exc}") from exc
-    except (InvalidArgument, TypeError) as exc:
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"config file {quote(str(target))}: {exc.context}") from exc
+    except TypeError as exc:
         raise InvalidArgument(f"config file {quote(str(target))}: {exc}") from exc
 
 

@@ -49,12 +49,13 @@ class TasksService:
         self.manager = manager
 
     def task(self, container_id: str) -> Task:
-        """The task of ``container_id``. Raises :class:`NotFound` (``no running task found``)."""
+        """The task of ``container_id``. Raises :class:`NotFound` (``task <id> not found``,
+        containerd's words; its client adds ``no running task found``)."""
         ns = namespaces.required()
         try:
             return self.manager.get(ns, container_id)
         except NotFound as exc:
-            raise NotFound(f"no running task found: task {quote(container_id)}") from exc
+            raise NotFound(f"task {container_id} not found") from exc
 
     async def create(self, container_id: str, rootfs: Sequence[Mount], *, stdin: str = "", stdout: str = "",
                      stderr: str = "", terminal: bool = False, options: any_pb2.Any | None = None,

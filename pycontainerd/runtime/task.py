@@ -43,6 +43,7 @@ from ..api.runtime.task.v2 import shim_pb2 as api
 from ..api.types import mount_pb2
 from ..api.types.task import task_pb2 as types
 from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote
+from ..log import get_logger
 from .bundle import Bundle
 from .shim_manager import Shim, ShimManager
 
@@ -54,6 +55,8 @@ TASK_DELETE = "/tasks/delete"
 
 _STATUS_NAMES = {types.UNKNOWN: "unknown", types.CREATED: "created", types.RUNNING: "running",
                  types.STOPPED: "stopped", types.PAUSED: "paused", types.PAUSING: "pausing"}
+
+log = get_logger("runtime")
 
 
 class EventSink(Protocol):
@@ -357,6 +360,7 @@ class TaskManager:
     def _on_disconnect(self, task: Task) -> None:
         if task._closing or self._tasks.get((task.namespace, task.id)) is not task:
             return
+        log.warning("shim disconnected; cleaning up after it", namespace=task.namespace, id=task.id)
         t = asyncio.get_running_loop().create_task(self._cleanup_dead(task, "shim disconnected"))
         self._background.add(t)
         t.add_done_callback(self._background.discard)

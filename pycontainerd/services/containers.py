@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from google.protobuf import any_pb2, empty_pb2
 
-from ..api.services.containers.v1 import containers_pb2 as pb, containers_pb2_grpc
+from ..api.services.containers.v1 import containers_pb2 as pb
+from ..api.services.containers.v1 import containers_pb2_grpc
 from ..metadata.containers import Container, ContainerStore, Runtime
 from ..typeurl import AnyValue
 from .convert import timestamp

@@ -25,8 +25,9 @@ SHUTDOWN_GRACE = 10.0  # seconds
 
 
 class RootLock:
-    """An exclusive ``flock`` on ``<root>/pycontainerd.lock`` for the daemon's lifetime, so
-    two daemons never share one ``--root``. The file holds the owner's pid (informative)."""
+    """An exclusive ``flock`` on ``<dir>/pycontainerd.lock`` for the daemon's lifetime, so
+    two daemons never share one ``--root`` or one ``--state`` (where shims are found).
+    The file holds the owner's pid (informative)."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / "pycontainerd.lock"
@@ -37,8 +38,8 @@ class RootLock:
             owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self.fd)
             raise FailedPrecondition(
-                f"root {root} is in use by another pycontainerd (pid {owner}); "
-                "stop it or choose another --root"
+                f"{root} is in use by another pycontainerd (pid {owner}); "
+                "stop it or choose another --root/--state"
             ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
@@ -59,6 +60,11 @@ async def run(cfg: Config, registry: Registry) -> None:
     root.mkdir(parents=True, exist_ok=True, mode=0o711)
     state.mkdir(parents=True, exist_ok=True, mode=0o711)
     lock = RootLock(root)
+    try:
+        state_lock = RootLock(state)
+    except FailedPrecondition:
+        lock.release()
+        raise
     plugins = None
     server = None
     try:
@@ -87,5 +93,6 @@ async def run(cfg: Config, registry: Registry) -> None:
             await server.stop(SHUTDOWN_GRACE)
         if plugins is not None:
             await close_all(plugins)
+        state_lock.release()
         lock.release()
     log.info("stopped")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..api.services.diff.v1 import diff_pb2 as pb, diff_pb2_grpc
+from ..api.services.diff.v1 import diff_pb2 as pb
+from ..api.services.diff.v1 import diff_pb2_grpc
 from .convert import descriptor_from_pb, descriptor_to_pb, mount_from_pb
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
-from ..api.services.events.v1 import events_pb2 as pb, events_pb2_grpc
+from ..api.services.events.v1 import events_pb2 as pb
+from ..api.services.events.v1 import events_pb2_grpc
 from ..errdefs import InvalidArgument
 from ..events.exchange import Envelope, Exchange
 from ..events.filtering import matcher

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from google.protobuf import empty_pb2
 
-from ..api.services.images.v1 import images_pb2 as pb, images_pb2_grpc
+from ..api.services.images.v1 import images_pb2 as pb
+from ..api.services.images.v1 import images_pb2_grpc
 from ..metadata.images import Image, ImageStore
 from .convert import descriptor_from_pb, descriptor_to_pb, timestamp
 

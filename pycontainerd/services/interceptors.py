@@ -15,6 +15,8 @@ For every RPC it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -62,9 +64,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         def leave(state, code: str) -> None:
             token, bound, started = state
             log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
-            bound.__exit__(None, None, None)
-            namespaces.current.reset(token[0])
-            leases_context.current.reset(token[1])
+            # A stream the client stopped reading is finalised from another context, where
+            # these tokens cannot be reset; that context dies with the call anyway.
+            with contextlib.suppress(ValueError):
+                bound.__exit__(None, None, None)
+            with contextlib.suppress(ValueError):
+                namespaces.current.reset(token[0])
+            with contextlib.suppress(ValueError):
+                leases_context.current.reset(token[1])
 
         async def fail(context, exc: BaseException) -> None:
             if isinstance(exc, ContainerdError):
@@ -110,6 +117,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                             yield item
                     else:
                         await behavior(request_or_iterator, context)
+                except (GeneratorExit, asyncio.CancelledError):
+                    code = "CANCELLED"
+                    raise
                 except Exception as exc:
                     if _is_abort(exc):
                         code = "ABORTED_BY_HANDLER"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from google.protobuf import empty_pb2
 
-from ..api.services.leases.v1 import leases_pb2 as pb, leases_pb2_grpc
+from ..api.services.leases.v1 import leases_pb2 as pb
+from ..api.services.leases.v1 import leases_pb2_grpc
 from ..metadata.leases import Lease, LeaseStore, Resource
 from .convert import timestamp
 

@@ -49,7 +49,11 @@ def prepare_unix_socket(path: Path) -> None:
 
     Raises:
         FailedPrecondition: a daemon answers on ``path``, or ``path`` is not a socket.
+        InvalidArgument: the path is too long for a unix socket address.
     """
+    if len(os.fsencode(path)) > 107:
+        raise InvalidArgument(f"socket path {path} is longer than 107 bytes, the limit of a unix socket "
+                              "address; choose a shorter --address")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     try:
         st = path.lstat()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from google.protobuf import any_pb2, empty_pb2
 
 from ..api.runtime.runc.options import oci_pb2 as runc_options
-from ..api.services.tasks.v1 import tasks_pb2 as pb, tasks_pb2_grpc
+from ..api.services.tasks.v1 import tasks_pb2 as pb
+from ..api.services.tasks.v1 import tasks_pb2_grpc
 from ..api.types import metrics_pb2
 from ..api.types.task import task_pb2 as types
 from ..errdefs import NotImplementedYet
@@ -21,7 +22,7 @@ def process_to_pb(container_id: str, s: ProcessState) -> types.Process:
     return types.Process(
         container_id=container_id, id=s.exec_id or s.id, pid=s.pid, status=_STATUS.get(s.status, types.UNKNOWN),
         stdin=s.stdin, stdout=s.stdout, stderr=s.stderr, terminal=s.terminal, exit_status=s.exit_status,
-        exited_at=timestamp(s.exited_at_ns),
+        exited_at=timestamp(s.exited_at_ns) if s.exited_at_ns else None,
     )
 
 

@@ -197,3 +197,19 @@ def test_invalid_namespace_header_is_invalid_argument(daemon):
         version_pb2_grpc.VersionStub(ch).Version(empty_pb2.Empty(), metadata=[("containerd-namespace", "no/slash")])
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "namespace validation" in err.value.details()
+
+
+def test_same_state_refuses_second_daemon(daemon, daemon_factory, tmp_path):
+    other = daemon_factory(start=False, base=tmp_path / "third")
+    other.extra_args += ["--state", str(daemon.state)]
+    other.start(wait=False)
+    assert other.proc.wait(20) == 1
+    assert "in use by another pycontainerd" in other.log()
+
+
+def test_socket_path_too_long_is_a_clear_error(daemon_factory, tmp_path):
+    d = daemon_factory(start=False)
+    d.extra_args += ["--address", str(tmp_path / ("x" * 120) / "s.sock")]
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    assert "longer than 107 bytes" in d.log() and "Traceback" not in d.log()
