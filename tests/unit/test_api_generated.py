@@ -293,3 +293,154 @@ def test_task_exit_round_trips_in_envelope(pool: descriptor_pool.DescriptorPool)
     assert (got.container_id, got.pid, got.exit_status, got.exited_at.seconds) == ("c1", 42, 137, 1_700_000_000)
     # Field 4 (exit_status) as varint: tag byte 0x20.
     assert bytes([0x20, 137, 1]) in exit_ev.SerializeToString()
+
+
+# --- Kubernetes CRI runtime.v1 ----------------------------------------------------------------
+# Names and numbers as k8s.io/cri-api publishes them: a kubelet, crictl and critest encode and
+# decode these messages with their own generated code, so every one is a wire fact.
+
+CRI_SERVICES = {
+    "runtime.v1.RuntimeService": [
+        "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus",
+        "ListPodSandbox", "StreamPodSandboxes", "CreateContainer", "StartContainer", "StopContainer",
+        "RemoveContainer", "ListContainers", "StreamContainers", "ContainerStatus", "UpdateContainerResources",
+        "ReopenContainerLog", "ExecSync", "Exec", "Attach", "PortForward", "ContainerStats",
+        "ListContainerStats", "StreamContainerStats", "PodSandboxStats", "ListPodSandboxStats",
+        "StreamPodSandboxStats", "UpdateRuntimeConfig", "Status", "CheckpointContainer", "GetContainerEvents",
+        "ListMetricDescriptors", "ListPodSandboxMetrics", "StreamPodSandboxMetrics", "RuntimeConfig",
+        "UpdatePodSandboxResources",
+    ],
+    "runtime.v1.ImageService": [
+        "ListImages", "StreamImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo",
+    ],
+}
+
+
+@pytest.mark.parametrize("service", sorted(CRI_SERVICES))
+def test_cri_service_methods(pool: descriptor_pool.DescriptorPool, service: str) -> None:
+    svc = pool.FindServiceByName(service)
+    assert [m.name for m in svc.methods] == CRI_SERVICES[service]
+    streaming = {m.name for m in svc.methods if m.server_streaming}
+    assert streaming == {m for m in CRI_SERVICES[service] if m.startswith("Stream") or m == "GetContainerEvents"}
+    assert not any(m.client_streaming for m in svc.methods)
+
+
+def test_cri_method_types(pool: descriptor_pool.DescriptorPool) -> None:
+    rs = pool.FindServiceByName("runtime.v1.RuntimeService")
+    events = rs.methods_by_name["GetContainerEvents"]
+    assert (events.input_type.full_name, events.output_type.full_name) == (
+        "runtime.v1.GetEventsRequest", "runtime.v1.ContainerEventResponse")
+    status = rs.methods_by_name["PodSandboxStatus"]
+    assert status.output_type.full_name == "runtime.v1.PodSandboxStatusResponse"
+
+
+I32, U64, E = FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_ENUM
+
+CRI_FIELDS = {
+    "runtime.v1.PodSandboxMetadata": {"name": (1, S), "uid": (2, S), "namespace": (3, S), "attempt": (4, U32)},
+    "runtime.v1.PodSandboxConfig": {
+        "metadata": (1, M), "hostname": (2, S), "log_directory": (3, S), "dns_config": (4, M),
+        "port_mappings": (5, M), "labels": (6, M), "annotations": (7, M), "linux": (8, M), "windows": (9, M),
+    },
+    "runtime.v1.Mount": {
+        # the published names really are camelCase for 6 and 7
+        "container_path": (1, S), "host_path": (2, S), "readonly": (3, B), "selinux_relabel": (4, B),
+        "propagation": (5, E), "uidMappings": (6, M), "gidMappings": (7, M), "recursive_read_only": (8, B),
+        "image": (9, M), "image_sub_path": (10, S),
+    },
+    "runtime.v1.ImageSpec": {
+        "image": (1, S), "annotations": (2, M), "user_specified_image": (18, S), "runtime_handler": (19, S),
+        "image_ref": (20, S),
+    },
+    "runtime.v1.LinuxContainerResources": {
+        "cpu_period": (1, I64), "cpu_quota": (2, I64), "cpu_shares": (3, I64), "memory_limit_in_bytes": (4, I64),
+        "oom_score_adj": (5, I64), "cpuset_cpus": (6, S), "cpuset_mems": (7, S), "hugepage_limits": (8, M),
+        "unified": (9, M), "memory_swap_limit_in_bytes": (10, I64),
+    },
+    "runtime.v1.LinuxSandboxSecurityContext": {
+        "namespace_options": (1, M), "selinux_options": (2, M), "run_as_user": (3, M), "run_as_group": (8, M),
+        "readonly_rootfs": (4, B), "supplemental_groups": (5, I64), "supplemental_groups_policy": (11, E),
+        "privileged": (6, B), "seccomp": (9, M), "apparmor": (10, M), "seccomp_profile_path": (7, S),
+    },
+    "runtime.v1.LinuxContainerSecurityContext": {
+        "capabilities": (1, M), "privileged": (2, B), "namespace_options": (3, M), "selinux_options": (4, M),
+        "run_as_user": (5, M), "run_as_group": (12, M), "run_as_username": (6, S), "readonly_rootfs": (7, B),
+        "supplemental_groups": (8, I64), "supplemental_groups_policy": (17, E), "no_new_privs": (11, B),
+        "masked_paths": (13, S), "readonly_paths": (14, S), "seccomp": (15, M), "apparmor": (16, M),
+        "apparmor_profile": (9, S), "seccomp_profile_path": (10, S),
+    },
+    "runtime.v1.ContainerConfig": {
+        "metadata": (1, M), "image": (2, M), "command": (3, S), "args": (4, S), "working_dir": (5, S),
+        "envs": (6, M), "mounts": (7, M), "devices": (8, M), "labels": (9, M), "annotations": (10, M),
+        "log_path": (11, S), "stdin": (12, B), "stdin_once": (13, B), "tty": (14, B), "linux": (15, M),
+        "windows": (16, M), "CDI_devices": (17, M), "stop_signal": (18, E),
+    },
+    "runtime.v1.ContainerStatus": {
+        "id": (1, S), "metadata": (2, M), "state": (3, E), "created_at": (4, I64), "started_at": (5, I64),
+        "finished_at": (6, I64), "exit_code": (7, I32), "image": (8, M), "image_ref": (9, S), "reason": (10, S),
+        "message": (11, S), "labels": (12, M), "annotations": (13, M), "mounts": (14, M), "log_path": (15, S),
+        "resources": (16, M), "image_id": (17, S), "user": (18, M), "stop_signal": (19, E),
+    },
+    "runtime.v1.PodSandboxStatus": {
+        "id": (1, S), "metadata": (2, M), "state": (3, E), "created_at": (4, I64), "network": (5, M),
+        "linux": (6, M), "labels": (7, M), "annotations": (8, M), "runtime_handler": (9, S),
+    },
+    "runtime.v1.Image": {
+        "id": (1, S), "repo_tags": (2, S), "repo_digests": (3, S), "size": (4, U64), "uid": (5, M),
+        "username": (6, S), "spec": (7, M), "pinned": (8, B),
+    },
+    "runtime.v1.AuthConfig": {
+        "username": (1, S), "password": (2, S), "auth": (3, S), "server_address": (4, S),
+        "identity_token": (5, S), "registry_token": (6, S),
+    },
+    "runtime.v1.ExecSyncRequest": {"container_id": (1, S), "cmd": (2, S), "timeout": (3, I64)},
+    "runtime.v1.ExecSyncResponse": {"stdout": (1, BY), "stderr": (2, BY), "exit_code": (3, I32)},
+    "runtime.v1.PsiStats": {"Full": (1, M), "Some": (2, M)},
+    "runtime.v1.Namespace": {"options": (2, M)},
+}
+
+
+@pytest.mark.parametrize("message", sorted(CRI_FIELDS))
+def test_cri_message_fields(pool: descriptor_pool.DescriptorPool, message: str) -> None:
+    desc = pool.FindMessageTypeByName(message)
+    want = CRI_FIELDS[message]
+    assert sorted(f.name for f in desc.fields) == sorted(want), "field set differs"
+    for name, (number, ftype) in want.items():
+        field = desc.fields_by_name[name]
+        assert (field.number, field.type) == (number, ftype), f"{message}.{name}"
+
+
+CRI_ENUMS = {
+    "runtime.v1.ContainerState": ["CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EXITED", "CONTAINER_UNKNOWN"],
+    "runtime.v1.PodSandboxState": ["SANDBOX_READY", "SANDBOX_NOTREADY"],
+    "runtime.v1.NamespaceMode": ["POD", "CONTAINER", "NODE", "TARGET"],
+    "runtime.v1.MountPropagation": [
+        "PROPAGATION_PRIVATE", "PROPAGATION_HOST_TO_CONTAINER", "PROPAGATION_BIDIRECTIONAL"],
+    "runtime.v1.Protocol": ["TCP", "UDP", "SCTP"],
+    "runtime.v1.ContainerEventType": [
+        "CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT", "CONTAINER_STOPPED_EVENT", "CONTAINER_DELETED_EVENT"],
+    "runtime.v1.SecurityProfile.ProfileType": ["RuntimeDefault", "Unconfined", "Localhost"],
+    "runtime.v1.CgroupDriver": ["SYSTEMD", "CGROUPFS"],
+}
+
+
+@pytest.mark.parametrize("enum", sorted(CRI_ENUMS))
+def test_cri_enum_values(pool: descriptor_pool.DescriptorPool, enum: str) -> None:
+    desc = pool.FindEnumTypeByName(enum)
+    assert [(v.name, v.number) for v in desc.values] == [(n, i) for i, n in enumerate(CRI_ENUMS[enum])]
+
+
+def test_cri_signal_enum(pool: descriptor_pool.DescriptorPool) -> None:
+    desc = pool.FindEnumTypeByName("runtime.v1.Signal")
+    by_name = {v.name: v.number for v in desc.values}
+    assert (by_name["RUNTIME_DEFAULT"], by_name["SIGKILL"], by_name["SIGTERM"], by_name["SIGRTMAX"]) == (0, 13, 23, 65)
+    assert len(desc.values) == 66
+
+
+def test_cri_bytes_on_the_wire() -> None:
+    from pycontainerd.api.cri.runtime.v1 import api_pb2
+
+    # ImageSpec.image_ref is field 20: tag (20 << 3 | 2) = 162 = varint a2 01.
+    assert api_pb2.ImageSpec(image_ref="x").SerializeToString() == b"\xa2\x01\x01x"
+    # StopContainerRequest.timeout is field 2, varint.
+    assert api_pb2.StopContainerRequest(container_id="c", timeout=30).SerializeToString() == b"\x0a\x01c\x10\x1e"

@@ -1,0 +1,13 @@
+"""``GetContainerEvents``: a stream of container (and sandbox) lifecycle events from now on,
+until the caller goes away or the daemon stops."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ...api.cri.runtime.v1 import api_pb2 as cri
+
+
+async def get_container_events(c, req: cri.GetEventsRequest) -> AsyncIterator[cri.ContainerEventResponse]:
+    async for ev in c.events.subscribe():
+        yield ev

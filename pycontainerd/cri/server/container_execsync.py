@@ -1,0 +1,62 @@
+"""``ExecSync``: run ``cmd`` in a RUNNING container with the container's process settings
+(user, env, cwd, capabilities), collect stdout and stderr (16 MiB each at most) and the
+exit code. With ``timeout`` > 0 the process is killed when it runs longer and the call
+fails with DEADLINE_EXCEEDED."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import secrets
+import signal
+
+from ...api.cri.runtime.v1 import api_pb2 as cri
+from ...errdefs import ContainerdError, DeadlineExceeded, InvalidArgument
+from ..logs import ExecIO
+from ..state import ContainerOp, check_container_op
+
+IO_WAIT = 5.0
+
+
+async def exec_sync(c, req: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
+    await c.ensure_started()
+    ct = c.containers.get(req.container_id)
+    check_container_op(ContainerOp.EXEC, ct.id, ct.state)
+    if not req.cmd:
+        raise InvalidArgument("exec needs a command")
+    process = copy.deepcopy(ct.spec.get("process") or {})
+    process["args"] = list(req.cmd)
+    process["terminal"] = False
+    process.pop("consoleSize", None)
+    exec_id = secrets.token_hex(16)
+    io = ExecIO(os.path.join(c.container_state(ct.id), "exec"), exec_id)
+    io.start()
+    added = False
+    try:
+        await c.backend.exec(ct.id, exec_id, process, stdout=io.stdout, stderr=io.stderr)
+        added = True
+        await c.backend.start_task(ct.id, exec_id)
+        wait = asyncio.ensure_future(c.backend.wait(ct.id, exec_id))
+        try:
+            if req.timeout > 0:
+                done, _ = await asyncio.wait({wait}, timeout=req.timeout)
+                if not done:
+                    with contextlib.suppress(ContainerdError):
+                        await c.backend.kill(ct.id, signal.SIGKILL, exec_id=exec_id)
+                    with contextlib.suppress(ContainerdError, asyncio.TimeoutError):
+                        await asyncio.wait_for(wait, 10)
+                    raise DeadlineExceeded(f"timeout {req.timeout}s exceeded running {list(req.cmd)!r} "
+                                           f"in container {ct.id!r}")
+            exit_status, _ = await wait
+        finally:
+            if not wait.done():
+                wait.cancel()
+        await io.wait(IO_WAIT)
+        return cri.ExecSyncResponse(stdout=bytes(io.out), stderr=bytes(io.err), exit_code=exit_status)
+    finally:
+        if added:
+            with contextlib.suppress(ContainerdError):
+                await c.backend.delete_process(ct.id, exec_id)
+        await io.close()

@@ -1,0 +1,72 @@
+"""``StartContainer``: fifos for stdout/stderr (one for a tty) copied into the CRI log,
+then the task is created and started; the container is RUNNING and its exit is watched.
+
+Only a CREATED container in a READY sandbox starts (FAILED_PRECONDITION otherwise). A
+start that fails leaves the container EXITED with reason ``StartError`` (exit code 128)
+and the error as message, and no task behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ...api.cri.runtime.v1 import api_pb2 as cri
+from ...errdefs import ContainerdError
+from ..logs import ContainerIO
+from ..service import START_ERROR_EXIT_CODE
+from ..state import (
+    ContainerOp,
+    ContainerState,
+    SandboxOp,
+    check_container_op,
+    check_sandbox_op,
+)
+from ..util import now_ns
+
+
+async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContainerResponse:
+    await c.ensure_started()
+    ct = c.containers.get(req.container_id)
+    async with ct.lock:
+        check_container_op(ContainerOp.START, ct.id, ct.state)
+        sb = c.sandboxes.get(ct.sandbox_id)
+        check_sandbox_op(SandboxOp.START_CONTAINER, sb.id, sb.state)
+        io = ContainerIO(os.path.join(c.container_state(ct.id), "io"), tty=ct.config.tty, log_path=ct.log_path,
+                         max_line=c.config.max_container_log_line_size)
+        created = False
+        try:
+            io.create_fifos()
+            io.start()
+            mounts = await c.backend.mounts(ct.id)
+            await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, terminal=ct.config.tty)
+            created = True
+            started_at = now_ns()  # before the process runs: it may well have exited when Start returns
+            pid = await c.backend.start_task(ct.id)
+        except BaseException as exc:
+            if created:
+                with contextlib.suppress(ContainerdError):
+                    await c.backend.kill(ct.id, 9)
+                with contextlib.suppress(ContainerdError):
+                    await c.backend.delete_task(ct.id)
+            await io.close()
+            io.remove()
+            ct.pid = 0
+            ct.finished_at = now_ns()
+            ct.exit_code = START_ERROR_EXIT_CODE
+            ct.reason = "StartError"
+            ct.message = str(exc)
+            ct.set_state(ContainerState.EXITED)
+            ct.exited.set()
+            with contextlib.suppress(OSError):
+                c.save(ct)
+            raise
+        ct.io = io
+        ct.pid = pid
+        ct.started_at = started_at
+        ct.stdout_path, ct.stderr_path = io.stdout, io.stderr
+        ct.set_state(ContainerState.RUNNING)
+        c.save(ct)
+        c.watch_container(ct)
+    c.publish(cri.CONTAINER_STARTED_EVENT, ct)
+    return cri.StartContainerResponse()

@@ -1,0 +1,46 @@
+"""``ListImages`` (and ``StreamImages``): every runnable image of namespace ``k8s.io`` — also
+those recorded through the containerd API (``ctr -n k8s.io images pull``) — as one entry
+per image id with all its repo tags and digests; a filter image narrows it to that image."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ...api.cri.runtime.v1 import api_pb2 as cri
+from ..backend import ResolvedImage
+
+
+def image_pb(c, resolved: ResolvedImage, names: list[str]) -> cri.Image:
+    tags, digests = c.split_references(names)
+    out = cri.Image(id=resolved.id, repo_tags=tags, repo_digests=digests, size=resolved.size,
+                    spec=cri.ImageSpec(image=resolved.id))
+    user = ((resolved.config.get("config") or {}).get("User") or "").split(":", 1)[0]
+    if user:
+        if user.isdigit():
+            out.uid.value = int(user)
+        else:
+            out.username = user
+    sandbox = c.config.sandbox_image
+    out.pinned = any(n == sandbox or n.endswith("/" + sandbox) for n in names) or sandbox in tags
+    return out
+
+
+async def _images(c, f: cri.ImageFilter | None) -> list[cri.Image]:
+    if f is not None and f.image.image:
+        found = await c.local_image(f.image.image)
+        return [image_pb(c, *found)] if found else []
+    images = await c.cri_images()
+    return [image_pb(c, r, names) for r, names in sorted(images.values(), key=lambda x: x[0].id)]
+
+
+async def list_images(c, req: cri.ListImagesRequest) -> cri.ListImagesResponse:
+    await c.ensure_started()
+    return cri.ListImagesResponse(images=await _images(c, req.filter if req.HasField("filter") else None))
+
+
+async def stream_images(c, req: cri.StreamImagesRequest) -> AsyncIterator[cri.StreamImagesResponse]:
+    from ..filters import chunks
+
+    await c.ensure_started()
+    for chunk in chunks(await _images(c, req.filter if req.HasField("filter") else None)):
+        yield cri.StreamImagesResponse(images=chunk)
