@@ -13,7 +13,7 @@ import time
 import click
 
 from ..client import AsyncClient
-from ..errdefs import InvalidArgument, NotFound
+from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..mount import mount_all, unmount_all
 from ..remotes import platforms as plats
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
@@ -316,8 +316,12 @@ async def mount(client: AsyncClient, rw: bool, platform_: str | None, snapshotte
         await img.unpack(snapshotter, platform_)
     chain = await img.chain_id(platform_)
     target = os.path.abspath(target)
-    lease = await client.create_lease(_mount_lease_id(target), expire=timedelta(hours=24),
-                                      labels={f"containerd.io/gc.ref.snapshot.{snapshotter}": target})
+    try:
+        lease = await client.create_lease(_mount_lease_id(target), expire=timedelta(hours=24),
+                                          labels={f"containerd.io/gc.ref.snapshot.{snapshotter}": target})
+    except AlreadyExists:
+        raise AlreadyExists(f"{target}: already used by `pyctr images mount` (still mounted, or unmounted "
+                            f"without --rm); run `pyctr images unmount --rm {target}` first") from None
     snaps = client.snapshotter(snapshotter)
     from ..client.connection import using_lease
 
