@@ -32,15 +32,60 @@ from .errors import code_of
 log = get_logger("grpc")
 
 
-def _namespace_of(metadata) -> str | None:
-    return _header(metadata, namespaces.GRPC_HEADER)
-
-
 def _header(metadata, name: str) -> str | None:
     for key, value in metadata or ():
         if key == name:
             return value
     return None
+
+
+async def _fail(context, exc: BaseException) -> None:
+    if isinstance(exc, ContainerdError):
+        code = code_of(exc)
+        log.debug("rpc failed", code=code.name, error=str(exc))
+        await context.abort(code, str(exc))
+    log.error("rpc crashed", error=repr(exc), exc_info=exc)
+    await context.abort(grpc.StatusCode.UNKNOWN, f"internal error: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def _rpc(method: str, ns: str | None, lease: str | None, context):
+    """The scope of one call, unary or streaming: context variables and log bindings in,
+    the namespace checked, errors mapped to statuses, one ``rpc`` log line out."""
+    request_id = uuid.uuid4().hex[:16]
+    tokens = namespaces.current.set(ns), leases_context.current.set(lease)
+    bound = structlog.contextvars.bound_contextvars(
+        request_id=request_id, method=method, **({"namespace": ns} if ns else {})
+    )
+    bound.__enter__()
+    started = time.monotonic()
+    code = "OK"
+    try:
+        if ns:
+            try:
+                identifiers.validate(ns)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"namespace validation: {exc.context}") from exc
+        yield
+    except (GeneratorExit, asyncio.CancelledError):
+        code = "CANCELLED"
+        raise
+    except grpc.aio.AbortError:  # context.abort() by a handler: already a status
+        code = "ABORTED_BY_HANDLER"
+        raise
+    except Exception as exc:
+        code = "ERROR"
+        await _fail(context, exc)
+    finally:
+        log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
+        # A stream the client stopped reading is finalised from another context, where
+        # these tokens cannot be reset; that context dies with the call anyway.
+        with contextlib.suppress(ValueError):
+            bound.__exit__(None, None, None)
+        with contextlib.suppress(ValueError):
+            namespaces.current.reset(tokens[0])
+        with contextlib.suppress(ValueError):
+            leases_context.current.reset(tokens[1])
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
@@ -49,85 +94,24 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        ns = _namespace_of(details.invocation_metadata)
+        ns = _header(details.invocation_metadata, namespaces.GRPC_HEADER)
         lease = _header(details.invocation_metadata, leases_context.GRPC_HEADER)
-
-        def enter():
-            request_id = uuid.uuid4().hex[:16]
-            token = namespaces.current.set(ns), leases_context.current.set(lease)
-            bound = structlog.contextvars.bound_contextvars(
-                request_id=request_id, method=method, **({"namespace": ns} if ns else {})
-            )
-            bound.__enter__()
-            return token, bound, time.monotonic()
-
-        def leave(state, code: str) -> None:
-            token, bound, started = state
-            log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
-            # A stream the client stopped reading is finalised from another context, where
-            # these tokens cannot be reset; that context dies with the call anyway.
-            with contextlib.suppress(ValueError):
-                bound.__exit__(None, None, None)
-            with contextlib.suppress(ValueError):
-                namespaces.current.reset(token[0])
-            with contextlib.suppress(ValueError):
-                leases_context.current.reset(token[1])
-
-        async def fail(context, exc: BaseException) -> None:
-            if isinstance(exc, ContainerdError):
-                code = code_of(exc)
-                log.debug("rpc failed", code=code.name, error=str(exc))
-                await context.abort(code, str(exc))
-            log.error("rpc crashed", error=repr(exc), exc_info=exc)
-            await context.abort(grpc.StatusCode.UNKNOWN, f"internal error: {exc}")
-
-        def check_namespace() -> None:
-            if ns:
-                try:
-                    identifiers.validate(ns)
-                except InvalidArgument as exc:
-                    raise InvalidArgument(f"namespace validation: {exc.context}") from exc
 
         def wrap_unary(behavior):
             async def call(request_or_iterator, context):
-                state = enter()
-                code = "OK"
-                try:
-                    check_namespace()
+                async with _rpc(method, ns, lease, context):
                     return await behavior(request_or_iterator, context)
-                except Exception as exc:
-                    if _is_abort(exc):
-                        code = "ABORTED_BY_HANDLER"
-                        raise
-                    code = "ERROR"
-                    await fail(context, exc)
-                finally:
-                    leave(state, code)
 
             return call
 
         def wrap_stream(behavior):
             async def call(request_or_iterator, context):
-                state = enter()
-                code = "OK"
-                try:
-                    check_namespace()
+                async with _rpc(method, ns, lease, context):
                     if inspect.isasyncgenfunction(behavior):
                         async for item in behavior(request_or_iterator, context):
                             yield item
                     else:
                         await behavior(request_or_iterator, context)
-                except (GeneratorExit, asyncio.CancelledError):
-                    code = "CANCELLED"
-                    raise
-                except Exception as exc:
-                    if _is_abort(exc):
-                        code = "ABORTED_BY_HANDLER"
-                        raise
-                    code = "ERROR"
-                    await fail(context, exc)
-                finally:
-                    leave(state, code)
 
             return call
 
@@ -143,7 +127,3 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), **kwargs)
         return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kwargs)
 
-
-def _is_abort(exc: BaseException) -> bool:
-    # context.abort() raises grpc.aio.AbortError; let it through untouched.
-    return isinstance(exc, grpc.aio.AbortError)
