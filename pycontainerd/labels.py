@@ -26,17 +26,30 @@ def validate_all(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def apply_field_paths(
-    current: Mapping[str, str], incoming: Mapping[str, str], paths: list[str], kind: str
+    current: Mapping[str, str], incoming: Mapping[str, str], paths: list[str], kind: str,
+    labels_context: str = "",
 ) -> dict[str, str]:
     """Merge label updates the way containerd's Update RPCs read ``update_mask``.
 
     ``labels.<key>`` sets ``<key>`` from ``incoming`` (deleting it when absent or empty);
     ``labels`` replaces the whole map; an empty ``paths`` also replaces the whole map.
-    Any other path raises :class:`InvalidArgument` naming ``kind``.
+    Any other path raises :class:`InvalidArgument` naming ``kind``; an oversized label
+    raises :class:`InvalidArgument`, prefixed with ``labels_context`` when given
+    (containerd's ``info.Labels: …``).
     """
+    result = _merge(current, incoming, paths, kind)
+    try:
+        return validate_all(result)
+    except InvalidArgument as exc:
+        if not labels_context:
+            raise
+        raise InvalidArgument(f"{labels_context}: {exc.context}") from exc
+
+
+def _merge(current: Mapping[str, str], incoming: Mapping[str, str], paths: list[str], kind: str) -> dict[str, str]:
     result = dict(current)
     if not paths:
-        return validate_all({k: v for k, v in incoming.items() if v})
+        return {k: v for k, v in incoming.items() if v}
     for path in paths:
         if path == "labels":
             result = dict(incoming)
@@ -49,4 +62,4 @@ def apply_field_paths(
                 result.pop(key, None)
         else:
             raise InvalidArgument(f"cannot update {quote(path)} field on {kind}")
-    return validate_all({k: v for k, v in result.items() if v})
+    return {k: v for k, v in result.items() if v}

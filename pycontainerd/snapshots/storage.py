@@ -279,14 +279,9 @@ def update_info(txn: Txn, info: Info, paths: Sequence[str] = ()) -> Info:
     record = _get(txn, info.name)
     if record is None:
         raise NotFound(f"snapshot {info.name} does not exist")
-    try:
-        new_labels = labels_mod.apply_field_paths(
-            record.get("labels") or {}, info.labels, list(paths), f"snapshot {quote(info.name)}"
-        )
-    except InvalidArgument as exc:
-        if "cannot update" in exc.context:
-            raise
-        raise InvalidArgument(f"info.Labels: {exc.context}") from exc
+    new_labels = labels_mod.apply_field_paths(
+        record.get("labels") or {}, info.labels, list(paths), f"snapshot {quote(info.name)}", "info.Labels"
+    )
     record["labels"] = new_labels
     record["updated_at"] = time.time_ns()
     txn.put("snapshots", info.name.encode(), record)
