@@ -17,14 +17,15 @@ Layout (containerd's ``internal/cri``, one module per call)::
     service.py    what every call shares; exit monitors; recovery after a restart
     server/       one module per RPC: sandbox_run.py, container_start.py, image_pull.py, …
     servicer.py   the gRPC servicers (one line per RPC)
+    streaming/    the streaming server behind Exec/Attach/PortForward URLs (SPDY/3.1, WebSocket)
 
 Everything CRI makes lives in containerd namespace ``k8s.io`` and is visible through the
 containerd API: images under their reference, repo digest and id (label
 ``io.cri-containerd.image=managed``), sandboxes and containers as container records
 labelled ``io.cri-containerd.kind`` with their CRI metadata in an extension, tasks, snapshots.
 
-What is not here yet: the streaming server (Exec, Attach, PortForward return UNIMPLEMENTED),
-checkpointing, user namespaces and id-mapped mounts, image volume mounts, the systemd cgroup
+What is not here yet: checkpointing, a self-signed certificate for ``enable_tls_streaming``
+(the key pair must be configured), user namespaces and id-mapped mounts, image volume mounts, the systemd cgroup
 driver (refused with a clear error), AppArmor (a Localhost profile is refused when AppArmor
 is off), SELinux labels.
 """

@@ -351,10 +351,19 @@ class Backend:
         return resp.exit_status, resp.exited_at.ToNanoseconds()
 
     async def exec(self, cid: str, exec_id: str, process: Mapping[str, Any], *, stdout: str = "",
-                   stderr: str = "", terminal: bool = False) -> None:
+                   stderr: str = "", terminal: bool = False, stdin: str = "") -> None:
         spec = any_pb2.Any(type_url=PROCESS_SPEC_URL, value=json.dumps(process).encode())
         await self._call("_tasks", "Exec", tasks_pb2.ExecProcessRequest(
-            container_id=cid, exec_id=exec_id, stdout=stdout, stderr=stderr, terminal=terminal, spec=spec))
+            container_id=cid, exec_id=exec_id, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
+            spec=spec))
+
+    async def resize_pty(self, cid: str, width: int, height: int, exec_id: str = "") -> None:
+        await self._call("_tasks", "ResizePty", tasks_pb2.ResizePtyRequest(container_id=cid, exec_id=exec_id,
+                                                                            width=width, height=height))
+
+    async def close_io(self, cid: str, exec_id: str = "") -> None:
+        """Close the process's stdin (it reads EOF once every writer is gone)."""
+        await self._call("_tasks", "CloseIO", tasks_pb2.CloseIORequest(container_id=cid, exec_id=exec_id, stdin=True))
 
     async def delete_process(self, cid: str, exec_id: str) -> None:
         with contextlib.suppress(NotFound):

@@ -7,6 +7,11 @@ Shape (defaults shown)::
       sandbox_image = "registry.k8s.io/pause:3.6"
       stream_server_address = "127.0.0.1"
       stream_server_port = "0"            # "0": pick a free port
+      stream_idle_timeout = "4h0m0s"       # a streaming connection with no traffic is closed
+      enable_tls_streaming = false         # https:// URLs; needs the key pair below
+      [plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]
+        tls_cert_file = ""
+        tls_key_file = ""
       restrict_oom_score_adj = false       # clamp scores below the daemon's own
       max_container_log_line_size = 16384  # longer lines are split into partial (P) lines
       [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -32,6 +37,7 @@ as every other plugin table is.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,27 @@ DEFAULT_RUNTIME_TYPE = "io.containerd.runc.v2"
 RUNC_OPTION_KEYS = ("BinaryName", "Root", "SystemdCgroup", "NoPivotRoot", "NoNewKeyring", "ShimCgroup",
                     "IoUid", "IoGid", "CriuPath")
 """``options`` keys of a runc runtime (containerd's ``runc.v1.Options`` in TOML spelling)."""
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go duration string (``"4h0m0s"``, ``"90s"``, ``"1.5h"``; ``"0"`` is 0).
+    Raises :class:`InvalidArgument`."""
+    text = text.strip()
+    if text in ("0", ""):
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        raise InvalidArgument(f"bad duration {text!r}: use Go's form, e.g. \"4h0m0s\" or \"30s\"")
+    return total
 
 
 def _table(cls: type, value: Any, where: str) -> Any:
@@ -111,12 +138,23 @@ class RegistryConfig:
 
 
 @dataclass
+class X509KeyPair:
+    """``x509_key_pair_streaming``: PEM files of the streaming server's TLS certificate and key."""
+
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+@dataclass
 class CRIConfig:
     """``[plugins."io.containerd.grpc.v1.cri"]`` (see the module doc)."""
 
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
     stream_server_address: str = "127.0.0.1"
     stream_server_port: str = "0"
+    stream_idle_timeout: str = "4h0m0s"
+    enable_tls_streaming: bool = False
+    x509_key_pair_streaming: Any = field(default_factory=X509KeyPair)
     restrict_oom_score_adj: bool = False
     max_container_log_line_size: int = 16384
     containerd: Any = field(default_factory=ContainerdConfig)
@@ -127,13 +165,19 @@ class CRIConfig:
         self.containerd = _table(ContainerdConfig, self.containerd, "containerd")
         self.cni = _table(CNIConfig, self.cni, "cni")
         self.registry = _table(RegistryConfig, self.registry, "registry")
+        self.x509_key_pair_streaming = _table(X509KeyPair, self.x509_key_pair_streaming, "x509_key_pair_streaming")
         for name, want in (("sandbox_image", str), ("stream_server_address", str), ("stream_server_port", str),
+                           ("stream_idle_timeout", str), ("enable_tls_streaming", bool),
                            ("restrict_oom_score_adj", bool), ("max_container_log_line_size", int)):
             value = getattr(self, name)
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise InvalidArgument(f"{name} must be a {want.__name__}, not {quote(value)}")
         if not self.stream_server_port.isdigit() or int(self.stream_server_port) > 65535:
             raise InvalidArgument(f"stream_server_port must be a port number as a string, not {quote(self.stream_server_port)}")
+        parse_duration(self.stream_idle_timeout)
+        if self.enable_tls_streaming and not (self.x509_key_pair_streaming.tls_cert_file
+                                              and self.x509_key_pair_streaming.tls_key_file):
+            raise InvalidArgument("enable_tls_streaming needs x509_key_pair_streaming.tls_cert_file and tls_key_file")
         if not isinstance(self.cni.max_conf_num, int) or self.cni.max_conf_num < 0:
             raise InvalidArgument("cni.max_conf_num must be a non-negative integer (0: every network)")
 

@@ -213,6 +213,7 @@ class ContainerIO:
         self.stderr = "" if tty else os.path.join(directory, "stderr")
         self.log: LogFile | None = None
         self._copies: list[_Copy] = []
+        self.listeners: set[Callable[[str, bytes], None]] = set()   # attached clients: (stream, chunk)
 
     def create_fifos(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -237,7 +238,12 @@ class ContainerIO:
             ts = timestamp()
             self.log.write(b"".join(format_entry(ts, stream, tag, content) for tag, content in entries))
 
-        return _Copy(path, lambda data: emit(splitter.feed(data)), lambda: emit(splitter.close()))
+        def take(data: bytes) -> None:
+            for listener in list(self.listeners):
+                listener(stream, data)
+            emit(splitter.feed(data))
+
+        return _Copy(path, take, lambda: emit(splitter.close()))
 
     def reopen_log(self) -> None:
         if self.log is not None:

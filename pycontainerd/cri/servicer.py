@@ -1,7 +1,8 @@
 """``runtime.v1.RuntimeService`` and ``runtime.v1.ImageService`` over gRPC: one line per
 call into :mod:`pycontainerd.cri.server`. Errors are :mod:`pycontainerd.errdefs` classes,
-mapped to status codes by the daemon's interceptor. Exec, Attach and PortForward need the
-streaming server (a later issue) and CheckpointContainer is not supported: UNIMPLEMENTED.
+mapped to status codes by the daemon's interceptor. Exec, Attach and PortForward return URLs
+on the streaming server (:mod:`pycontainerd.cri.streaming`), which the plugin starts with
+the service; CheckpointContainer is not supported: UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from ..api.cri.runtime.v1 import api_pb2_grpc
 from ..errdefs import NotImplementedYet
 from ..log import get_logger
 from .server import (
+    container_attach,
     container_create,
     container_events,
+    container_exec,
     container_execsync,
     container_list,
     container_log_reopen,
@@ -28,6 +31,7 @@ from .server import (
     image_status,
     runtime_config,
     sandbox_list,
+    sandbox_portforward,
     sandbox_remove,
     sandbox_run,
     sandbox_stats,
@@ -37,6 +41,7 @@ from .server import (
     version,
 )
 from .service import CRIService
+from .streaming.server import StreamServer
 
 log = get_logger("cri")
 
@@ -99,13 +104,13 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return await container_execsync.exec_sync(self.c, request)
 
     async def Exec(self, request, context):
-        raise NotImplementedYet("Exec needs the CRI streaming server, which is not served yet")
+        return await container_exec.exec_rpc(self.c, request)
 
     async def Attach(self, request, context):
-        raise NotImplementedYet("Attach needs the CRI streaming server, which is not served yet")
+        return await container_attach.attach(self.c, request)
 
     async def PortForward(self, request, context):
-        raise NotImplementedYet("PortForward needs the CRI streaming server, which is not served yet")
+        return await sandbox_portforward.port_forward(self.c, request)
 
     async def ContainerStats(self, request, context):
         return await container_stats.container_stats(self.c, request)
@@ -193,12 +198,21 @@ class CRIServer:
         self.eager_start = eager_start
         self.runtime = RuntimeServicer(service)
         self.images = ImageServicer(service)
+        self.streaming = StreamServer(service, service.config)
+        service.streaming = self.streaming
 
     def add_to_server(self, server) -> None:
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, server)
         api_pb2_grpc.add_ImageServiceServicer_to_server(self.images, server)
+        self.service.spawn(self._start_streaming())
         if self.eager_start:
             self.service.spawn(self._start())
+
+    async def _start_streaming(self) -> None:
+        try:
+            await self.streaming.start()
+        except Exception as exc:  # Exec/Attach/PortForward retry and report it
+            log.error("cri streaming server failed to start", error=str(exc))
 
     async def _start(self) -> None:
         try:
@@ -210,4 +224,5 @@ class CRIServer:
         self.service.shutdown()
 
     async def close(self) -> None:
+        await self.streaming.close()
         await self.service.close()

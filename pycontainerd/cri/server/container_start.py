@@ -13,7 +13,7 @@ import os
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
 from ...errdefs import ContainerdError
-from ..logs import ContainerIO
+from ..logs import ContainerIO, make_fifo
 from ..service import START_ERROR_EXIT_CODE
 from ..state import (
     ContainerOp,
@@ -37,9 +37,14 @@ async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContain
         created = False
         try:
             io.create_fifos()
+            stdin = ""
+            if ct.config.stdin:                     # for Attach: the streaming server writes here
+                stdin = os.path.join(io.directory, "stdin")
+                make_fifo(stdin)
             io.start()
             mounts = await c.backend.mounts(ct.id)
-            await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, terminal=ct.config.tty)
+            await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, stdin=stdin,
+                                        terminal=ct.config.tty)
             created = True
             started_at = now_ns()  # before the process runs: it may well have exited when Start returns
             pid = await c.backend.start_task(ct.id)

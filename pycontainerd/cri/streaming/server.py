@@ -1,0 +1,392 @@
+"""The CRI streaming server: HTTP/1.1 (h11) on ``stream_server_address:stream_server_port``
+(TLS with ``enable_tls_streaming``), serving the URLs that Exec, Attach and PortForward
+return::
+
+    GET /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
+    GET /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
+    GET /portforward/<token>  SPDY/3.1 (portforward.k8s.io) or WebSocket (?ports=80,8080)
+
+A token is consumed by the first request that presents it; an unknown, used or expired
+token is answered ``404 Not Found`` with a text body saying so. A request that is neither
+upgrade gets ``400``; a SPDY upgrade offering no protocol we speak gets ``403`` naming
+both lists (kubelet's wording). A connection with no traffic either way for
+``stream_idle_timeout`` is closed.
+
+With the daemon's environment variable ``PYCONTAINERD_STREAM_DEBUG=1`` the server also
+answers ``GET /debug/tasks`` with the number of asyncio tasks of the daemon (leak tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+from wsproto.utilities import generate_accept_token
+
+from ...errdefs import InvalidArgument, Unavailable
+from ..config import parse_duration
+from ...log import get_logger
+from . import portforward, protocol as p
+from .remotecommand import SpdyStreams, StreamOptions, StreamSetupError, WsStreams
+from .runners import serve_attach, serve_exec
+from .spdyconn import SpdyConnection
+from .tokens import AttachRequest, ExecRequest, PortForwardRequest, Request, TokenCache
+from .wsconn import WsConnection
+
+log = get_logger("cri.streaming")
+
+DEBUG_ENV = "PYCONTAINERD_STREAM_DEBUG"
+class _Idle:
+    """Last activity of a connection (reads and writes both count)."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+
+class _TouchingReader:
+    def __init__(self, reader: asyncio.StreamReader, idle: _Idle) -> None:
+        self._r, self._idle = reader, idle
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._r.read(n)
+        self._idle.touch()
+        return data
+
+
+class _TouchingWriter:
+    def __init__(self, writer: asyncio.StreamWriter, idle: _Idle) -> None:
+        self._w, self._idle = writer, idle
+
+    def write(self, data: bytes) -> None:
+        self._idle.touch()
+        self._w.write(data)
+
+    async def drain(self) -> None:
+        await self._w.drain()
+
+    def close(self) -> None:
+        self._w.close()
+
+    async def wait_closed(self) -> None:
+        await self._w.wait_closed()
+
+    def get_extra_info(self, name: str, default=None):
+        return self._w.get_extra_info(name, default)
+
+
+class StreamServer:
+    """The streaming server of one CRI service ``c`` (see the module doc).
+
+    :meth:`start` binds; :attr:`base_url` is then ``http(s)://ADDR:PORT``; :meth:`url`
+    registers a request and returns its URL; :meth:`close` stops listening and ends every
+    connection.
+    """
+
+    def __init__(self, c, config) -> None:
+        self.c = c
+        self.address = config.stream_server_address or "127.0.0.1"
+        self.port = int(config.stream_server_port or 0)
+        self.idle_timeout = parse_duration(config.stream_idle_timeout)
+        self.tls = config.enable_tls_streaming
+        self.cert_file = config.x509_key_pair_streaming.tls_cert_file
+        self.key_file = config.x509_key_pair_streaming.tls_key_file
+        self.tokens = TokenCache()
+        self.base_url = ""
+        self.debug = os.environ.get(DEBUG_ENV) == "1"
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: set[asyncio.Task] = set()
+        self._started: asyncio.Future | None = None
+
+    # -- life --------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        if not (self.cert_file and self.key_file):
+            raise InvalidArgument("enable_tls_streaming needs x509_key_pair_streaming.tls_cert_file and "
+                                  "tls_key_file (generating a self-signed pair is not supported)")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    async def start(self) -> None:
+        """Bind and listen (once; later calls wait for the first)."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                ctx = self._ssl_context()
+                self._server = await asyncio.start_server(self._handle, self.address, self.port, ssl=ctx)
+                host, port = self._server.sockets[0].getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                self.base_url = f"{'https' if ctx else 'http'}://{shown}:{port}"
+                log.info("cri streaming server listening", url=self.base_url)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()
+                self._started = None
+                raise
+            self._started.set_result(None)
+        await self._started
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._conns):
+            t.cancel()
+        for t in list(self._conns):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+
+    async def url(self, kind: str, request: Request) -> str:
+        """The URL of a new token for ``request``; ``kind`` is exec, attach or portforward.
+
+        Raises :class:`~pycontainerd.errdefs.Unavailable` when the server cannot listen
+        (address in use, TLS files unreadable), ResourceExhausted with too many tokens."""
+        try:
+            await self.start()
+        except (OSError, ssl.SSLError) as exc:
+            raise Unavailable(f"cri streaming server cannot listen on {self.address}:{self.port}: {exc}") from exc
+        return f"{self.base_url}/{kind}/{self.tokens.insert(request)}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- one connection ----------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        idle = _Idle()
+        watchdog = asyncio.get_running_loop().create_task(self._watch_idle(idle, writer)) if self.idle_timeout else None
+        try:
+            await self._serve(_TouchingReader(reader, idle), _TouchingWriter(writer, idle))
+        except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            log.debug("streaming connection ended", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one connection must not take the server down
+            log.error("streaming connection failed", error=str(exc), exc_info=True)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+            with contextlib.suppress(Exception):
+                writer.close()
+            self._conns.discard(task)
+
+    async def _watch_idle(self, idle: _Idle, writer: asyncio.StreamWriter) -> None:
+        while True:
+            left = idle.last + self.idle_timeout - time.monotonic()
+            if left <= 0:
+                log.info("closing idle streaming connection", idle_timeout=self.idle_timeout)
+                writer.close()
+                return
+            await asyncio.sleep(left)
+
+    async def _serve(self, reader, writer) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+        request = None
+        while request is None:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is not h11.SEND_BODY:
+                    return
+                continue
+            if isinstance(ev, h11.Request):
+                request = ev
+            elif isinstance(ev, h11.ConnectionClosed):
+                return
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers:
+            headers.setdefault(name.decode().lower(), []).append(value.decode(errors="replace"))
+        target = urlsplit(request.target.decode(errors="replace"))
+        parts = target.path.strip("/").split("/")
+        query = parse_qs(target.query)
+
+        async def respond(status: int, body: str, extra: list[tuple[str, str]] = ()) -> None:
+            data = body.encode()
+            hdrs = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
+                    ("Connection", "close"), *extra]
+            writer.write(conn.send(h11.Response(status_code=status, headers=hdrs)))
+            writer.write(conn.send(h11.Data(data=data)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+
+        if self.debug and target.path == "/debug/tasks":
+            await respond(200, f"{len(asyncio.all_tasks())}\n")
+            return
+        if len(parts) != 2 or parts[0] not in ("exec", "attach", "portforward") or request.method != b"GET":
+            await respond(404, f"404 page not found: {target.path}\n")
+            return
+        kind, token = parts
+        req = self.tokens.consume(token)
+        if req is None or not isinstance(req, _KINDS[kind]):
+            await respond(404, f"token {token!r} for {kind} is unknown, already used or expired "
+                               "(tokens are single use and live one minute): call the CRI again\n")
+            return
+        problem = self._check_target(req)
+        if problem:
+            await respond(404, problem + "\n")
+            return
+        upgrade = ",".join(headers.get("upgrade", [])).lower()
+        pending = conn.trailing_data[0]
+        if upgrade == "websocket":
+            await self._websocket(conn, reader, writer, headers, query, req, respond, pending)
+        elif upgrade.startswith("spdy/3.1"):
+            await self._spdy(conn, reader, writer, headers, req, respond, pending)
+        else:
+            await respond(400, "unable to upgrade: missing upgrade headers in request "
+                               "(want Upgrade: SPDY/3.1 or websocket)\n")
+
+    # -- SPDY --------------------------------------------------------------------------
+
+    async def _spdy(self, conn, reader, writer, headers, req: Request, respond, pending: bytes) -> None:
+        supported = p.SPDY_PORT_FORWARD if isinstance(req, PortForwardRequest) else p.SPDY_REMOTE_COMMAND
+        offered = headers.get(p.HEADER_PROTOCOL_VERSION.lower(), [])
+        chosen = p.negotiate(offered, supported)
+        if chosen is None:
+            await respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+                               f"server supports {list(supported)}\n")
+            return
+        writer.write(conn.send(h11.InformationalResponse(status_code=101, headers=[
+            ("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), (p.HEADER_PROTOCOL_VERSION, chosen)])))
+        await writer.drain()
+        spdy_conn = SpdyConnection(reader, writer, server=True)
+        loop = asyncio.get_running_loop()
+        runner = loop.create_task(self._feed_and_run(spdy_conn, pending))
+        try:
+            if isinstance(req, PortForwardRequest):
+                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports))
+                return
+            streams = SpdyStreams(spdy_conn, chosen, _options(req))
+            try:
+                await streams.setup()
+            except StreamSetupError as exc:
+                log.info("streaming client did not open its streams", error=str(exc))
+                await streams.aclose()
+                await spdy_conn.close()
+                return
+            await self._run_command(req, streams)
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+            await spdy_conn.close()
+
+    @staticmethod
+    async def _feed_and_run(spdy_conn: SpdyConnection, pending: bytes) -> None:
+        if pending:
+            for frame in spdy_conn.frames.feed(pending):
+                await spdy_conn._dispatch(frame)
+        await spdy_conn.run()
+
+    # -- WebSocket ---------------------------------------------------------------------
+
+    async def _websocket(self, conn, reader, writer, headers, query, req: Request, respond, pending: bytes) -> None:
+        key = (headers.get("sec-websocket-key") or [""])[0]
+        if not key or (headers.get("sec-websocket-version") or [""])[0] != "13":
+            await respond(400, "bad websocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required\n")
+            return
+        offered = headers.get("sec-websocket-protocol", [])
+        if isinstance(req, PortForwardRequest):
+            supported = p.WS_PORT_FORWARD
+        else:
+            supported = p.WS_REMOTE_COMMAND
+        chosen = p.negotiate(offered, supported)
+        if chosen is None and offered:
+            await respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+                               f"server supports {list(supported)}\n")
+            return
+        ports: list[int] = []
+        if isinstance(req, PortForwardRequest):
+            try:
+                ports = [int(x) for v in query.get("ports", []) for x in v.split(",") if x.strip()]
+            except ValueError:
+                await respond(400, "bad ports query parameter: comma-separated port numbers expected\n")
+                return
+            bad = [x for x in ports if not 0 < x < 65536 or (req.ports and x not in req.ports)]
+            if not ports or bad:
+                await respond(400, f"port-forward over websocket needs ?ports=… among {list(req.ports)}; "
+                                   f"got {ports or 'none'}\n")
+                return
+        hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
+        if chosen:
+            hdrs.append(("Sec-WebSocket-Protocol", chosen))
+        writer.write(conn.send(h11.InformationalResponse(status_code=101, headers=hdrs)))
+        await writer.drain()
+        protocol = chosen or p.V1
+        ws = WsConnection(reader, writer, client=False)
+        loop = asyncio.get_running_loop()
+        runner = loop.create_task(ws.run(pending))
+        try:
+            if isinstance(req, PortForwardRequest):
+                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports)
+                return
+            streams = WsStreams(ws, protocol, _options(req))
+            await streams.setup()
+            await self._run_command(req, streams)
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+            await ws.close()
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def _run_command(self, req: Request, streams) -> None:
+        try:
+            if isinstance(req, ExecRequest):
+                await serve_exec(self.c, req.container_id, list(req.cmd), streams)
+            else:
+                await serve_attach(self.c, req.container_id, streams)
+        finally:
+            await streams.aclose()
+
+    def _check_target(self, req: Request) -> str:
+        """Why ``req`` can no longer be served (its container or pod went away since the
+        token was issued); ``""`` when it can."""
+        from ..state import ContainerState, SandboxState
+
+        if isinstance(req, PortForwardRequest):
+            sb = self.c.sandboxes.find(req.sandbox_id)
+            if sb is None:
+                return f"pod sandbox {req.sandbox_id!r} not found"
+            if sb.state is not SandboxState.READY:
+                return f"pod sandbox {req.sandbox_id!r} is not ready"
+            return ""
+        ct = self.c.containers.find(req.container_id)
+        if ct is None:
+            return f"container {req.container_id!r} not found"
+        if ct.state is not ContainerState.RUNNING:
+            return f"container {req.container_id!r} is not running ({ct.state.name})"
+        return ""
+
+    def _netns(self, sandbox_id: str) -> str:
+        sb = self.c.sandboxes.find(sandbox_id)
+        return sb.netns_path if sb is not None else ""
+
+
+_KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
+
+
+def _options(req: ExecRequest | AttachRequest) -> StreamOptions:
+    return StreamOptions(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty)
+
+
+__all__ = ["StreamServer", "parse_duration"]
