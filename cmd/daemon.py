@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 from pycontainerd import config as config_mod
 from pycontainerd import log
 from pycontainerd.errdefs import ContainerdError
-from pycontainerd.version import REVISION, VERSION
+from pycontainerd.version import PACKAGE, REVISION, VERSION
 
 
 def _registry():
@@ -28,7 +27,8 @@ def _registry():
 @click.option("--address", "-a", help=f"unix socket to serve on (default {config_mod.DEFAULT_ADDRESS})")
 @click.option("--log-level", "-l", help="trace, debug, info, warn, error (default info)")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="log line format (default text)")
-@click.version_option(VERSION, "--version", "-v", message=f"pycontainerd %(version)s {REVISION}".rstrip())
+@click.version_option(VERSION, "--version", "-v", message=f"%(prog)s {PACKAGE} %(version)s {REVISION}".rstrip(),
+                      prog_name="pycontainerd")
 @click.pass_context
 def main(ctx, config_path, root, state, address, log_level, log_format):
     """A container runtime daemon, wire-compatible with containerd."""
@@ -53,7 +53,7 @@ def main(ctx, config_path, root, state, address, log_level, log_format):
     from pycontainerd.services import daemon
 
     try:
-        asyncio.run(daemon.run(cfg, _registry()))
+        daemon.main(cfg, _registry())  # asyncio, on uvloop when available (services.daemon)
     except ContainerdError as exc:
         log.get_logger("daemon").error("pycontainerd: exiting", error=str(exc))
         click.echo(f"pycontainerd: {exc}", err=True)

@@ -14,7 +14,8 @@ Shape::
     required_plugins = []          # URIs; the daemon exits if one fails to init
     [grpc]   address, tcp_address, tcp_tls_ca, tcp_tls_cert, tcp_tls_key, uid, gid,
              max_recv_message_size, max_send_message_size
-    [debug]  level, format
+    [debug]  address, uid, gid, level, format
+    [metrics] address, grpc_histogram
     [plugins."<type>.<id>"]  each plugin's own options
 """
 
@@ -54,10 +55,25 @@ class GRPCConfig:
 
 @dataclass
 class DebugConfig:
-    """``[debug]``: log level (trace, debug, info, warn, error) and format (text, json)."""
+    """``[debug]``: log level (trace, debug, info, warn, error) and format (text, json);
+    ``address`` (empty: off) serves the debug HTTP endpoint (:mod:`.services.debug`) on a
+    unix socket (an absolute path, mode 0660, owned by ``uid``/``gid``) or on ``host:port``."""
 
+    address: str = ""
+    uid: int = 0
+    gid: int = 0
     level: str = "info"
     format: str = "text"
+
+
+@dataclass
+class MetricsConfig:
+    """``[metrics]``: Prometheus metrics over HTTP at ``http://<address>/v1/metrics``
+    (``host:port``; empty: off); ``grpc_histogram`` adds the per-RPC latency histogram
+    ``grpc_server_handling_seconds`` (:mod:`.services.metrics`)."""
+
+    address: str = ""
+    grpc_histogram: bool = False
 
 
 @dataclass
@@ -72,10 +88,11 @@ class Config:
     required_plugins: list[str] = field(default_factory=list)
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-_SECTIONS = {"grpc": GRPCConfig, "debug": DebugConfig}
+_SECTIONS = {"grpc": GRPCConfig, "debug": DebugConfig, "metrics": MetricsConfig}
 
 
 def _section(name: str, cls: type, table: Any) -> Any:

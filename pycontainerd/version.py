@@ -14,6 +14,10 @@ from . import __version__
 
 VERSION = __version__
 
+PACKAGE = "pycontainerd"
+"""What was built, as ``pycontainerd --version`` names it (containerd prints its Go package
+path there): the Python distribution's name."""
+
 
 def _revision() -> str:
     here = Path(__file__).resolve().parent
