@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from . import (
+    admin,
     completion,
     containers,
     content,
@@ -33,7 +34,7 @@ ALIASES = {"i": "images", "image": "images", "c": "containers", "container": "co
 
 for command in (images.images, content.content, containers.containers, tasks.tasks, run.run, snapshots.snapshots,
                 events.events, namespaces.namespaces, leases.leases, plugins.plugins, version.version, version.info,
-                completion.completion):
+                completion.completion, admin.admin):
     cli.add_command(command)
 
 

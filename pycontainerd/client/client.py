@@ -63,7 +63,7 @@ from ..services.containers import container_from_pb, container_to_pb
 from ..services.images import image_from_pb, image_to_pb
 from ..typeurl import AnyValue
 from . import cio
-from .connection import Connection, TLSConfig, mapped, mapped_stream, using_lease
+from .connection import Connection, TLSConfig, current_lease, mapped, mapped_stream, using_lease
 from .containers import STOP_SIGNAL_LABEL, AsyncContainer
 from .content import AsyncContentStore
 from .images import AsyncImage
@@ -408,7 +408,12 @@ class AsyncClient:
     @contextlib.asynccontextmanager
     async def lease(self, expire: timedelta = timedelta(hours=1)) -> AsyncIterator[Lease]:
         """Protect everything created inside the block from garbage collection until it
-        ends (containerd's ``client.WithLease``); the lease is deleted on exit."""
+        ends (containerd's ``client.WithLease``); the lease is deleted on exit. Inside
+        another lease's block that lease is used, and stays (as ``WithLease`` does)."""
+        outer = current_lease()
+        if outer:
+            yield Lease(outer)
+            return
         lease = await self.create_lease(f"pycontainerd-{time.time_ns()}-{secrets.token_hex(3)}", expire=expire)
         try:
             with using_lease(lease.id):

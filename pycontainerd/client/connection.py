@@ -141,6 +141,11 @@ class Connection:
         await self.channel.close()
 
 
+def current_lease() -> str | None:
+    """The lease id sent with calls made here (set by :func:`using_lease`), or None."""
+    return _lease.get() or None
+
+
 @contextlib.contextmanager
 def using_lease(lease_id: str | None):
     """Send ``lease_id`` with every call made in this block (this task and its children)."""

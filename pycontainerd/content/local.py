@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -49,6 +51,7 @@ from ..errdefs import (
     InvalidArgument,
     NotFound,
     OutOfRange,
+    ResourceExhausted,
     Unavailable,
     quote,
 )
@@ -69,6 +72,22 @@ INGEST_DIR_MODE = 0o755
 LOCK_ATTEMPTS = 10
 """How often :meth:`LocalStore.writer` tries a locked ref (with random backoff, as
 containerd does: up to 2**n ms after the n-th failure) before raising Unavailable."""
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_full_is_exhausted(what: str):
+    """Turn an ``OSError`` for a full disk or quota (``ENOSPC``, ``EDQUOT``) into
+    :class:`ResourceExhausted` (``<what>: No space left on device: resource exhausted``), so
+    clients get ``RESOURCE_EXHAUSTED`` instead of an unknown error; other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise ResourceExhausted(f"{what}: {os.strerror(exc.errno)}") from exc
+        raise
 
 
 # --- timestamps in Go's time.MarshalText format (RFC 3339 with nanoseconds) -------------
@@ -216,6 +235,16 @@ class LocalStore:
         self._mu = threading.Lock()
         self._locks: dict[str, int] = {}  # ref -> locked since (ns)
         self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}  # ref -> (offset, state)
+        self._remove_unnamed_ingests()
+
+    def _remove_unnamed_ingests(self) -> None:
+        """Remove ingest directories that have no ``ref`` file: a daemon killed while it
+        opened a write leaves one, and nothing could resume or collect it (it names no
+        ref). Safe here: no writer runs while the store is being opened."""
+        for entry in os.scandir(self.root / "ingest"):
+            if entry.is_dir(follow_symlinks=False) and not os.path.exists(os.path.join(entry.path, "ref")):
+                log.warning("removing an ingest left without a ref by a crash", path=entry.path)
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -446,7 +475,7 @@ class LocalStore:
                 if attempt == self.lock_attempts - 1:
                     raise
                 await asyncio.sleep(random.randrange(1 << attempt) / 1000)
-        task = asyncio.ensure_future(asyncio.to_thread(self._open_sync, ref, total, expected))
+        task = asyncio.ensure_future(asyncio.to_thread(self._open_sync_mapped, ref, total, expected))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -458,6 +487,10 @@ class LocalStore:
         except BaseException:
             self._unlock(ref)
             raise
+
+    def _open_sync_mapped(self, ref: str, total: int, expected: str) -> Writer:
+        with disk_full_is_exhausted(f"open ingest of ref {quote(ref)}"):
+            return self._open_sync(ref, total, expected)
 
     def _open_sync(self, ref: str, total: int, expected: str) -> Writer:
         if expected and self.blob_path(expected).exists():
@@ -561,9 +594,17 @@ class Writer:
 
     def _write_sync(self, fd: int, data: bytes) -> int:
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError as exc:
+            if exc.errno in NO_SPACE:  # drop the part that fit: the ingest stays resumable
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._status.offset)
+                    os.lseek(fd, self._status.offset, os.SEEK_SET)
+            with disk_full_is_exhausted(f"write ingest of ref {quote(self.ref)}"):
+                raise
         self._hasher.update(data)
         return len(data)
 
@@ -578,6 +619,7 @@ class Writer:
             OutOfRange: ``offset`` is not the current offset
                 (``write @<offset> must occur at current offset <n>``).
             FailedPrecondition: the writer is closed.
+            ResourceExhausted: the disk (or quota) is full; nothing of ``data`` is kept.
         """
         fd = self._require_open("write")
         if offset is not None and offset != self._status.offset:
@@ -623,6 +665,7 @@ class Writer:
                 ingest is removed — callers treat this as success.
             InvalidArgument: bad ``expected``.
             NotFound: the ingest was aborted while this writer held it.
+            ResourceExhausted: the disk (or quota) is full; no blob appears.
         """
         self._require_open("commit")
         return await run_to_completion(self.commit_sync, size, expected)
@@ -634,7 +677,8 @@ class Writer:
         fd = self._require_open("commit")
         self._fd = None
         try:
-            return self._commit_sync(fd, size, expected)
+            with disk_full_is_exhausted(f"commit ingest of ref {quote(self.ref)}"):
+                return self._commit_sync(fd, size, expected)
         finally:
             self._store._unlock(self.ref)
 
@@ -693,7 +737,8 @@ class Writer:
             return
         self._fd = None
         try:
-            self._close_sync(fd)
+            with disk_full_is_exhausted(f"close ingest of ref {quote(self.ref)}"):
+                self._close_sync(fd)
         finally:
             self._store._unlock(self.ref)
 

@@ -69,6 +69,24 @@ def _mounted(mounts: Sequence[Mount], base: Path, readonly: bool) -> Iterator[st
         os.rmdir(target)
 
 
+def cleanup_temp_mounts(base: Path) -> None:
+    """Unmount and remove the ``mount-*`` directories under ``base`` that a daemon killed
+    in the middle of an apply or compare left mounted (containerd's
+    ``mount.CleanupTempMounts`` at start-up). Failures are logged."""
+    try:
+        names = sorted(n for n in os.listdir(base) if n.startswith("mount-"))
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            unmount_all(path)
+            os.rmdir(path)
+            log.info("removed temporary mount left by a crash", path=path)
+        except OSError as exc:
+            log.warning("failed to clean up temporary mount", path=path, error=str(exc))
+
+
 class WalkingDiffer:
     """Apply and Compare over the namespaced content store.
 
@@ -80,6 +98,7 @@ class WalkingDiffer:
     def __init__(self, content: ContentStore, tmp: Path) -> None:
         self.content = content
         self.tmp = Path(tmp)
+        cleanup_temp_mounts(self.tmp)
 
     async def apply(self, layer: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
         """Apply ``layer`` onto ``mounts``; return the applied (uncompressed) descriptor.

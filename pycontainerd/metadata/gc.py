@@ -11,8 +11,9 @@ Roots, per namespace:
 * every lease not past ``containerd.io/gc.expire`` (→ the resources it holds; with the
   label ``containerd.io/gc.flat`` those are kept but their children are not followed);
 * content and snapshots labelled ``containerd.io/gc.root``;
-* every ingest record, until its ``expire_at`` (set for ingests no lease holds) passes;
-  an expired ingest no lease holds is removed and the content sweeper aborts its data.
+* every ingest record with an ``expire_at`` (set for ingests no lease holds), until it
+  passes; an ingest without one is kept only by a lease. An ingest nothing keeps is
+  removed and the content sweeper aborts its data.
 
 Edges: labels ``containerd.io/gc.ref.content`` / ``containerd.io/gc.ref.content.<name>``
 (also ``/<name>``) → content; ``containerd.io/gc.ref.snapshot.<snapshotter>[/<name>]`` →
@@ -136,8 +137,10 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
                 if LABEL_FLAT in labels:
                     flat.add(node)
         elif kind == "ingests":
+            # containerd's rule: only an unexpired ``expire_at`` makes an ingest a root; one
+            # without (written under a lease) lives only as long as a lease holds it
             expire_at = value.get("expire_at")
-            if not expire_at or expire_at > now * 1e9:
+            if expire_at and expire_at > now * 1e9:
                 roots.append(node)
         elif kind == "snapshots":
             if LABEL_ROOT in labels:

@@ -442,6 +442,38 @@ class SnapshotStore:
 
     # ------------------------------------------------------------------ garbage collection
 
+    def _undo_interrupted_commits(self, txn: Txn) -> None:
+        """Repair what a crash between the backend's commit and this store's transaction
+        (:meth:`commit`) leaves: a record naming an active backend key that the backend
+        has committed under another name, which no record names. The record is the truth
+        (the caller saw the commit fail), so the backend's commit is undone; the data was
+        never touched by the commit."""
+        committed_from = getattr(self.backend, "committed_from_sync", None)
+        moved = committed_from() if committed_from is not None else {}
+        if not moved:
+            return
+        records = []
+        for ns_raw, _ in txn.scan("namespaces", b""):
+            prefix = key(ns_raw.decode(), "snapshots", self.name) + SEP
+            records.extend(record for _, record in txn.scan("objects", prefix))
+        named = {record["name"] for record in records}
+        for record in records:
+            name = moved.get(record["name"])
+            if name is None or name in named:
+                continue
+            try:
+                self.backend.stat_sync(record["name"])
+                continue  # the active key exists: nothing was lost
+            except NotFound:
+                pass
+            try:
+                self.backend.uncommit_sync(name, record["name"], inherited_labels(record.get("labels") or {}))
+                log.warning("undid a snapshot commit interrupted by a crash", snapshotter=self.name,
+                            key=record["name"], name=name)
+            except ContainerdError as exc:
+                log.warning("failed to undo an interrupted snapshot commit", snapshotter=self.name,
+                            key=record["name"], name=name, error=str(exc))
+
     def sweep(self, txn: Txn, result: Any) -> None:
         """The garbage collector's sweeper for this snapshotter (blocking; runs inside the
         collection's write transaction on its worker thread, after unreachable records were
@@ -449,6 +481,7 @@ class SnapshotStore:
         snapshots being created and the parents of kept ones — children before parents,
         then runs the backend's cleanup. Counts removals in
         ``result.backend_removed[<snapshotter>]``."""
+        self._undo_interrupted_commits(txn)
         keep: set[str] = set()
         for ns_raw, _ in txn.scan("namespaces", b""):
             prefix = key(ns_raw.decode(), "snapshots", self.name) + SEP

@@ -176,6 +176,14 @@ class LocalSnapshotter:
         for _, renamed in moved:
             _remove_tree(renamed)
 
+    def committed_from_sync(self) -> dict[str, str]:
+        """``{active key: committed name}``: what each committed snapshot was committed from."""
+        return self.ms.view(storage.committed_from)
+
+    def uncommit_sync(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+        """Make committed ``name`` active ``key`` again (see :func:`.storage.uncommit`)."""
+        self.ms.update(lambda txn: storage.uncommit(txn, name, key, labels))
+
     def walk_sync(self, filters: Sequence[str] = ()) -> list[Info]:
         pairs = self.ms.view(lambda txn: storage.walk_info(txn, filters))
         return [self._decorate(sid, info) for sid, info in pairs]
@@ -267,7 +275,20 @@ def _remove_tree(path: Path) -> None:
         log.warning("failed to remove directory", path=str(p), error=str(exc))
 
     if os.path.lexists(path):
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=report)
-        else:
-            shutil.rmtree(path, onerror=report)
+        try:
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(path, onexc=report)
+            else:
+                shutil.rmtree(path, onerror=report)
+        except RecursionError:
+            # Python 3.11's rmtree recurses once per level; a 10 KiB layer can nest
+            # directories thousands deep. Finish with the iterative remover of apply.
+            from ..archive.apply import remove_all
+
+            parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                remove_all(parent, path.name)
+            except OSError as exc:
+                report(remove_all, path, exc)
+            finally:
+                os.close(parent)

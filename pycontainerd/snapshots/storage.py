@@ -344,7 +344,7 @@ def commit_active(
         raise FailedPrecondition(f"snapshot {quote(key)} is not active")
     now = time.time_ns()
     record.update(kind=Kind.COMMITTED.filter_name, created_at=now, updated_at=now, labels=clean,
-                  size=usage.size, inodes=usage.inodes)
+                  size=usage.size, inodes=usage.inodes, committed_from=key)
     txn.put("snapshots", raw_name, record)
     txn.delete("snapshots", key.encode())
     if record.get("parent"):
@@ -353,6 +353,43 @@ def commit_active(
             raise NotFound(f"missing parent {quote(record['parent'])} of snapshot {quote(key)}")
         txn.put("parents", _parent_key(int(parent_record["id"]), int(record["id"])), name)
     return str(record["id"])
+
+
+def committed_from(txn: Txn) -> dict[str, str]:
+    """``{active key: committed name}`` of every committed snapshot, by the key it was
+    committed from (for :func:`uncommit`)."""
+    return {v["committed_from"]: k.decode() for k, v in txn.scan("snapshots", b"") if v.get("committed_from")}
+
+
+def uncommit(txn: Txn, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+    """Undo :func:`commit_active`: committed ``name`` becomes active ``key`` again (same id,
+    parent and directory), with ``labels``. For a commit whose caller's own transaction
+    was lost in a crash (the namespaced store still names ``key``).
+
+    Raises:
+        NotFound: ``name`` does not exist.
+        FailedPrecondition: ``name`` has children or is not committed.
+        AlreadyExists: ``key`` is in use.
+    """
+    record = _get(txn, name)
+    if record is None:
+        raise NotFound(f"snapshot {name} does not exist")
+    if Kind.parse(record["kind"]) != Kind.COMMITTED:
+        raise FailedPrecondition(f"snapshot {quote(name)} is not committed")
+    if txn.first_key("parents", struct.pack(">Q", int(record["id"]))) is not None:
+        raise FailedPrecondition(f"cannot uncommit snapshot {quote(name)} with child")
+    raw_key = _key(txn, key)
+    if txn.get("snapshots", raw_key) is not None:
+        raise AlreadyExists(f"snapshot {key}")
+    now = time.time_ns()
+    record.pop("committed_from", None)
+    record.update(kind=Kind.ACTIVE.filter_name, updated_at=now, labels=_clean_labels(labels), size=0, inodes=0)
+    txn.put("snapshots", raw_key, record)
+    txn.delete("snapshots", name.encode())
+    if record.get("parent"):
+        parent_record = _get(txn, record["parent"])
+        if parent_record is not None:
+            txn.put("parents", _parent_key(int(parent_record["id"]), int(record["id"])), key)
 
 
 def id_map(txn: Txn) -> dict[str, str]:

@@ -129,7 +129,9 @@ async def test_an_interrupted_pull_is_finished_by_the_next_one_from_the_ingest_o
                                   headers={"Content-Length": str(len(blob))})
         return reg.handle(request)
 
-    async with AsyncClient(daemon.address) as c:
+    # the client retries under one lease of its own: that lease holds the ingest between the
+    # pulls (without it the collector aborts an ingest once no lease holds it, as containerd's)
+    async with AsyncClient(daemon.address) as c, c.lease():
         async with Resolver(transport=httpx.MockTransport(dying)) as resolver:
             with pytest.raises(Exception):
                 await pull(c, REF, resolver=resolver, unpack=False)

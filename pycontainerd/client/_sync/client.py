@@ -211,7 +211,8 @@ class Client(SyncWrapper):
 
     def lease(self, expire: timedelta=timedelta(hours=1)) -> ContextManager[Lease]:
         """Protect everything created inside the block from garbage collection until it
-        ends (containerd's ``client.WithLease``); the lease is deleted on exit."""
+        ends (containerd's ``client.WithLease``); the lease is deleted on exit. Inside
+        another lease's block that lease is used, and stays (as ``WithLease`` does)."""
         return self._portal.context(self._async.lease(_u(expire)), self._wrap)
 
     def create_container(self, container: ContainerRecord) -> ContainerRecord:
