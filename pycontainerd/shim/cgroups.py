@@ -16,15 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from google.protobuf import any_pb2
-
 from ..ttrpc.reactor import Reactor
+from . import files, libc
+from . import proto as pb
 
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read()
+        return files.read_text(path)
     except OSError:
         return ""
 
@@ -77,9 +76,13 @@ _V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "devic
 
 
 def _join(mount: tuple[str, str], path: str) -> str:
+    """The directory of cgroup ``path`` under a mount whose root in the hierarchy is
+    ``root``; a path outside that root is taken from the mount point as is."""
     root, mp = mount
-    rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
-    if rel.startswith(".."):
+    root = root.rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        rel = path[len(root):].lstrip("/")
+    else:
         rel = path.lstrip("/")
     return os.path.normpath(os.path.join(mp, rel))
 
@@ -122,49 +125,48 @@ class Cgroup:
 
     # --- stats --------------------------------------------------------------------------------
 
-    def stats(self) -> any_pb2.Any:
-        msg = self._v1() if self.version == 1 else self._v2()
-        return any_pb2.Any(type_url=msg.DESCRIPTOR.full_name, value=msg.SerializeToString())
+    def stats(self) -> pb.Any:
+        """The metrics as an ``Any`` (``io.containerd.cgroups.v1.Metrics`` or ``…v2.Metrics``)."""
+        return pb.pack(self._v1() if self.version == 1 else self._v2())
 
-    def _v1(self):
-        from ..api.cgroups.v1 import metrics_pb2 as v1
-
-        m = v1.Metrics()
+    def _v1(self) -> pb.V1Metrics:
+        m = pb.V1Metrics()
         p = self.paths
         if "pids" in p:
-            m.pids.current = _int(f"{p['pids']}/pids.current")
-            m.pids.limit = _int(f"{p['pids']}/pids.max")
+            m.pids = pb.V1PidsStat(current=_int(f"{p['pids']}/pids.current"), limit=_int(f"{p['pids']}/pids.max"))
+        if "cpuacct" in p or "cpu" in p:
+            m.cpu = pb.V1CPUStat()
         if "cpuacct" in p:
             d = p["cpuacct"]
-            m.cpu.usage.total = _int(f"{d}/cpuacct.usage")
-            m.cpu.usage.per_cpu.extend(int(x) for x in _read(f"{d}/cpuacct.usage_percpu").split())
+            usage = m.cpu.usage = pb.V1CPUUsage()
+            usage.total = _int(f"{d}/cpuacct.usage")
+            usage.per_cpu = [int(x) for x in _read(f"{d}/cpuacct.usage_percpu").split()]
             st = _kv(f"{d}/cpuacct.stat")
             tick = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
-            m.cpu.usage.user = st.get("user", 0) * tick
-            m.cpu.usage.kernel = st.get("system", 0) * tick
+            usage.user = st.get("user", 0) * tick
+            usage.kernel = st.get("system", 0) * tick
         if "cpu" in p:
             st = _kv(f"{p['cpu']}/cpu.stat")
-            m.cpu.throttling.periods = st.get("nr_periods", 0)
-            m.cpu.throttling.throttled_periods = st.get("nr_throttled", 0)
-            m.cpu.throttling.throttled_time = st.get("throttled_time", 0)
+            m.cpu.throttling = pb.V1Throttle(periods=st.get("nr_periods", 0),
+                                             throttled_periods=st.get("nr_throttled", 0),
+                                             throttled_time=st.get("throttled_time", 0))
         if "memory" in p:
             d = p["memory"]
             st = _kv(f"{d}/memory.stat")
-            mem = m.memory
-            for key, field in _V1_MEMORY_STAT.items():
-                setattr(mem, field, st.get(key, 0))
-            for entry, prefix in ((mem.usage, "memory"), (mem.swap, "memory.memsw"),
-                                  (mem.kernel, "memory.kmem"), (mem.kernel_tcp, "memory.kmem.tcp")):
-                entry.usage = _int(f"{d}/{prefix}.usage_in_bytes")
-                entry.limit = _int(f"{d}/{prefix}.limit_in_bytes")
-                entry.max = _int(f"{d}/{prefix}.max_usage_in_bytes")
-                entry.failcnt = _int(f"{d}/{prefix}.failcnt")
+            mem = m.memory = pb.V1MemoryStat(**{field: st.get(key, 0) for key, field in _V1_MEMORY_STAT.items()})
+            for name, prefix in (("usage", "memory"), ("swap", "memory.memsw"), ("kernel", "memory.kmem"),
+                                 ("kernel_tcp", "memory.kmem.tcp")):
+                setattr(mem, name, pb.V1MemoryEntry(usage=_int(f"{d}/{prefix}.usage_in_bytes"),
+                                                    limit=_int(f"{d}/{prefix}.limit_in_bytes"),
+                                                    max=_int(f"{d}/{prefix}.max_usage_in_bytes"),
+                                                    failcnt=_int(f"{d}/{prefix}.failcnt")))
             oc = _kv(f"{d}/memory.oom_control")
-            m.memory_oom_control.oom_kill_disable = oc.get("oom_kill_disable", 0)
-            m.memory_oom_control.under_oom = oc.get("under_oom", 0)
-            m.memory_oom_control.oom_kill = oc.get("oom_kill", 0)
+            m.memory_oom_control = pb.V1MemoryOomControl(oom_kill_disable=oc.get("oom_kill_disable", 0),
+                                                         under_oom=oc.get("under_oom", 0),
+                                                         oom_kill=oc.get("oom_kill", 0))
         if "blkio" in p:
             d = p["blkio"]
+            m.blkio = pb.V1BlkIOStat()
             for field, names in (("io_service_bytes_recursive", ("blkio.io_service_bytes_recursive",
                                                                   "blkio.throttle.io_service_bytes_recursive",
                                                                   "blkio.throttle.io_service_bytes")),
@@ -178,37 +180,34 @@ class Cgroup:
                         break
         return m
 
-    def _v2(self):
-        from ..api.cgroups.v2 import metrics_pb2 as v2
-
-        m = v2.Metrics()
+    def _v2(self) -> pb.V2Metrics:
         d = self.path
-        m.pids.current = _int(f"{d}/pids.current")
-        m.pids.limit = _int(f"{d}/pids.max")
+        m = pb.V2Metrics(pids=pb.V2PidsStat(current=_int(f"{d}/pids.current"), limit=_int(f"{d}/pids.max")))
         st = _kv(f"{d}/cpu.stat")
-        for key in ("usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec"):
-            setattr(m.cpu, key, st.get(key, 0))
+        m.cpu = pb.V2CPUStat(**{key: st.get(key, 0) for key in (
+            "usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec")})
         st = _kv(f"{d}/memory.stat")
-        for field in v2.MemoryStat.DESCRIPTOR.fields_by_name:
-            if field in st:
-                setattr(m.memory, field, st[field])
+        m.memory = pb.V2MemoryStat(**{field: st[field] for field in pb.V2_MEMORY_STAT_FIELDS if field in st})
         m.memory.usage = _int(f"{d}/memory.current")
         m.memory.usage_limit = _int(f"{d}/memory.max")
         m.memory.swap_usage = _int(f"{d}/memory.swap.current")
         m.memory.swap_limit = _int(f"{d}/memory.swap.max")
         ev = _kv(f"{d}/memory.events")
-        for key in ("low", "high", "max", "oom", "oom_kill"):
-            setattr(m.memory_events, key, ev.get(key, 0))
+        m.memory_events = pb.V2MemoryEvents(**{key: ev.get(key, 0)
+                                               for key in ("low", "high", "max", "oom", "oom_kill")})
         for line in _read(f"{d}/io.stat").splitlines():
             parts = line.split()
             if not parts or ":" not in parts[0]:
                 continue
             major, minor = parts[0].split(":")
-            e = m.io.usage.add(major=int(major), minor=int(minor))
+            e = pb.V2IOEntry(major=int(major), minor=int(minor))
             for kv in parts[1:]:
                 k, _, v = kv.partition("=")
                 if k in ("rbytes", "wbytes", "rios", "wios"):
                     setattr(e, k, int(v))
+            if m.io is None:
+                m.io = pb.V2IOStat()
+            m.io.usage.append(e)
         return m
 
     # --- OOM ----------------------------------------------------------------------------------
@@ -270,8 +269,7 @@ def _watch_v1(cg: Cgroup, reactor: Reactor, on_oom: Callable[[], None]) -> OomWa
         os.close(efd)
         raise
     try:
-        with open(f"{d}/cgroup.event_control", "w") as f:
-            f.write(f"{efd} {ofd}")
+        files.write(f"{d}/cgroup.event_control", f"{efd} {ofd}", create=False)
     except OSError:
         os.close(efd)
         os.close(ofd)
@@ -285,9 +283,6 @@ def _watch_v1(cg: Cgroup, reactor: Reactor, on_oom: Callable[[], None]) -> OomWa
 
 
 def _watch_v2(cg: Cgroup, reactor: Reactor, on_oom: Callable[[], None]) -> OomWatch | None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
     if fd < 0:
         return None
@@ -324,8 +319,6 @@ _V1_MEMORY_STAT = {
 
 
 def _blkio(path: str) -> list:
-    from ..api.cgroups.v1 import metrics_pb2 as v1
-
     out = []
     for line in _read(path).splitlines():
         parts = line.split()
@@ -333,7 +326,7 @@ def _blkio(path: str) -> list:
             continue
         major, minor = parts[0].split(":")
         try:
-            out.append(v1.BlkIOEntry(op=parts[1], major=int(major), minor=int(minor), value=int(parts[2])))
+            out.append(pb.V1BlkIOEntry(op=parts[1], major=int(major), minor=int(minor), value=int(parts[2])))
         except ValueError:
             continue
     return out

@@ -19,19 +19,16 @@ Topics are containerd's (``core/runtime/events.go``).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
-
-from ..api.services.ttrpc.events.v1 import events_pb2
 from ..errdefs import ContainerdError
 from ..ttrpc import client as ttrpc_client
 from ..ttrpc.reactor import Reactor
+from . import proto as pb
+from .spawn import run
 
 TASK_CREATE = "/tasks/create"
 TASK_START = "/tasks/start"
@@ -50,11 +47,11 @@ FORWARD_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 1.0
 
 
-def envelope(namespace: str, topic: str, event: Message, now_ns: int | None = None) -> events_pb2.Envelope:
-    env = events_pb2.Envelope(namespace=namespace, topic=topic)
-    env.timestamp.FromNanoseconds(time.time_ns() if now_ns is None else now_ns)
-    env.event.CopyFrom(any_pb2.Any(type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()))
-    return env
+def envelope(namespace: str, topic: str, event: pb.Message, now_ns: int | None = None) -> pb.Envelope:
+    """The ``Envelope`` of one event: now, the namespace, the topic and the event as an ``Any``
+    (type URL = the event's full name, e.g. ``containerd.events.TaskExit``)."""
+    return pb.Envelope(timestamp=pb.Timestamp.from_ns(time.time_ns() if now_ns is None else now_ns),
+                       namespace=namespace, topic=topic, event=pb.pack(event))
 
 
 class Publisher:
@@ -70,13 +67,13 @@ class Publisher:
         self.publish_binary = publish_binary
         self._connect = connect or (lambda address: ttrpc_client.Client(address, timeout=CONNECT_TIMEOUT))
         self._client: ttrpc_client.Client | None = None
-        self._queue: deque[tuple[events_pb2.Envelope, int]] = deque()
+        self._queue: deque[tuple[pb.Envelope, int]] = deque()
         self._scheduled = False
         self._retrying = False
-        self.sent: list[events_pb2.Envelope] = []  # kept only when record=True (tests)
+        self.sent: list[pb.Envelope] = []  # kept only when record=True (tests)
         self.record = False
 
-    def publish(self, topic: str, event: Message) -> None:
+    def publish(self, topic: str, event: pb.Message) -> None:
         self._queue.append((envelope(self.namespace, topic, event), 0))
         self._schedule()
 
@@ -120,12 +117,12 @@ class Publisher:
             if self.record:
                 self.sent.append(env)
 
-    def _send(self, env: events_pb2.Envelope) -> None:
+    def _send(self, env: pb.Envelope) -> None:
         path = self.ttrpc_address[len("unix://"):] if self.ttrpc_address.startswith("unix://") else self.ttrpc_address
         if self.publish_binary and not os.path.exists(path) and not path.startswith(("@", "\0")):
             self._send_binary(env)
             return
-        payload = events_pb2.ForwardRequest(envelope=env).SerializeToString()
+        payload = pb.ForwardRequest(envelope=env).encode()
         for attempt in (0, 1):
             if self._client is None or self._client.closed:
                 self._client = self._connect(self.ttrpc_address)
@@ -138,10 +135,10 @@ class Publisher:
                 self._client.close()  # reconnect once, as containerd does on ErrClosed
                 self._client = None
 
-    def _send_binary(self, env: events_pb2.Envelope) -> None:
+    def _send_binary(self, env: pb.Envelope) -> None:
         argv = [self.publish_binary, "--address", self.address, "publish", "--topic", env.topic,
                 "--namespace", env.namespace]
-        p = subprocess.run(argv, input=env.event.SerializeToString(), capture_output=True, timeout=FORWARD_TIMEOUT)
+        p = run(argv, capture=True, input=env.event.encode(), timeout=FORWARD_TIMEOUT)
         if p.returncode != 0:
             raise RuntimeError(f"{self.publish_binary} publish: {p.stderr.decode(errors='replace').strip()}")
 

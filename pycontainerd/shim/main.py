@@ -32,9 +32,10 @@ as containerd's runc shim) on stdout.
 
 The long-lived shim (no action) is a child subreaper, reaps on SIGCHLD, and serves
 ``containerd.task.v2.Task`` over ttrpc on one thread (:mod:`pycontainerd.ttrpc.reactor`).
-It runs without ``site`` (no ``.pth`` hooks), grpc, asyncio, hashlib or urllib — its
-memory is a benchmark figure. It exits on ``Shutdown`` once it has
-no tasks, or on SIGTERM. Its own log is ``<bundle>/shim.log``.
+It runs without ``site`` (no ``.pth`` hooks) and with only the standard library on its path:
+no grpc, asyncio, google.protobuf (:mod:`.proto` speaks the wire), subprocess
+(:mod:`.spawn`), dataclasses, hashlib or urllib — its memory is a benchmark figure. It
+exits on ``Shutdown`` once it has no tasks, or on SIGTERM. Its own log is ``<bundle>/shim.log``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,22 @@ import errno
 import json
 import os
 import select
+import signal
 import socket
-import subprocess
 import sys
 import time
+
+# the builtin sha256, not hashlib: hashlib loads libcrypto (~4 MiB) into every shim
+from _sha256 import sha256
+
+from ..ttrpc.reactor import Reactor
+from ..ttrpc.server import Server
+from . import files, libc
+from .events import Publisher
+from .mounts import is_mountpoint, unmount_all
+from .proto import Any, DeleteResponse, Timestamp
+from .runc import RuncError, read_pid_file
+from .service import SERVICE, TaskService, parse_options, read_options, runc_for
 
 STATE_DIR_NAME = "io.containerd.runtime.v2.task"
 SOCKET_PATH_MAX = 107
@@ -135,10 +148,6 @@ def state_dir_of(bundle: str) -> str:
 
 def socket_address(bundle: str, daemon_address: str, namespace: str, group: str) -> str:
     """``unix://<state>/s/<sha256 hex, shortened to fit 107 bytes>``."""
-    # the builtin sha256, not hashlib: hashlib loads libcrypto (~4 MiB) into the process,
-    # and with `start` forking the long-lived shim, into every shim
-    from _sha256 import sha256
-
     sdir = os.path.join(state_dir_of(bundle), "s")
     digest = sha256(os.path.join(daemon_address, namespace, group).encode()).hexdigest()
     room = SOCKET_PATH_MAX - len(sdir.encode()) - 1
@@ -149,8 +158,10 @@ def socket_address(bundle: str, daemon_address: str, namespace: str, group: str)
 
 def _group(bundle: str, id: str) -> str:
     try:
-        with open(os.path.join(bundle, "config.json")) as fh:
-            annotations = json.load(fh).get("annotations") or {}
+        data = files.read(os.path.join(bundle, "config.json"))
+        if not any(label.encode() in data for label in GROUP_LABELS):
+            return id  # the usual case, without parsing the spec (less memory for each shim to copy)
+        annotations = json.loads(data.decode()).get("annotations") or {}
     except (OSError, ValueError):
         return id
     for label in GROUP_LABELS:
@@ -161,8 +172,7 @@ def _group(bundle: str, id: str) -> str:
 
 def write_address(bundle: str, address: str) -> None:
     tmp = os.path.join(bundle, ".address")
-    with open(tmp, "w") as fh:
-        fh.write(address)
+    files.write(tmp, address)
     os.rename(tmp, os.path.join(bundle, "address"))
 
 
@@ -189,21 +199,14 @@ def python_path() -> str:
 
 
 def _python_path() -> str:
-    """Where this interpreter found pycontainerd and google.protobuf (for ``python -S``)."""
-    import google.protobuf
+    """Where this interpreter found pycontainerd (the ``PYTHONPATH`` of a ``python -S`` shim).
 
+    Nothing else: the shim needs only the standard library (no ``google.protobuf``, see
+    :mod:`pycontainerd.shim.proto`), so an import of anything else fails in the shim.
+    """
     import pycontainerd
 
-    paths = [os.path.dirname(os.path.dirname(os.path.abspath(pycontainerd.__file__)))]
-    for mod_path in google.protobuf.__path__:
-        paths.append(os.path.dirname(os.path.dirname(os.path.abspath(mod_path))))
-    try:
-        from google import rpc
-
-        paths += [os.path.dirname(os.path.dirname(os.path.abspath(p))) for p in rpc.__path__]
-    except ImportError:
-        pass
-    return os.pathsep.join(dict.fromkeys(paths))
+    return os.path.dirname(os.path.dirname(os.path.abspath(pycontainerd.__file__)))
 
 
 def start(f: Flags, options_data: bytes | None = None) -> str:
@@ -259,7 +262,12 @@ def _bind(f: Flags) -> tuple[str, str, socket.socket | None]:
         raise ValueError("-id is required")
     address = socket_address(bundle, f.address, f.namespace, _group(bundle, f.id))
     path = address[len("unix://"):]
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:  # usually there: os.makedirs is more Python code for every shim to run
+        os.mkdir(os.path.dirname(path), 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
@@ -368,6 +376,8 @@ def _await_ready(ready_r: int, bundle: str, pid: int, proc: subprocess.Popen | N
 
 
 def _spawn(f: Flags, bundle: str, sock: socket.socket) -> int:
+    import subprocess  # this short-lived `start` process only; the long-lived shim never imports it
+
     ready_r, ready_w = os.pipe()
     argv = [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.main import main; main()",
             "-namespace", f.namespace, "-id", f.id, "-address", f.address,
@@ -408,11 +418,7 @@ def _read_options_stdin() -> dict:
 def _parse_options(data: bytes) -> dict:
     if not data:
         return {}
-    from google.protobuf import any_pb2
-
-    from .service import parse_options
-
-    return parse_options(any_pb2.Any.FromString(data))
+    return parse_options(Any.decode(data))
 
 
 def _apply_shim_cgroup(pid: int, cgroup: str) -> None:
@@ -423,17 +429,14 @@ def _apply_shim_cgroup(pid: int, cgroup: str) -> None:
         os.path.join(root, d, cgroup.lstrip("/")) for d in os.listdir(root)
         if os.path.isdir(os.path.join(root, d, cgroup.lstrip("/")))]
     for t in targets:
-        with open(os.path.join(t, "cgroup.procs"), "w") as fh:
-            fh.write(str(pid))
+        files.write(os.path.join(t, "cgroup.procs"), str(pid), create=False)
 
 
 def _adjust_oom_score(pid: int, parent: int) -> None:
     """The shim's oom_score_adj is its starter's + 1: under pressure it goes before the daemon."""
     try:
-        with open(f"/proc/{parent}/oom_score_adj") as fh:
-            score = int(fh.read().strip())
-        with open(f"/proc/{pid}/oom_score_adj", "w") as fh:
-            fh.write(str(min(1000, score + 1)))
+        score = int(files.read(f"/proc/{parent}/oom_score_adj").strip())
+        files.write(f"/proc/{pid}/oom_score_adj", str(min(1000, score + 1)), create=False)
     except (OSError, ValueError):
         pass
 
@@ -442,11 +445,6 @@ def _adjust_oom_score(pid: int, parent: int) -> None:
 
 
 def delete(f: Flags) -> bytes:
-    from ..api.runtime.task.v2 import shim_pb2
-    from ..mount import is_mountpoint, unmount_all
-    from .runc import RuncError, read_pid_file
-    from .service import read_options, runc_for
-
     bundle = os.path.abspath(f.bundle or os.getcwd())
     id = f.id or os.path.basename(bundle)
     runc = runc_for(bundle, f.namespace, read_options(bundle))
@@ -461,8 +459,7 @@ def delete(f: Flags) -> bytes:
         except OSError as exc:
             print(f"pycontainerd-shim: failed to cleanup rootfs mount: {exc}", file=sys.stderr)
     try:
-        with open(os.path.join(bundle, "address")) as fh:
-            address = fh.read().strip()
+        address = files.read_text(os.path.join(bundle, "address")).strip()
         path = address[len("unix://"):] if address.startswith("unix://") else ""
         if path and os.path.exists(path) and not can_connect(path):
             os.unlink(path)
@@ -472,22 +469,13 @@ def delete(f: Flags) -> bytes:
         pid = read_pid_file(os.path.join(bundle, "init.pid"))
     except (OSError, ValueError):
         pid = 0
-    resp = shim_pb2.DeleteResponse(pid=pid, exit_status=128 + 9)
-    resp.exited_at.FromNanoseconds(time.time_ns())
-    return resp.SerializeToString()
+    return DeleteResponse(pid=pid, exit_status=128 + 9, exited_at=Timestamp.from_ns(time.time_ns())).encode()
 
 
 # --- the long-lived shim ----------------------------------------------------------------------
 
 
 def serve(f: Flags, lsock: socket.socket | None = None, on_ready=None) -> None:
-    import signal
-
-    from ..ttrpc.reactor import Reactor
-    from ..ttrpc.server import Server
-    from .events import Publisher
-    from .service import SERVICE, TaskService
-
     _set_subreaper()
     if lsock is None:
         if f.socket_fd < 0:
@@ -529,9 +517,4 @@ def serve(f: Flags, lsock: socket.socket | None = None, on_ready=None) -> None:
 
 
 def _set_subreaper() -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_CHILD_SUBREAPER = 36
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    libc.check(libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")

@@ -13,6 +13,7 @@ import os
 
 from ..errdefs import AlreadyExists, NotFound
 from ..ttrpc.server import Deferred
+from . import files
 from .cgroups import Cgroup
 from .runc import Runc
 from .state import StateMachine, Status
@@ -104,11 +105,12 @@ def should_kill_all_on_exit(bundle: str) -> bool:
     """True when the spec has no pid namespace of its own: then the init's exit must take
     every other process of the container with it (containerd's ``ShouldKillAllOnExit``)."""
     try:
-        with open(os.path.join(bundle, "config.json")) as f:
-            spec = json.load(f)
+        spec = json.loads(files.read_text(os.path.join(bundle, "config.json")))
     except (OSError, ValueError):
         return True
+    if not isinstance(spec, dict):
+        return True
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
-        if ns.get("type") == "pid" and not ns.get("path"):
+        if isinstance(ns, dict) and ns.get("type") == "pid" and not ns.get("path"):
             return False
     return True

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 
 from ..errdefs import ContainerdError, NotFound
+from . import files
+from .spawn import Result, run
 
 
 class RuncError(ContainerdError):
@@ -38,29 +39,17 @@ class Stdio:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
 
 
-class Result:
-    __slots__ = ("returncode", "stdout", "stderr")
-
-    def __init__(self, returncode: int, stdout: bytes = b"", stderr: bytes = b"") -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
 Runner = Callable[[Sequence[str], Stdio | None, bytes | None], Result]
 """``runner(argv, stdio, input) -> Result``: run to completion. With ``stdio`` the child's
 stdio are those fds and nothing is captured; without, stdout/stderr are captured and
 ``input`` (if any) is written to stdin."""
 
 
-def subprocess_runner(argv: Sequence[str], stdio: Stdio | None, input: bytes | None) -> Result:
+def spawn_runner(argv: Sequence[str], stdio: Stdio | None, input: bytes | None) -> Result:
+    """The default :data:`Runner`: :func:`pycontainerd.shim.spawn.run` (``posix_spawn``)."""
     if stdio is not None:
-        dn = subprocess.DEVNULL
-        p = subprocess.run(list(argv), stdin=dn if stdio.stdin is None else stdio.stdin,
-                           stdout=dn if stdio.stdout is None else stdio.stdout,
-                           stderr=dn if stdio.stderr is None else stdio.stderr, close_fds=True)
-        return Result(p.returncode)
-    p = subprocess.run(list(argv), input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                       capture_output=True, close_fds=True)
-    return Result(p.returncode, p.stdout, p.stderr)
+        return run(argv, (stdio.stdin, stdio.stdout, stdio.stderr))
+    return run(argv, capture=True, input=input)
 
 
 class Runc:
@@ -70,7 +59,7 @@ class Runc:
     """
 
     def __init__(self, binary: str = "runc", root: str = "/run/pycontainerd/runc/default", log: str = "",
-                 systemd_cgroup: bool = False, runner: Runner = subprocess_runner) -> None:
+                 systemd_cgroup: bool = False, runner: Runner = spawn_runner) -> None:
         self.binary = binary
         self.root = root
         self.log = log
@@ -173,9 +162,7 @@ def _last_error(path: str, offset: int) -> str:
     if not path:
         return ""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+        data = files.read(path, offset)
     except OSError:
         return ""
     msg = ""
@@ -190,5 +177,4 @@ def _last_error(path: str, offset: int) -> str:
 
 
 def read_pid_file(path: str) -> int:
-    with open(path) as f:
-        return int(f.read().strip())
+    return int(files.read(path).strip())

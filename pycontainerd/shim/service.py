@@ -28,13 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from google.protobuf import any_pb2, empty_pb2
-
 from .. import identifiers
-from ..api.events import task_pb2 as events
-from ..api.runtime.runc.options import oci_pb2 as runc_options
-from ..api.runtime.task.v2 import shim_pb2 as api
-from ..api.types.task import task_pb2 as types
 from ..errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -46,6 +40,8 @@ from ..errdefs import (
 from ..ttrpc.reactor import Reactor
 from ..ttrpc.server import CallContext, Deferred
 from . import events as topics
+from . import files, mounts
+from . import proto as pb
 from .cgroups import Cgroup
 from .events import Publisher
 from .process import Container, Process
@@ -58,13 +54,12 @@ OPTIONS_URL = "containerd.runc.v1.Options"
 VERSION = "pycontainerd-shim 0.1.0"
 
 _STATUS = {
-    Status.CREATED: types.CREATED,
-    Status.RUNNING: types.RUNNING,
-    Status.PAUSED: types.PAUSED,
-    Status.STOPPED: types.STOPPED,
-    Status.DELETED: types.STOPPED,
+    Status.CREATED: pb.CREATED,
+    Status.RUNNING: pb.RUNNING,
+    Status.PAUSED: pb.PAUSED,
+    Status.STOPPED: pb.STOPPED,
+    Status.DELETED: pb.STOPPED,
 }
-_EMPTY = empty_pb2.Empty().SerializeToString()
 _HELD_EXITS_MAX = 1024
 HOLD_KILL_AFTER = 2.0  # s after the init's exit: SIGKILL execs still running
 HOLD_MAX = 10.0  # s after the init's exit: publish it even if an exec is still not reaped
@@ -95,29 +90,34 @@ def runc_for(bundle: str, namespace: str, options: dict, runner=None) -> Runc:
                 systemd_cgroup=bool(options.get("systemd_cgroup")), **kw)
 
 
-def parse_options(opts: any_pb2.Any) -> dict:
-    """The runc options of a CreateTaskRequest as a dict (empty when none were given)."""
-    if not opts.type_url:
+def parse_options(opts: pb.Any | None) -> dict:
+    """The runc options of a CreateTaskRequest (an ``Any`` of ``containerd.runc.v1.Options``)
+    as a dict of the fields that are set (empty when none were given).
+
+    Raises:
+        InvalidArgument: another type of options, or bytes that are not an ``Options``.
+    """
+    if opts is None or not opts.type_url:
         return {}
     # "containerd.runc.v1.Options", also as "type.googleapis.com/containerd.runc.v1.Options"
     if opts.type_url.rsplit("/", 1)[-1] != OPTIONS_URL:
         raise InvalidArgument(f"unsupported runtime options {quote(opts.type_url)}")
-    msg = runc_options.Options.FromString(opts.value)
-    return {f.name: v for f, v in msg.ListFields()}
+    try:
+        msg = pb.Options.decode(opts.value)
+    except ValueError as exc:
+        raise InvalidArgument(f"runtime options: {exc}") from exc
+    return pb.options_dict(msg)
 
 
 def write_options(bundle: str, options: dict) -> None:
     """``options.json`` and ``runtime`` in the bundle, for ``shim delete`` (as containerd)."""
-    with open(os.path.join(bundle, "options.json"), "w") as f:
-        json.dump(options, f)
-    with open(os.path.join(bundle, "runtime"), "w") as f:
-        f.write(options.get("binary_name", ""))
+    files.write(os.path.join(bundle, "options.json"), json.dumps(options))  # dumps: the C encoder
+    files.write(os.path.join(bundle, "runtime"), options.get("binary_name", ""))
 
 
 def read_options(bundle: str) -> dict:
     try:
-        with open(os.path.join(bundle, "options.json")) as f:
-            return json.load(f)
+        return json.loads(files.read_text(os.path.join(bundle, "options.json")))
     except (OSError, ValueError):
         return {}
 
@@ -143,23 +143,23 @@ class TaskService:
 
     def methods(self) -> dict[str, Callable[[bytes, CallContext], bytes | Deferred]]:
         table = {
-            "State": (self.state, api.StateRequest),
-            "Create": (self.create, api.CreateTaskRequest),
-            "Start": (self.start, api.StartRequest),
-            "Delete": (self.delete, api.DeleteRequest),
-            "Pids": (self.pids, api.PidsRequest),
-            "Pause": (self.pause, api.PauseRequest),
-            "Resume": (self.resume, api.ResumeRequest),
-            "Checkpoint": (self.checkpoint, api.CheckpointTaskRequest),
-            "Kill": (self.kill, api.KillRequest),
-            "Exec": (self.exec, api.ExecProcessRequest),
-            "ResizePty": (self.resize_pty, api.ResizePtyRequest),
-            "CloseIO": (self.close_io, api.CloseIORequest),
-            "Update": (self.update, api.UpdateTaskRequest),
-            "Wait": (self.wait, api.WaitRequest),
-            "Stats": (self.stats, api.StatsRequest),
-            "Connect": (self.connect, api.ConnectRequest),
-            "Shutdown": (self.shutdown, api.ShutdownRequest),
+            "State": (self.state, pb.StateRequest),
+            "Create": (self.create, pb.CreateTaskRequest),
+            "Start": (self.start, pb.StartRequest),
+            "Delete": (self.delete, pb.DeleteRequest),
+            "Pids": (self.pids, pb.PidsRequest),
+            "Pause": (self.pause, pb.PauseRequest),
+            "Resume": (self.resume, pb.ResumeRequest),
+            "Checkpoint": (self.checkpoint, pb.CheckpointTaskRequest),
+            "Kill": (self.kill, pb.KillRequest),
+            "Exec": (self.exec, pb.ExecProcessRequest),
+            "ResizePty": (self.resize_pty, pb.ResizePtyRequest),
+            "CloseIO": (self.close_io, pb.CloseIORequest),
+            "Update": (self.update, pb.UpdateTaskRequest),
+            "Wait": (self.wait, pb.WaitRequest),
+            "Stats": (self.stats, pb.StatsRequest),
+            "Connect": (self.connect, pb.ConnectRequest),
+            "Shutdown": (self.shutdown, pb.ShutdownRequest),
         }
         return {name: _handler(fn, req_cls) for name, (fn, req_cls) in table.items()}
 
@@ -174,7 +174,7 @@ class TaskService:
 
     # --- create / start -----------------------------------------------------------------------
 
-    def create(self, r: api.CreateTaskRequest) -> api.CreateTaskResponse:
+    def create(self, r: pb.CreateTaskRequest) -> pb.CreateTaskResponse:
         identifiers.validate(r.id)
         if r.id in self.containers:
             raise AlreadyExists(f"container {quote(r.id)}")
@@ -185,15 +185,11 @@ class TaskService:
         options = parse_options(r.options)
         write_options(r.bundle, options)
         rootfs = ""
-        if len(r.rootfs):
-            # ctypes: imported only when there is something to mount
-            from .. import mount as mountlib
-
+        if r.rootfs:
             rootfs = os.path.join(r.bundle, "rootfs")
             os.makedirs(rootfs, mode=0o711, exist_ok=True)
-            mounts = [mountlib.Mount(m.type, m.source, tuple(m.options), m.target) for m in r.rootfs]
             try:
-                mountlib.mount_all(mounts, rootfs)
+                mounts.mount_all(r.rootfs, rootfs)
             except OSError as exc:
                 raise InvalidArgument(f"failed to mount rootfs component: {exc}") from exc
         try:
@@ -224,18 +220,17 @@ class TaskService:
         self.containers[r.id] = c
         self._by_pid[p.pid] = p
         c.cgroup = Cgroup.for_pid(p.pid)
-        ev = events.TaskCreate(container_id=r.id, bundle=r.bundle, checkpoint=r.checkpoint, pid=p.pid,
-                               io=events.TaskIO(stdin=r.stdin, stdout=r.stdout, stderr=r.stderr, terminal=r.terminal))
-        ev.rootfs.extend(r.rootfs)
+        ev = pb.TaskCreate(container_id=r.id, bundle=r.bundle, rootfs=r.rootfs, checkpoint=r.checkpoint, pid=p.pid,
+                           io=pb.TaskIO(stdin=r.stdin, stdout=r.stdout, stderr=r.stderr, terminal=r.terminal))
         self._publish(topics.TASK_CREATE, ev)
-        return api.CreateTaskResponse(pid=p.pid)
+        return pb.CreateTaskResponse(pid=p.pid)
 
     def _new_io(self, c: Container, p: Process) -> ProcessIO:
         return ProcessIO(self.reactor, id=p.id, namespace=self.namespace, stdin=p.stdin, stdout=p.stdout,
                          stderr=p.stderr, terminal=p.terminal, uid=int(c.options.get("io_uid", 0)),
                          gid=int(c.options.get("io_gid", 0)), on_child=self._ignored.add)
 
-    def start(self, r: api.StartRequest) -> api.StartResponse:
+    def start(self, r: pb.StartRequest) -> pb.StartResponse:
         c = self._container(r.id)
         p = c.process(r.exec_id)
         p.sm.check(Op.START)
@@ -251,22 +246,21 @@ class TaskService:
                     c.cgroup = Cgroup.for_pid(p.pid)
                 if c.cgroup is not None and c.oom_watch is None:
                     c.oom_watch = c.cgroup.watch_oom(
-                        self.reactor, lambda: self._publish(topics.TASK_OOM, events.TaskOOM(container_id=c.id)))
-                self._publish(topics.TASK_START, events.TaskStart(container_id=c.id, pid=p.pid))
+                        self.reactor, lambda: self._publish(topics.TASK_OOM, pb.TaskOOM(container_id=c.id)))
+                self._publish(topics.TASK_START, pb.TaskStart(container_id=c.id, pid=p.pid))
             else:
                 self._publish(topics.TASK_EXEC_STARTED,
-                              events.TaskExecStarted(container_id=c.id, exec_id=p.exec_id, pid=p.pid))
+                              pb.TaskExecStarted(container_id=c.id, exec_id=p.exec_id, pid=p.pid))
         finally:
             p.starting = False
             held = self._held.pop(p.pid, None) if p.pid else None
             if held is not None:
                 self._exited(p, *held)
-        return api.StartResponse(pid=p.pid)
+        return pb.StartResponse(pid=p.pid)
 
     def _start_exec(self, c: Container, p: Process) -> None:
         spec_path, pid_path = c.exec_paths(p.exec_id)
-        with open(spec_path, "wb") as f:
-            f.write(p.spec)
+        files.write(spec_path, p.spec)
         p.io = self._new_io(c, p)
         try:
             stdio = p.io.prepare()
@@ -350,8 +344,8 @@ class TaskService:
         if p.is_init and c.oom_watch is not None:
             c.oom_watch.poll()  # an OOM kill that is already known goes out before the exit
         p.set_exited(status, when)
-        ev = events.TaskExit(container_id=c.id, id=p.id, pid=p.pid, exit_status=status)
-        ev.exited_at.FromNanoseconds(when)
+        ev = pb.TaskExit(container_id=c.id, id=p.id, pid=p.pid, exit_status=status,
+                         exited_at=pb.Timestamp.from_ns(when))
         self._publish(topics.TASK_EXIT, ev)
         flush = getattr(self.publisher, "flush", None)
         if flush is not None:
@@ -360,7 +354,7 @@ class TaskService:
 
     # --- delete ---------------------------------------------------------------------------------
 
-    def delete(self, r: api.DeleteRequest) -> api.DeleteResponse:
+    def delete(self, r: pb.DeleteRequest) -> pb.DeleteResponse:
         c = self._container(r.id)
         p = c.process(r.exec_id)
         p.sm.check(Op.DELETE)
@@ -388,8 +382,8 @@ class TaskService:
                 c.oom_watch.stop()
                 c.oom_watch = None
             del self.containers[c.id]
-            ev = events.TaskDelete(container_id=c.id, pid=p.pid, exit_status=p.exit_status, id=c.id)
-            ev.exited_at.FromNanoseconds(p.exited_at_ns)
+            ev = pb.TaskDelete(container_id=c.id, pid=p.pid, exit_status=p.exit_status, id=c.id,
+                               exited_at=pb.Timestamp.from_ns(p.exited_at_ns))
             self._publish(topics.TASK_DELETE, ev)
         else:
             if p.io is not None:
@@ -401,57 +395,51 @@ class TaskService:
                 p.release_waiters(self._wait_response(p))
             p.sm.transition(Status.DELETED)
             del c.execs[p.exec_id]
-        resp = api.DeleteResponse(pid=p.pid, exit_status=p.exit_status)
-        resp.exited_at.FromNanoseconds(p.exited_at_ns)
-        return resp
+        return pb.DeleteResponse(pid=p.pid, exit_status=p.exit_status, exited_at=pb.Timestamp.from_ns(p.exited_at_ns))
 
     # --- the rest ---------------------------------------------------------------------------------
 
-    def state(self, r: api.StateRequest) -> api.StateResponse:
+    def state(self, r: pb.StateRequest) -> pb.StateResponse:
         c = self._container(r.id)
         p = c.process(r.exec_id)
-        resp = api.StateResponse(id=p.id, bundle=c.bundle, pid=p.pid, status=_STATUS[p.status], stdin=p.stdin,
-                                 stdout=p.stdout, stderr=p.stderr, terminal=p.terminal,
-                                 exit_status=p.exit_status, exec_id=p.exec_id)
-        if p.exited_at_ns:
-            resp.exited_at.FromNanoseconds(p.exited_at_ns)
-        return resp
+        return pb.StateResponse(id=p.id, bundle=c.bundle, pid=p.pid, status=_STATUS[p.status], stdin=p.stdin,
+                                stdout=p.stdout, stderr=p.stderr, terminal=p.terminal, exit_status=p.exit_status,
+                                exited_at=pb.Timestamp.from_ns(p.exited_at_ns) if p.exited_at_ns else None,
+                                exec_id=p.exec_id)
 
-    def pids(self, r: api.PidsRequest) -> api.PidsResponse:
+    def pids(self, r: pb.PidsRequest) -> pb.PidsResponse:
         c = self._container(r.id)
         if c.init.sm.exited:
-            return api.PidsResponse()
+            return pb.PidsResponse()
         by_pid = {e.pid: e for e in c.execs.values() if e.pid}
-        resp = api.PidsResponse()
+        resp = pb.PidsResponse()
         for pid in c.runc.ps(c.id):
-            info = resp.processes.add(pid=pid)
             e = by_pid.get(pid)
-            if e is not None:
-                d = runc_options.ProcessDetails(exec_id=e.exec_id)
-                info.info.CopyFrom(any_pb2.Any(type_url=d.DESCRIPTOR.full_name, value=d.SerializeToString()))
+            info = pb.pack(pb.ProcessDetails(exec_id=e.exec_id)) if e is not None else None
+            resp.processes.append(pb.ProcessInfo(pid=pid, info=info))
         return resp
 
-    def pause(self, r: api.PauseRequest) -> empty_pb2.Empty:
+    def pause(self, r: pb.PauseRequest) -> pb.Empty:
         c = self._container(r.id)
         c.init.sm.check(Op.PAUSE)
         c.runc.pause(c.id)
         c.init.sm.transition(Status.PAUSED)
-        self._publish(topics.TASK_PAUSED, events.TaskPaused(container_id=c.id))
-        return empty_pb2.Empty()
+        self._publish(topics.TASK_PAUSED, pb.TaskPaused(container_id=c.id))
+        return pb.Empty()
 
-    def resume(self, r: api.ResumeRequest) -> empty_pb2.Empty:
+    def resume(self, r: pb.ResumeRequest) -> pb.Empty:
         c = self._container(r.id)
         c.init.sm.check(Op.RESUME)
         c.runc.resume(c.id)
         c.init.sm.transition(Status.RUNNING)
-        self._publish(topics.TASK_RESUMED, events.TaskResumed(container_id=c.id))
-        return empty_pb2.Empty()
+        self._publish(topics.TASK_RESUMED, pb.TaskResumed(container_id=c.id))
+        return pb.Empty()
 
-    def checkpoint(self, r: api.CheckpointTaskRequest) -> empty_pb2.Empty:
+    def checkpoint(self, r: pb.CheckpointTaskRequest) -> pb.Empty:
         self._container(r.id)
         raise NotImplementedYet("checkpoint")
 
-    def kill(self, r: api.KillRequest) -> empty_pb2.Empty:
+    def kill(self, r: pb.KillRequest) -> pb.Empty:
         c = self._container(r.id)
         p = c.process(r.exec_id)
         p.sm.check(Op.KILL)
@@ -464,48 +452,49 @@ class TaskService:
                 os.kill(p.pid, r.signal)
             except ProcessLookupError as exc:
                 raise NotFound("process already finished") from exc
-        return empty_pb2.Empty()
+        return pb.Empty()
 
-    def exec(self, r: api.ExecProcessRequest) -> empty_pb2.Empty:
+    def exec(self, r: pb.ExecProcessRequest) -> pb.Empty:
         c = self._container(r.id)
         identifiers.validate(r.exec_id)
         c.reserve_exec(r.exec_id)
         c.init.sm.check(Op.EXEC)
         try:
-            spec = json.loads(r.spec.value or b"null")
+            spec = json.loads(_any_value(r.spec) or b"null")
         except ValueError as exc:
             raise InvalidArgument(f"exec {quote(r.exec_id)}: process spec is not JSON: {exc}") from exc
         if not isinstance(spec, dict) or not spec.get("args"):
             raise InvalidArgument(f"exec {quote(r.exec_id)}: process spec needs args")
         c.execs[r.exec_id] = Process(c, r.exec_id, stdin=r.stdin, stdout=r.stdout, stderr=r.stderr,
-                                     terminal=r.terminal, spec=r.spec.value)
-        self._publish(topics.TASK_EXEC_ADDED, events.TaskExecAdded(container_id=c.id, exec_id=r.exec_id))
-        return empty_pb2.Empty()
+                                     terminal=r.terminal, spec=_any_value(r.spec))
+        self._publish(topics.TASK_EXEC_ADDED, pb.TaskExecAdded(container_id=c.id, exec_id=r.exec_id))
+        return pb.Empty()
 
-    def resize_pty(self, r: api.ResizePtyRequest) -> empty_pb2.Empty:
+    def resize_pty(self, r: pb.ResizePtyRequest) -> pb.Empty:
         p = self._container(r.id).process(r.exec_id)
         p.sm.check(Op.RESIZE)
         if p.io is not None:
             p.io.resize(r.width, r.height)
-        return empty_pb2.Empty()
+        return pb.Empty()
 
-    def close_io(self, r: api.CloseIORequest) -> empty_pb2.Empty:
+    def close_io(self, r: pb.CloseIORequest) -> pb.Empty:
         p = self._container(r.id).process(r.exec_id)
         if r.stdin and p.io is not None:
             p.io.close_stdin()
-        return empty_pb2.Empty()
+        return pb.Empty()
 
-    def update(self, r: api.UpdateTaskRequest) -> empty_pb2.Empty:
+    def update(self, r: pb.UpdateTaskRequest) -> pb.Empty:
         c = self._container(r.id)
         c.init.sm.check(Op.UPDATE)
+        resources = _any_value(r.resources) or b"{}"
         try:
-            json.loads(r.resources.value or b"{}")
+            json.loads(resources)
         except ValueError as exc:
             raise InvalidArgument(f"resources are not JSON: {exc}") from exc
-        c.runc.update(c.id, r.resources.value or b"{}")
-        return empty_pb2.Empty()
+        c.runc.update(c.id, resources)
+        return pb.Empty()
 
-    def wait(self, r: api.WaitRequest) -> bytes | Deferred:
+    def wait(self, r: pb.WaitRequest) -> bytes | Deferred:
         p = self._container(r.id).process(r.exec_id)
         if p.sm.exited:
             return self._wait_response(p)
@@ -515,42 +504,44 @@ class TaskService:
 
     @staticmethod
     def _wait_response(p: Process) -> bytes:
-        resp = api.WaitResponse(exit_status=p.exit_status)
-        resp.exited_at.FromNanoseconds(p.exited_at_ns)
-        return resp.SerializeToString()
+        return pb.WaitResponse(exit_status=p.exit_status, exited_at=pb.Timestamp.from_ns(p.exited_at_ns)).encode()
 
-    def stats(self, r: api.StatsRequest) -> api.StatsResponse:
+    def stats(self, r: pb.StatsRequest) -> pb.StatsResponse:
         c = self._container(r.id)
         if c.cgroup is None and c.init.pid and not c.init.sm.exited:
             c.cgroup = Cgroup.for_pid(c.init.pid)
         if c.cgroup is None or not c.cgroup.exists():
             raise NotFound("cgroup does not exist")
-        return api.StatsResponse(stats=c.cgroup.stats())
+        return pb.StatsResponse(stats=c.cgroup.stats())
 
-    def connect(self, r: api.ConnectRequest) -> api.ConnectResponse:
+    def connect(self, r: pb.ConnectRequest) -> pb.ConnectResponse:
         c = self.containers.get(r.id)
-        return api.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0, version=VERSION)
+        return pb.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0, version=VERSION)
 
-    def shutdown(self, r: api.ShutdownRequest) -> empty_pb2.Empty:
+    def shutdown(self, r: pb.ShutdownRequest) -> pb.Empty:
         if self.containers and not r.now:
-            return empty_pb2.Empty()
+            return pb.Empty()
         if self.on_shutdown is not None:
             self.reactor.call_soon(self.on_shutdown)
-        return empty_pb2.Empty()
+        return pb.Empty()
 
 
 def _handler(fn, req_cls) -> Callable[[bytes, CallContext], bytes | Deferred]:
     def handle(payload: bytes, ctx: CallContext) -> bytes | Deferred:
         try:
-            req = req_cls.FromString(payload)
-        except Exception as exc:
-            raise InvalidArgument(f"unmarshal {req_cls.DESCRIPTOR.name}: {exc}") from exc
+            req = req_cls.decode(payload)
+        except ValueError as exc:
+            raise InvalidArgument(f"unmarshal {req_cls.__name__}: {exc}") from exc
         out = fn(req)
         if isinstance(out, (bytes, Deferred)):
             return out
-        return out.SerializeToString()
+        return out.encode()
 
     return handle
+
+
+def _any_value(a: pb.Any | None) -> bytes:
+    return a.value if a is not None else b""
 
 
 def _quietly(fn: Callable[[], object]) -> None:
@@ -561,9 +552,9 @@ def _quietly(fn: Callable[[], object]) -> None:
 
 
 def _unmount(path: str) -> None:
-    from .. import mount as mountlib
-
     try:
-        mountlib.unmount_all(path)
+        mounts.unmount_all(path)
     except OSError:
-        mountlib.unmount(path, detach=True) if mountlib.is_mountpoint(path) else None
+        if mounts.is_mountpoint(path):
+            mounts.unmount(path, detach=True)
+

@@ -28,11 +28,17 @@ shims it forked live on.
 
 Memory: children share the zygote's pages copy-on-write; ``gc.freeze()`` before serving
 keeps the collector from dirtying them, so a shim's private memory (USS/PSS) stays well
-below a freshly started interpreter's.
+below a freshly started interpreter's. A page is copied into a shim when either side writes
+it, so the zygote does as little as it can between forks (it only receives and forks; the
+child parses the request), and what every shim needs once — modules, the ``unicode_escape``
+codec, the libc function pointers, the argv area's address — is set up before serving.
 """
 
 from __future__ import annotations
 
+import _signal
+import codecs
+import ctypes
 import gc
 import json
 import os
@@ -40,13 +46,16 @@ import signal
 import socket
 import sys
 
+from . import libc
+from . import main as shim
+
 MAX_MESSAGE = 1 << 20
 PRELOAD = (
     "pycontainerd.shim.main", "pycontainerd.shim.service", "pycontainerd.shim.events",
     "pycontainerd.shim.stdio", "pycontainerd.shim.cgroups", "pycontainerd.shim.process",
     "pycontainerd.shim.runc", "pycontainerd.shim.state", "pycontainerd.ttrpc.server",
-    "pycontainerd.ttrpc.client", "pycontainerd.ttrpc.reactor", "pycontainerd.mount",
-    "pycontainerd.api.cgroups.v1.metrics_pb2", "pycontainerd.api.cgroups.v2.metrics_pb2",
+    "pycontainerd.ttrpc.client", "pycontainerd.ttrpc.reactor", "pycontainerd.shim.mounts",
+    "pycontainerd.shim.spawn", "pycontainerd.shim.proto", "pycontainerd.shim.libc",
 )
 """What a shim imports while serving a task (see ``tests/unit/test_shim_imports.py``)."""
 
@@ -60,8 +69,12 @@ def command(fd: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     fd = int(args[args.index("-fd") + 1])
+    global _ENV, _ARGV_AREA
     for name in PRELOAD:
         __import__(name)
+    codecs.lookup("unicode_escape")  # cached now, not imported by each shim (mountinfo paths)
+    _ENV = dict(os.environ)
+    _ARGV_AREA = _argv_area()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon's Ctrl-C: it closes us when done
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     _die_with_parent()
@@ -69,30 +82,43 @@ def main(argv: list[str] | None = None) -> None:
     sock.setblocking(True)
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: never scan (and dirty) it
-    _trim()  # give back what the imports left free, so that no shim maps it
+    libc.trim()  # give back what the imports left free, so that no shim maps it
     sock.send(json.dumps({"ready": os.getpid()}).encode())
-    while True:
-        try:
-            msg = sock.recv(MAX_MESSAGE)
-        except OSError:
-            break
-        if not msg:
-            break  # the daemon is gone or closed us
-        try:
-            req = json.loads(msg)
-        except ValueError:
-            continue
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            _reply(sock, req, 1, b"", f"pycontainerd-shim: fork: {exc}")
-            continue
-        if pid == 0:
-            _child(sock, req)  # never returns
+    _serve(sock)
     sock.close()
 
 
+def _serve(sock: socket.socket) -> None:
+    """Fork a child per request. The loop touches as little memory as it can (the child
+    parses the request): a page the zygote writes after a fork stops being shared with the
+    shim forked before, and is counted in that shim's private memory."""
+    while True:
+        try:
+            msg = sock.recv(MAX_MESSAGE)  # a fresh mapping each time (over malloc's mmap threshold)
+        except OSError:
+            return
+        if not msg:
+            return  # the daemon is gone or closed us
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _reply(sock, _parse(msg), 1, b"", f"pycontainerd-shim: fork: {exc}")
+            continue
+        if pid == 0:
+            _child(sock, _parse(msg))  # never returns
+
+
+def _parse(msg: bytes) -> dict:
+    try:
+        req = json.loads(msg.decode())  # a str: json.loads of bytes runs more Python code
+    except ValueError:
+        req = None
+    return req if isinstance(req, dict) else {}
+
+
 def _child(sock: socket.socket, req: dict) -> None:
+    if "id" not in req:
+        os._exit(1)  # not a request (nothing to answer)
     answered = False
 
     def answer(rc: int, out: bytes, err: str) -> None:
@@ -104,10 +130,9 @@ def _child(sock: socket.socket, req: dict) -> None:
 
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from . import main as shim
-
+        # _signal: signal.signal's enum conversions would copy the enum machinery's pages
+        _signal.signal(signal.SIGCHLD, _signal.SIG_DFL)
+        _signal.signal(signal.SIGINT, _signal.SIG_DFL)
         _set_environ(req.get("env") or {})
         os.chdir(req.get("cwd") or "/")
         f = shim.parse_flags(list(req.get("argv") or []))
@@ -145,7 +170,9 @@ def _reply(sock: socket.socket, req: dict, rc: int, out: bytes, err: str) -> Non
 
 def _set_environ(env: dict[str, str]) -> None:
     """Make ``os.environ`` equal ``env``, touching only what differs (usually nothing: the
-    zygote was started with the daemon's environment)."""
+    zygote was started with the daemon's environment, compared as a plain dict first)."""
+    if env == _ENV:
+        return
     for key in [k for k in os.environ if k not in env]:
         del os.environ[key]
     for key, value in env.items():
@@ -153,39 +180,31 @@ def _set_environ(env: dict[str, str]) -> None:
             os.environ[key] = value
 
 
+_ENV: dict[str, str] = {}  # the zygote's environment, as a plain dict
+_ARGV_AREA = (0, 0)  # (start, end) address of the zygote's argv strings
+
+
+def _argv_area() -> tuple[int, int]:
+    """``(arg_start, arg_end)`` of this process (``/proc/self/stat`` fields 48 and 49)."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[45]), int(fields[46])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
 def _set_title(args: list[str]) -> None:
     """Show ``args`` as this process's command line (``ps``, ``/proc/PID/cmdline``) instead of
     the zygote's, as far as the zygote's own argv area has room (best effort)."""
-    try:
-        import ctypes
-
-        with open("/proc/self/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48 and 49)
-        room = end - start
-        if room <= 1:
-            return
-        data = "\0".join(args).encode(errors="replace")[:room - 1]
-        ctypes.memmove(start, data + b"\0" * (room - len(data)), room)
-        ctypes.CDLL(None).prctl(15, b"pycontainerd-sh", 0, 0, 0)  # PR_SET_NAME (comm, 15 chars)
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-
-
-def _trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    start, end = _ARGV_AREA
+    room = end - start
+    if room <= 1:
+        return
+    data = "\0".join(args).encode(errors="replace")[:room - 1]
+    ctypes.memmove(start, data + b"\0" * (room - len(data)), room)
+    libc.prctl(libc.PR_SET_NAME, b"pycontainerd-sh", 0, 0, 0)  # comm, 15 characters
 
 
 def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -2,11 +2,13 @@
 
 Layers, bottom up:
 
+- :mod:`.protowire` — a minimal hand-written protobuf (proto3) codec, so that the shim
+  never loads ``google.protobuf``;
 - :mod:`.wire` — frames (a 10-byte header: 4-byte big-endian length, 4-byte stream id,
-  1-byte type, 1-byte flags) carrying the ``ttrpc.Request`` / ``ttrpc.Response`` envelopes,
-  the status-code table and the mapping between :mod:`pycontainerd.errdefs` and
-  ``google.rpc.Status``.
-- :mod:`.reactor` — a single-threaded ``selectors`` event loop with timers and signals.
+  1-byte type, 1-byte flags) carrying the ``ttrpc.Request`` / ``ttrpc.Response`` envelopes
+  (encoded with :mod:`.protowire`), the status-code table and the mapping between
+  :mod:`pycontainerd.errdefs` and ``google.rpc.Status``.
+- :mod:`.reactor` — a single-threaded ``epoll`` event loop with timers and signals.
 - :mod:`.server` — a blocking, thread-free server on a reactor (what the shim serves
   ``containerd.task.v2.Task`` with); handlers may answer later (``Deferred``).
 - :mod:`.client` — a blocking client (one call at a time), for tools and tests.

@@ -95,8 +95,9 @@ class Client:
                 raise DeadlineExceeded(f"ttrpc: {service}/{method}") from exc
         finally:
             self._pending.pop(sid, None)
-        if resp.HasField("status") and resp.status.code != 0:
-            raise wire.exception_from_status(resp.status)
+        err = wire.response_error(resp)
+        if err is not None:
+            raise err
         return resp.payload
 
     async def _recv_loop(self) -> None:

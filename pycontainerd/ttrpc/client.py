@@ -67,8 +67,9 @@ class Client:
                         raise wire.exception_from_status(wire.status(
                             "RESOURCE_EXHAUSTED", f"message length {body.length} exceed maximum message size"))
                     resp = wire.decode_response(body)
-                    if resp.HasField("status") and resp.status.code != 0:
-                        raise wire.exception_from_status(resp.status)
+                    err = wire.response_error(resp)
+                    if err is not None:
+                        raise err
                     return resp.payload
         except TimeoutError as exc:
             raise DeadlineExceeded(f"ttrpc: {service}/{method}") from exc

@@ -1,4 +1,4 @@
-"""A single-threaded event loop on :mod:`selectors`: fd readiness, timers and signals.
+"""A single-threaded event loop on ``epoll``: fd readiness, timers and signals.
 
 The shim runs everything on one of these — its ttrpc server, the stdio copies, the OOM
 eventfd and the child reaper — so it needs neither threads nor asyncio. Callbacks run one
@@ -17,10 +17,11 @@ Example::
 
 from __future__ import annotations
 
+import _signal
 import heapq
 import itertools
 import os
-import selectors
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -46,7 +47,8 @@ class Reactor:
     """The loop. ``run()`` until :meth:`stop`; :meth:`run_once` for one round (tests)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._sel = selectors.DefaultSelector()
+        self._epoll = select.epoll()  # not selectors: one layer less of Python code in every shim
+        self._registered: set[int] = set()
         self._fds: dict[int, list[Callback | None]] = {}  # fd -> [reader, writer]
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
@@ -61,16 +63,21 @@ class Reactor:
 
     def _update(self, fd: int) -> None:
         reader, writer = self._fds[fd]
-        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
-        registered = fd in self._sel.get_map()
+        mask = (select.EPOLLIN if reader else 0) | (select.EPOLLOUT if writer else 0)
+        registered = fd in self._registered
         if mask == 0:
             del self._fds[fd]
             if registered:
-                self._sel.unregister(fd)
+                self._registered.discard(fd)
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:  # already closed
+                    pass
         elif registered:
-            self._sel.modify(fd, mask)
+            self._epoll.modify(fd, mask)
         else:
-            self._sel.register(fd, mask)
+            self._epoll.register(fd, mask)
+            self._registered.add(fd)
 
     def add_reader(self, fd: int, callback: Callback) -> None:
         self._fds.setdefault(fd, [None, None])[0] = callback
@@ -120,7 +127,8 @@ class Reactor:
             signal.set_wakeup_fd(w, warn_on_full_buffer=False)
             self.add_reader(r, self._on_wakeup)
         self._signals[signum] = callback
-        signal.signal(signum, _noop_handler)
+        # _signal, not signal.signal: its enum conversions are pages every shim would copy
+        _signal.signal(signum, _noop_handler)
 
     def _on_wakeup(self) -> None:
         assert self._wakeup is not None
@@ -148,15 +156,16 @@ class Reactor:
         elif self._timers:
             due = self._timers[0][0] - self.clock()
             timeout = max(0.0, due) if timeout is None else max(0.0, min(timeout, due))
-        events = self._sel.select(timeout)
-        for key, mask in events:
-            callbacks = self._fds.get(key.fd)
+        events = self._epoll.poll(-1 if timeout is None else timeout)
+        for fd, mask in events:
+            callbacks = self._fds.get(fd)
             if callbacks is None:
                 continue
-            if mask & selectors.EVENT_READ and callbacks[0] is not None:
+            # an error or hang-up wakes both sides (as selectors reports it): they see it on use
+            if mask & ~select.EPOLLOUT and callbacks[0] is not None:
                 self._run(callbacks[0])
-            callbacks = self._fds.get(key.fd)
-            if callbacks is not None and mask & selectors.EVENT_WRITE and callbacks[1] is not None:
+            callbacks = self._fds.get(fd)
+            if callbacks is not None and mask & ~select.EPOLLIN and callbacks[1] is not None:
                 self._run(callbacks[1])
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
@@ -186,7 +195,7 @@ class Reactor:
             for fd in self._wakeup:
                 os.close(fd)
             self._wakeup = None
-        self._sel.close()
+        self._epoll.close()
 
 
 def _noop_handler(signum: int, frame: object) -> None:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
-from google.rpc import status_pb2
-
 from .. import errdefs
-from ..api.ttrpc import ttrpc_pb2
+from .protowire import BYTES, INT64, MESSAGE, REPEATED, STRING, Status, message
 
-Request = ttrpc_pb2.Request
-Response = ttrpc_pb2.Response
-KeyValue = ttrpc_pb2.KeyValue
-Status = status_pb2.Status
+# api/ttrpc/ttrpc.proto (the shim imports no google.protobuf: see .protowire)
+KeyValue = message("ttrpc.KeyValue", (1, "key", STRING), (2, "value", STRING))
+Request = message("ttrpc.Request", (1, "service", STRING), (2, "method", STRING), (3, "payload", BYTES),
+                  (4, "timeout_nano", INT64), (5, "metadata", MESSAGE | REPEATED, KeyValue))
+Response = message("ttrpc.Response", (1, "status", MESSAGE, Status), (2, "payload", BYTES))
 
 HEADER = struct.Struct(">IIBB")
 HEADER_LENGTH = HEADER.size  # 10
@@ -157,29 +156,34 @@ class FrameDecoder:
 
 def encode_request(service: str, method: str, payload: bytes, timeout_nano: int = 0,
                    metadata: Iterable[tuple[str, str]] = ()) -> bytes:
-    req = Request(service=service, method=method, payload=payload, timeout_nano=max(0, int(timeout_nano)))
-    for k, v in metadata:
-        req.metadata.add(key=k, value=v)
-    return req.SerializeToString()
+    return Request(service=service, method=method, payload=payload, timeout_nano=max(0, int(timeout_nano)),
+                   metadata=[KeyValue(key=k, value=v) for k, v in metadata]).encode()
 
 
 def decode_request(data: bytes) -> Request:
-    req = Request()
-    req.ParseFromString(data)
-    return req
+    """Raises :class:`~.protowire.DecodeError` (a ValueError) for bytes that are not one."""
+    return Request.decode(data)
 
 
 def encode_response(payload: bytes = b"", status: Status | None = None) -> bytes:
-    resp = Response(payload=payload)
+    """A ``ttrpc.Response``; ``status`` is anything with ``code`` and ``message`` (an OK one
+    is left out, as ttrpc does)."""
+    st = None
     if status is not None and status.code != 0:
-        resp.status.CopyFrom(status)
-    return resp.SerializeToString()
+        st = Status(code=status.code, message=status.message)
+    return Response(status=st, payload=payload).encode()
 
 
 def decode_response(data: bytes) -> Response:
-    resp = Response()
-    resp.ParseFromString(data)
-    return resp
+    """``status`` is None when the call succeeded."""
+    return Response.decode(data)
+
+
+def response_error(resp: Response) -> errdefs.ContainerdError | None:
+    """The typed error a response carries, or None for a successful one."""
+    if resp.status is not None and resp.status.code != 0:
+        return exception_from_status(resp.status)
+    return None
 
 
 def metadata_dict(metadata: Sequence[KeyValue]) -> dict[str, list[str]]:

@@ -69,3 +69,17 @@ def test_for_pid_of_this_process() -> None:
     cg = Cgroup.for_pid(os.getpid())
     assert cg is not None and cg.version in (1, 2) and cg.exists()
     assert Cgroup.for_pid(2**22 + 12345) is None
+
+
+def test_cgroup_paths_join_the_mount_root() -> None:
+    from pycontainerd.shim.cgroups import _join
+
+    assert _join(("/", "/sys/fs/cgroup/memory"), "/default/c1") == "/sys/fs/cgroup/memory/default/c1"
+    assert _join(("/", "/sys/fs/cgroup/memory"), "/") == "/sys/fs/cgroup/memory"
+    # a mount of a sub-hierarchy (the shim inside a container): the root is cut off
+    mount = ("/docker/abc", "/sys/fs/cgroup/memory")
+    assert _join(mount, "/docker/abc/default/c1") == "/sys/fs/cgroup/memory/default/c1"
+    assert _join(("/docker/abc", "/sys/fs/cgroup/memory"), "/docker/abc") == "/sys/fs/cgroup/memory"
+    # outside that root (or only sharing a prefix of its name): taken as is
+    assert _join(("/docker/abc", "/m"), "/other/x") == "/m/other/x"
+    assert _join(("/docker/abc", "/m"), "/docker/abcd/x") == "/m/docker/abcd/x"

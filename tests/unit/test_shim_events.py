@@ -12,6 +12,7 @@ from pycontainerd import errdefs
 from pycontainerd.api.events import task_pb2 as events
 from pycontainerd.api.services.ttrpc.events.v1 import events_pb2
 from pycontainerd.shim import events as shim_events
+from pycontainerd.shim import proto as pb
 from pycontainerd.shim.events import Publisher
 from pycontainerd.ttrpc import aio
 from pycontainerd.ttrpc.reactor import Reactor
@@ -53,8 +54,8 @@ def setup():
 
 
 def test_envelope() -> None:
-    env = shim_events.envelope("k8s.io", "/tasks/exit", events.TaskExit(container_id="c", exit_status=3), now_ns=5)
-    assert (env.namespace, env.topic, env.timestamp.ToNanoseconds()) == ("k8s.io", "/tasks/exit", 5)
+    env = shim_events.envelope("k8s.io", "/tasks/exit", pb.TaskExit(container_id="c", exit_status=3), now_ns=5)
+    assert (env.namespace, env.topic, env.timestamp.to_ns()) == ("k8s.io", "/tasks/exit", 5)
     assert env.event.type_url == "containerd.events.TaskExit"
     assert events.TaskExit.FromString(env.event.value).exit_status == 3
 
@@ -63,7 +64,7 @@ def test_order_is_kept_across_retries(setup) -> None:
     r, clock, state, pub = setup
     state.failures = 2
     for topic in ("/tasks/create", "/tasks/start", "/tasks/exit"):
-        pub.publish(topic, events.TaskStart(container_id="c"))
+        pub.publish(topic, pb.TaskStart(container_id="c"))
     r.run_once(0)  # first attempt fails (reconnect once, fails again): retry in 1 s
     assert state.sent == [] and pub.pending == 3
     clock.now += 1.0
@@ -75,14 +76,14 @@ def test_order_is_kept_across_retries(setup) -> None:
 def test_an_event_is_evicted_after_five_retries(setup) -> None:
     r, clock, state, pub = setup
     state.failures = 1000
-    pub.publish("/tasks/exit", events.TaskExit(container_id="c"))
+    pub.publish("/tasks/exit", pb.TaskExit(container_id="c"))
     r.run_once(0)
     for _ in range(6):
         clock.now += 10
         r.run_once(0)
     assert pub.pending == 0 and state.sent == []
     state.failures = 0
-    pub.publish("/tasks/delete", events.TaskDelete(container_id="c"))
+    pub.publish("/tasks/delete", pb.TaskDelete(container_id="c"))
     r.run_once(0)
     assert [e.topic for e in state.sent] == ["/tasks/delete"]
 
@@ -102,8 +103,8 @@ async def test_forward_over_real_ttrpc() -> None:
     r = Reactor()
     pub = Publisher(r, "default", f"{d}/d.sock.ttrpc")
     try:
-        pub.publish("/tasks/start", events.TaskStart(container_id="c", pid=7))
-        pub.publish("/tasks/exit", events.TaskExit(container_id="c", pid=7))
+        pub.publish("/tasks/start", pb.TaskStart(container_id="c", pid=7))
+        pub.publish("/tasks/exit", pb.TaskExit(container_id="c", pid=7))
         # the shim's loop is blocking: run it off the event loop the server lives on
         await asyncio.to_thread(r.run_once, 0)
         assert [(e.namespace, e.topic) for e in got] == [("default", "/tasks/start"), ("default", "/tasks/exit")]
@@ -131,7 +132,7 @@ with open({str(record)!r}, "ab") as f:
     pub = Publisher(r, "default", str(tmp_path / "missing.sock.ttrpc"), address=str(tmp_path / "missing.sock"),
                     publish_binary=str(binary))
     try:
-        pub.publish("/tasks/oom", events.TaskOOM(container_id="c9"))
+        pub.publish("/tasks/oom", pb.TaskOOM(container_id="c9"))
         r.run_once(0)
     finally:
         r.close()

@@ -10,12 +10,10 @@ import json
 import os
 
 import pytest
-from google.protobuf import any_pb2
 
 from pycontainerd import errdefs
 from pycontainerd.api.runtime.runc.options import oci_pb2 as runc_options
-from pycontainerd.api.runtime.task.v2 import shim_pb2 as api
-from pycontainerd.api.types.task import task_pb2 as types
+from pycontainerd.shim import proto as api
 from pycontainerd.shim.runc import Result
 from pycontainerd.shim.service import TaskService, exit_code
 from pycontainerd.ttrpc.reactor import Reactor
@@ -95,7 +93,7 @@ def test_lifecycle_events_and_wait(env, tmp_path) -> None:
     rec.hooks["/tasks/exit"] = lambda ev: (ev, out.read_text())  # what the client could read then
     pid = create(svc, bundle, stdout=f"file://{out}")
     assert rt.calls[0][:2] == ["create", "--bundle"] and rt.calls[0][-1] == "c1"
-    assert svc.state(api.StateRequest(id="c1")).status == types.CREATED
+    assert svc.state(api.StateRequest(id="c1")).status == api.CREATED
     assert svc.start(api.StartRequest(id="c1")).pid == pid
     waiting = svc.wait(api.WaitRequest(id="c1"))
     assert isinstance(waiting, Deferred) and not waiting.done
@@ -103,11 +101,11 @@ def test_lifecycle_events_and_wait(env, tmp_path) -> None:
     assert rec.topics == ["/tasks/create", "/tasks/start", "/tasks/exit"]
     ev, output_at_exit = rec.events[2][1]
     assert (ev.container_id, ev.id, ev.pid, ev.exit_status) == ("c1", "c1", pid, 3)
-    assert ev.exited_at.ToNanoseconds() == 1_700_000_000_123_456_789
+    assert ev.exited_at.to_ns() == 1_700_000_000_123_456_789
     assert output_at_exit == "create output\n"  # drained before the exit went out
-    assert waiting.done and api.WaitResponse.FromString(waiting.result).exit_status == 3
+    assert waiting.done and api.WaitResponse.decode(waiting.result).exit_status == 3
     st = svc.state(api.StateRequest(id="c1"))
-    assert st.status == types.STOPPED and st.exit_status == 3
+    assert st.status == api.STOPPED and st.exit_status == 3
     resp = svc.delete(api.DeleteRequest(id="c1"))
     assert (resp.pid, resp.exit_status) == (pid, 3)
     assert rec.topics[-1] == "/tasks/delete" and "c1" not in svc.containers
@@ -128,7 +126,7 @@ def test_exec_exit_before_its_pid_is_known_is_held(env) -> None:
     svc, rec, rt, bundle, _ = env
     create(svc, bundle)
     svc.start(api.StartRequest(id="c1"))
-    spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+    spec = api.Any(type_url="api.containerd.io/opencontainers/runtime-spec/1/Process",
                        value=json.dumps({"args": ["echo", "x"], "cwd": "/"}).encode())
     svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=spec))
     # the exec'd process exits before `runc exec` returns and before its pid file is read
@@ -138,14 +136,14 @@ def test_exec_exit_before_its_pid_is_known_is_held(env) -> None:
     ev = rec.events[-1][1]
     assert (ev.id, ev.pid, ev.exit_status) == ("e1", epid, 7)
     assert svc.wait(api.WaitRequest(id="c1", exec_id="e1"))  # answers at once
-    assert api.WaitResponse.FromString(svc.wait(api.WaitRequest(id="c1", exec_id="e1"))).exit_status == 7
+    assert api.WaitResponse.decode(svc.wait(api.WaitRequest(id="c1", exec_id="e1"))).exit_status == 7
 
 
 def test_init_exit_waits_for_running_execs(env) -> None:
     svc, rec, rt, bundle, _ = env
     pid = create(svc, bundle)
     svc.start(api.StartRequest(id="c1"))
-    spec = any_pb2.Any(value=json.dumps({"args": ["sleep", "9"]}).encode())
+    spec = api.Any(value=json.dumps({"args": ["sleep", "9"]}).encode())
     for e in ("e1", "e2"):
         svc.exec(api.ExecProcessRequest(id="c1", exec_id=e, spec=spec))
         svc.start(api.StartRequest(id="c1", exec_id=e))
@@ -153,7 +151,7 @@ def test_init_exit_waits_for_running_execs(env) -> None:
     init_wait = svc.wait(api.WaitRequest(id="c1"))
     svc.on_exit(pid, 137)
     assert "/tasks/exit" not in rec.topics and not init_wait.done
-    assert svc.state(api.StateRequest(id="c1")).status == types.RUNNING
+    assert svc.state(api.StateRequest(id="c1")).status == api.RUNNING
     svc.on_exit(e2, 137)
     svc.on_exit(e1, 137)
     exits = [(ev.id, ev.exit_status) for t, ev in rec.events if t == "/tasks/exit"]
@@ -177,7 +175,7 @@ def test_kill_before_start_then_delete(env) -> None:
     svc.kill(api.KillRequest(id="c1", signal=9))
     assert rt.calls[-1] == ["kill", "c1", "9"]
     svc.on_exit(pid, 137)
-    assert svc.state(api.StateRequest(id="c1")).status == types.STOPPED
+    assert svc.state(api.StateRequest(id="c1")).status == api.STOPPED
     with pytest.raises(errdefs.FailedPrecondition, match="cannot start task in stopped state"):
         svc.start(api.StartRequest(id="c1"))
     with pytest.raises(errdefs.NotFound, match="process already finished"):
@@ -205,9 +203,9 @@ def test_pause_resume_and_illegal_calls(env) -> None:
     with pytest.raises(errdefs.FailedPrecondition, match="cannot delete task in running state"):
         svc.delete(api.DeleteRequest(id="c1"))
     svc.pause(api.PauseRequest(id="c1"))
-    assert svc.state(api.StateRequest(id="c1")).status == types.PAUSED
+    assert svc.state(api.StateRequest(id="c1")).status == api.PAUSED
     with pytest.raises(errdefs.FailedPrecondition, match="cannot exec task in paused state"):
-        svc.exec(api.ExecProcessRequest(id="c1", exec_id="e", spec=any_pb2.Any(value=b'{"args":["x"]}')))
+        svc.exec(api.ExecProcessRequest(id="c1", exec_id="e", spec=api.Any(value=b'{"args":["x"]}')))
     svc.resume(api.ResumeRequest(id="c1"))
     assert rec.topics[-2:] == ["/tasks/paused", "/tasks/resumed"]
     with pytest.raises(errdefs.NotImplementedYet):
@@ -217,12 +215,12 @@ def test_pause_resume_and_illegal_calls(env) -> None:
 def test_exec_errors(env) -> None:
     svc, rec, rt, bundle, _ = env
     create(svc, bundle)
-    spec = any_pb2.Any(value=b'{"args": ["true"]}')
+    spec = api.Any(value=b'{"args": ["true"]}')
     svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=spec))
     with pytest.raises(errdefs.AlreadyExists):
         svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=spec))
     with pytest.raises(errdefs.InvalidArgument):
-        svc.exec(api.ExecProcessRequest(id="c1", exec_id="e2", spec=any_pb2.Any(value=b"not json")))
+        svc.exec(api.ExecProcessRequest(id="c1", exec_id="e2", spec=api.Any(value=b"not json")))
     with pytest.raises(errdefs.InvalidArgument):
         svc.exec(api.ExecProcessRequest(id="c1", exec_id="../x", spec=spec))
     with pytest.raises(errdefs.NotFound):
@@ -232,7 +230,7 @@ def test_exec_errors(env) -> None:
     rt.fail.add("exec")
     with pytest.raises(errdefs.ContainerdError, match="OCI runtime exec failed: exec failed on purpose"):
         svc.start(api.StartRequest(id="c1", exec_id="e1"))
-    assert svc.state(api.StateRequest(id="c1", exec_id="e1")).status == types.STOPPED
+    assert svc.state(api.StateRequest(id="c1", exec_id="e1")).status == api.STOPPED
     assert svc.delete(api.DeleteRequest(id="c1", exec_id="e1")).exit_status == 255
     assert "e1" not in svc.containers["c1"].execs
 
@@ -250,7 +248,7 @@ def test_create_failure_leaves_nothing(env) -> None:
 def test_runtime_options_choose_binary_and_root(env) -> None:
     svc, rec, rt, bundle, _ = env
     opts = runc_options.Options(binary_name="crun", root="/run/other")
-    create(svc, bundle, options=any_pb2.Any(type_url="containerd.runc.v1.Options", value=opts.SerializeToString()))
+    create(svc, bundle, options=api.Any(type_url="containerd.runc.v1.Options", value=opts.SerializeToString()))
     c = svc.containers["c1"]
     assert c.runc.binary == "crun" and c.runc.root == "/run/other/default"
     assert json.load(open(os.path.join(bundle, "options.json")))["binary_name"] == "crun"
@@ -268,7 +266,7 @@ def test_pids_marks_exec_processes(env) -> None:
     svc, rec, rt, bundle, _ = env
     create(svc, bundle)
     svc.start(api.StartRequest(id="c1"))
-    svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=any_pb2.Any(value=b'{"args":["x"]}')))
+    svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=api.Any(value=b'{"args":["x"]}')))
     svc.start(api.StartRequest(id="c1", exec_id="e1"))
     rt.on["ps"] = None
     resp = svc.pids(api.PidsRequest(id="c1"))
@@ -305,7 +303,7 @@ def test_held_init_exit_is_released_if_an_exec_never_exits(env) -> None:
     reactor.clock = lambda: clock[0]
     pid = create(svc, bundle)
     svc.start(api.StartRequest(id="c1"))
-    svc.exec(api.ExecProcessRequest(id="c1", exec_id="stuck", spec=any_pb2.Any(value=b'{"args":["x"]}')))
+    svc.exec(api.ExecProcessRequest(id="c1", exec_id="stuck", spec=api.Any(value=b'{"args":["x"]}')))
     svc.start(api.StartRequest(id="c1", exec_id="stuck"))
     w = svc.wait(api.WaitRequest(id="c1"))
     svc.on_exit(pid, 0)
