@@ -154,6 +154,10 @@ class AsyncContentStore:
                                                     expected=expected, labels=dict(labels or {})))
             resp = await call.read()
             await call.done_writing()
+            # read to the end of the stream, so that it ends with the server's OK rather than
+            # our cancel below (which only stops a stream that failed half way)
+            while await call.read() is not grpc.aio.EOF:
+                pass
         except grpc.RpcError as exc:
             err = from_rpc_error(exc)
             if isinstance(err, AlreadyExists) and expected:

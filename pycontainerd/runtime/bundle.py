@@ -11,7 +11,11 @@
         init.pid, log.json, options.json, runtime, shim.log   written by the shim and runc
 
 A bundle is created whole or not at all, and deleted atomically (renamed to ``.<id>``
-first, so a half-deleted bundle is never loaded as a task).
+first, so a half-deleted bundle is never loaded as a task). :meth:`Bundle.detach` is the
+fast form the task manager uses: one rename each moves the bundle and its work dir into
+``<state or root>/io.containerd.runtime.v2.task/.trash/`` (same file system, so atomic),
+and the slow removal of their files runs later, off the caller's path; what a crash left
+in ``.trash`` is removed by :func:`empty_trash` at the next start.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .. import identifiers
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound, quote
 
 STATE_DIR = "io.containerd.runtime.v2.task"
+TRASH = ".trash"
 CONFIG = "config.json"
 ADDRESS = "address"
 SHIM_BINARY_PATH = "shim-binary-path"
@@ -127,6 +132,35 @@ class Bundle:
         Raises :class:`FailedPrecondition` when the rootfs cannot be unmounted (nothing
         is removed then: a mounted rootfs must never be deleted through).
         """
+        work = self._unmount()
+        _atomic_delete(self.path)
+        if work is not None:
+            _atomic_delete(work)
+
+    def detach(self) -> list[str]:
+        """:meth:`delete` in two steps, the first one fast: unmount the rootfs, then move the
+        bundle and its work dir into ``.trash`` (one rename each), so that the task's id is
+        free at once. Returns the moved paths, for :func:`remove_paths` later. Falls back
+        to removing a path at once when it cannot be renamed there.
+
+        Raises :class:`FailedPrecondition` as :meth:`delete`.
+        """
+        work = self._unmount()
+        moved = []
+        for path in (self.path, work):
+            if path is None:
+                continue
+            try:
+                dest = _move_to_trash(path, f"{self.namespace}.{self.id}")
+            except OSError:
+                _atomic_delete(path)
+                continue
+            if dest is not None:
+                moved.append(dest)
+        return moved
+
+    def _unmount(self) -> str | None:
+        """Unmount the rootfs; the work dir the ``work`` link points to (or None)."""
         work = None
         try:
             link = os.path.join(self.path, "work")
@@ -141,9 +175,35 @@ class Bundle:
                 mount.unmount_all(self.rootfs)
             except OSError as exc:
                 raise FailedPrecondition(f"unmount rootfs {self.rootfs}: {exc}") from exc
-        _atomic_delete(self.path)
-        if work is not None:
-            _atomic_delete(work)
+        return work
+
+
+def remove_paths(paths: list[str]) -> None:
+    """Remove what :meth:`Bundle.detach` moved aside (errors ignored: :func:`empty_trash`
+    retries at the next start)."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def empty_trash(*bases: str | None) -> None:
+    """Remove ``<base>/io.containerd.runtime.v2.task/.trash`` of each base (``--state``,
+    ``--root``): bundles a crash left half deleted."""
+    for base in bases:
+        if base is not None:
+            shutil.rmtree(os.path.join(base, STATE_DIR, TRASH), ignore_errors=True)
+
+
+def _move_to_trash(path: str, name: str) -> str | None:
+    """Rename ``<base>/<STATE_DIR>/<ns>/<id>`` to ``<base>/<STATE_DIR>/.trash/<name>.<random>``;
+    the new path, or None when ``path`` does not exist. Raises OSError."""
+    trash = os.path.join(os.path.dirname(os.path.dirname(path)), TRASH)
+    os.makedirs(trash, mode=0o700, exist_ok=True)
+    dest = os.path.join(trash, f"{name}.{os.urandom(6).hex()}")
+    try:
+        os.rename(path, dest)
+    except FileNotFoundError:
+        return None
+    return dest
 
 
 def _atomic_delete(path: str) -> None:

@@ -57,13 +57,18 @@ class ShimLog:
     daemon's stderr by default, as containerd does); our own shim logs to ``shim.log``."""
 
     def __init__(self, bundle: Bundle, sink: Callable[[bytes], object] | None = None) -> None:
-        path = os.path.join(bundle.path, "log")
-        if not os.path.exists(path):
-            os.mkfifo(path, 0o700)
-        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fd = os.open(self.make_fifo(bundle), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.sink = sink or _to_stderr
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.fd, self._drain)
+
+    @staticmethod
+    def make_fifo(bundle: Bundle) -> str:
+        """``<bundle>/log``, made (a fifo, 0700) if missing; returns its path."""
+        path = os.path.join(bundle.path, "log")
+        if not os.path.exists(path):
+            os.mkfifo(path, 0o700)
+        return path
 
     def _drain(self) -> None:
         try:
@@ -168,12 +173,19 @@ class ShimManager:
         Raises :class:`Unavailable` when the shim does not start or cannot be reached.
         """
         stdin = options.SerializeToString() if options is not None and options.type_url else b""
+        # the command is recorded and the log fifo made before the shim runs, in a worker
+        # thread: on a busy disk these metadata writes can take milliseconds
+        await asyncio.to_thread(self._prepare, bundle)
         log = ShimLog(bundle, self.log_sink)
         try:
             return await self._start(bundle, stdin, log)
         except BaseException:
             log.close()
             raise
+
+    def _prepare(self, bundle: Bundle) -> None:
+        bundle.write(SHIM_BINARY_PATH, json.dumps(self.command))
+        ShimLog.make_fifo(bundle)
 
     async def _start(self, bundle: Bundle, stdin: bytes, log: ShimLog) -> Shim:
         try:
@@ -185,7 +197,6 @@ class ShimManager:
         if rc != 0:
             raise Unavailable(f"start shim for task {bundle.id}: {(err or out).decode(errors='replace').strip()}")
         address = out.decode().strip()
-        bundle.write(SHIM_BINARY_PATH, json.dumps(self.command))
         if bundle.address != address:
             bundle.write("address", address)
         client = await aio.Client.connect(address, timeout=self.start_timeout)

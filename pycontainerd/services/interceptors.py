@@ -18,18 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
+import logging
+import os
 import time
-import uuid
 
 import grpc
 import structlog
 
 from .. import identifiers, leases_context, namespaces
 from ..errdefs import ContainerdError, InvalidArgument
-from ..log import get_logger
+from ..log import enabled, get_logger
+from ..metrics import observe_rpc
 from .errors import code_of
 
 log = get_logger("grpc")
+
+
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _request_id() -> str:
+    """16 hex digits, unique in this process and (random prefix) across its restarts —
+    a counter rather than ``uuid4``: no system call per request."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def _header(metadata, name: str) -> str | None:
@@ -42,7 +55,8 @@ def _header(metadata, name: str) -> str | None:
 async def _fail(context, exc: BaseException) -> None:
     if isinstance(exc, ContainerdError):
         code = code_of(exc)
-        log.debug("rpc failed", code=code.name, error=str(exc))
+        if enabled(logging.DEBUG):
+            log.debug("rpc failed", code=code.name, error=str(exc))
         await context.abort(code, str(exc))
     log.error("rpc crashed", error=repr(exc), exc_info=exc)
     await context.abort(grpc.StatusCode.UNKNOWN, f"internal error: {exc}")
@@ -52,7 +66,7 @@ async def _fail(context, exc: BaseException) -> None:
 async def _rpc(method: str, ns: str | None, lease: str | None, context):
     """The scope of one call, unary or streaming: context variables and log bindings in,
     the namespace checked, errors mapped to statuses, one ``rpc`` log line out."""
-    request_id = uuid.uuid4().hex[:16]
+    request_id = _request_id()
     tokens = namespaces.current.set(ns), leases_context.current.set(lease)
     bound = structlog.contextvars.bound_contextvars(
         request_id=request_id, method=method, **({"namespace": ns} if ns else {})
@@ -77,7 +91,9 @@ async def _rpc(method: str, ns: str | None, lease: str | None, context):
         code = "ERROR"
         await _fail(context, exc)
     finally:
-        log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
+        if enabled(logging.DEBUG):  # the level can change at run time: asked per call, cheaply
+            log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
+        observe_rpc(method, code, context, started)  # Prometheus counters (services.metrics)
         # A stream the client stopped reading is finalised from another context, where
         # these tokens cannot be reset; that context dies with the call anyway.
         with contextlib.suppress(ValueError):
@@ -88,42 +104,89 @@ async def _rpc(method: str, ns: str | None, lease: str | None, context):
             leases_context.current.reset(tokens[1])
 
 
+class _Undecodable:
+    """A request message that did not parse. grpc-go (so containerd) answers it with
+    ``INTERNAL`` "grpc: error unmarshalling request"; grpcio's own answer to a raising
+    deserializer would be ``UNKNOWN``, so the deserializer hands this to the handler."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def abort(self, context) -> None:
+        await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {self.exc}")
+
+
+def _lenient(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or whatever a custom parser raises
+            return _Undecodable(exc)
+
+    return parse
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler once (cached per method); the namespace and lease
+    headers are read per call from the call's own metadata."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         if handler is None:
             return None
         method = details.method
-        ns = _header(details.invocation_metadata, namespaces.GRPC_HEADER)
-        lease = _header(details.invocation_metadata, leases_context.GRPC_HEADER)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
-        def wrap_unary(behavior):
-            async def call(request_or_iterator, context):
-                async with _rpc(method, ns, lease, context):
-                    return await behavior(request_or_iterator, context)
 
-            return call
+def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def headers(context) -> tuple[str | None, str | None]:
+        md = context.invocation_metadata()
+        return _header(md, namespaces.GRPC_HEADER), _header(md, leases_context.GRPC_HEADER)
 
-        def wrap_stream(behavior):
-            async def call(request_or_iterator, context):
-                async with _rpc(method, ns, lease, context):
-                    if inspect.isasyncgenfunction(behavior):
-                        async for item in behavior(request_or_iterator, context):
-                            yield item
-                    else:
-                        await behavior(request_or_iterator, context)
+    def wrap_unary(behavior):
+        async def call(request_or_iterator, context):
+            async with _rpc(method, *headers(context), context):
+                if isinstance(request_or_iterator, _Undecodable):
+                    await request_or_iterator.abort(context)
+                return await behavior(request_or_iterator, context)
 
-            return call
+        return call
 
-        kwargs = dict(
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kwargs)
+    def wrap_stream(behavior):
+        is_gen = inspect.isasyncgenfunction(behavior)
 
+        async def call(request_or_iterator, context):
+            async with _rpc(method, *headers(context), context):
+                if isinstance(request_or_iterator, _Undecodable):
+                    await request_or_iterator.abort(context)
+                if is_gen:
+                    async for item in behavior(request_or_iterator, context):
+                        yield item
+                else:
+                    await behavior(request_or_iterator, context)
+
+        return call
+
+    kwargs = dict(
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+    single = dict(kwargs, request_deserializer=_lenient(handler.request_deserializer))
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary), **single)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), **single)
+    return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kwargs)

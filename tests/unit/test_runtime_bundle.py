@@ -1,4 +1,5 @@
-"""Task bundles: layout, refusal of bad ids and duplicates, atomic delete."""
+"""Task bundles: layout, refusal of bad ids and duplicates, atomic delete, and the
+two-step delete (detach into ``.trash``, remove later) the task manager uses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 
 from pycontainerd import errdefs
-from pycontainerd.runtime.bundle import STATE_DIR, Bundle
+from pycontainerd.runtime.bundle import STATE_DIR, TRASH, Bundle, empty_trash, remove_paths
 
 
 def test_layout_without_root(tmp_path) -> None:
@@ -55,3 +56,31 @@ def test_address_file_and_list_skips_hidden(tmp_path) -> None:
     b.delete()
     b.delete()  # twice is fine
     assert Bundle.list(str(tmp_path)) == [("ns2", "c")]
+
+
+def test_detach_frees_the_id_at_once_and_removes_later(tmp_path) -> None:
+    state, root = tmp_path / "state", tmp_path / "root"
+    b = Bundle.create(str(state), "k8s.io", "c1", b"{}", root=str(root))
+    work = os.readlink(os.path.join(b.path, "work"))
+    b.write("shim.log", "x" * 1000)
+    moved = b.detach()
+    # one rename each: the bundle and its work dir are gone from their places, whole in .trash
+    assert not os.path.exists(b.path) and not os.path.exists(work)
+    assert sorted(os.path.dirname(p) for p in moved) == [str(root / STATE_DIR / TRASH), str(state / STATE_DIR / TRASH)]
+    assert any(os.path.isfile(os.path.join(p, "shim.log")) for p in moved)
+    assert os.listdir(state / STATE_DIR / "k8s.io") == [] and Bundle.list(str(state)) == []
+    again = Bundle.create(str(state), "k8s.io", "c1", b"{}", root=str(root))  # the id is free
+    remove_paths(moved)
+    assert not any(os.path.exists(p) for p in moved)
+    assert os.path.isdir(again.path) and os.path.isdir(os.readlink(os.path.join(again.path, "work")))
+    assert again.detach() and again.detach() == []  # detaching a detached bundle moves nothing
+
+
+def test_empty_trash_removes_what_a_crash_left(tmp_path) -> None:
+    state, root = tmp_path / "state", tmp_path / "root"
+    Bundle.create(str(state), "default", "gone", b"{}", root=str(root)).detach()  # then "crash"
+    keep = Bundle.create(str(state), "default", "live", b"{}", root=str(root))
+    assert os.listdir(state / STATE_DIR / TRASH) and os.listdir(root / STATE_DIR / TRASH)
+    empty_trash(str(state), str(root), None)
+    assert not os.path.exists(state / STATE_DIR / TRASH) and not os.path.exists(root / STATE_DIR / TRASH)
+    assert Bundle.list(str(state)) == [("default", "live")] and os.path.isdir(keep.path)
