@@ -74,12 +74,14 @@ class Platform:
     def from_dict(cls, d: Mapping[str, Any]) -> Platform:
         if not isinstance(d, Mapping):
             raise InvalidArgument("platform must be an object")
+        if not isinstance(d.get("os.features") or (), (list, tuple)):
+            raise InvalidArgument("platform os.features must be an array")
         return cls(
             os=str(d.get("os", "")),
             architecture=str(d.get("architecture", "")),
             variant=str(d.get("variant", "") or ""),
             os_version=str(d.get("os.version", "") or ""),
-            os_features=tuple(d.get("os.features") or ()),
+            os_features=tuple(str(f) for f in d.get("os.features") or ()),
         )
 
     def __str__(self) -> str:
@@ -127,6 +129,8 @@ class Descriptor:
         if not isinstance(annotations, Mapping):
             raise InvalidArgument(f"descriptor {digest}: annotations must be an object")
         urls = d.get("urls") or ()
+        if not isinstance(urls, (list, tuple)):
+            raise InvalidArgument(f"descriptor {digest}: urls must be an array")
         platform = d.get("platform")
         return cls(
             media_type=str(d.get("mediaType", "") or ""),

@@ -42,7 +42,7 @@ def parse_json(data: bytes, what: str) -> dict:
         raise InvalidArgument(f"{what} is {len(data)} bytes, larger than the {MAX_MANIFEST_SIZE} byte limit")
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidArgument(f"{what} is not a JSON object")

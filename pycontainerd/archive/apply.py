@@ -338,7 +338,10 @@ class _TarFeed:
                         if not m.isreg():
                             self._put((m, None, False))
                             continue
-                        read = tf.extractfile(m).read if m.issparse() else tf.fileobj.read  # type: ignore[union-attr]
+                        if m.issparse():
+                            self._sparse(tf, m)
+                            continue
+                        read = tf.fileobj.read
                         remaining = m.size
                         first = True
                         while first or remaining > 0:
@@ -357,6 +360,41 @@ class _TarFeed:
                 self._put((_FAILED, exc, False), flush=True)
             except _Stopped:
                 pass
+
+    def _sparse(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        """A GNU sparse member: its data regions (stored back to back in the archive) as
+        bytes, its holes as :class:`_Hole` lengths, so that the file gets real holes and a
+        few bytes of archive cannot expand into terabytes of written zeros (Go's reader
+        seeks over holes when writing to a file, so containerd makes sparse files too).
+        Regions must be ascending, non-overlapping and within the size (Go's
+        ``validateSparseEntries``)."""
+        if m.size > _MAX_FILE_SIZE:
+            raise InvalidArgument(f"tar entry {quote(m.name)}: size {m.size} out of range")
+        regions = [(o, n) for o, n in m.sparse or [] if n]  # GNU tar ends its map with empty ones
+        pos = 0
+        for offset, size in regions:
+            if offset < pos or size < 0 or offset + size > m.size:  # (size 0 entries dropped above)
+                raise InvalidArgument(f"tar entry {quote(m.name)}: invalid sparse map")
+            pos = offset + size
+        try:
+            tf.fileobj.seek(m.offset_data)  # forward only: a stream
+        except tarfile.StreamError as exc:
+            raise InvalidArgument(f"tar entry {quote(m.name)}: corrupt sparse header: {exc}") from exc
+        first, pos = True, 0
+        for offset, size in regions:
+            if offset > pos:
+                self._put((m if first else None, _Hole(offset - pos), True))
+                first = False
+            left = size
+            while left > 0:
+                chunk = tf.fileobj.read(min(left, _CHUNK))
+                if not chunk:
+                    raise InvalidArgument(f"truncated tar: unexpected end of data in {quote(m.name)}")
+                left -= len(chunk)
+                self._put((m if first else None, chunk, True))
+                first = False
+            pos = offset + size
+        self._put((m if first else None, _Hole(m.size - pos) if m.size > pos else b"", False))
 
     def _get(self) -> tuple:
         item = next(self._pending, None)
@@ -399,6 +437,14 @@ class _Stopped(Exception):
 
 
 _FAILED = object()
+
+
+class _Hole(int):
+    """A run of zero bytes of a sparse file, left as a hole (a length, not data)."""
+
+
+_MAX_FILE_SIZE = (1 << 63) - 1
+_MAX_ID = (1 << 32) - 2  # uid_t/gid_t; 2**32 - 1 is chown's "unchanged"
 
 
 # --- paths inside root -------------------------------------------------------------------
@@ -707,6 +753,8 @@ class _Applier:
             raise InvalidArgument(f"tar entry {quote(m.name)}: name contains NUL")
         if m.size < 0:
             raise InvalidArgument(f"tar entry {quote(m.name)}: negative size")
+        if not (-1 <= m.uid <= _MAX_ID and -1 <= m.gid <= _MAX_ID):  # -1: unchanged, as chown(2)
+            raise InvalidArgument(f"tar entry {quote(m.name)}: owner {m.uid}:{m.gid} out of range")
         comps = clean_name(m.name)
         if not comps:
             log.debug("tar entry resolves to root, ignored", name=m.name)
@@ -762,7 +810,10 @@ class _Applier:
             self._meta_path(pfd, base, m, chmod=False)
         elif m.ischr() or m.isblk() or m.isfifo():
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
-            dev = os.makedev(m.devmajor, m.devminor)
+            try:
+                dev = os.makedev(m.devmajor, m.devminor)
+            except (OverflowError, ValueError) as exc:
+                raise InvalidArgument(f"tar entry {quote(m.name)}: device {m.devmajor}:{m.devminor}: {exc}") from exc
             self._replacing(pfd, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
             self._meta_path(pfd, base, m)
         else:
@@ -780,9 +831,19 @@ class _Applier:
     @staticmethod
     def _copy_data(m: tarfile.TarInfo, data: Iterator[bytes], fd: int) -> None:
         for chunk in data:
+            if isinstance(chunk, _Hole):
+                os.lseek(fd, chunk, os.SEEK_CUR)
+                continue
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
+        if m.issparse():
+            try:
+                os.ftruncate(fd, m.size)  # a trailing hole
+            except OSError as exc:
+                if exc.errno == errno.EFBIG:
+                    raise InvalidArgument(f"tar entry {quote(m.name)}: size {m.size}: {exc.strerror}") from exc
+                raise
 
     def _hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         target = clean_name(m.linkname)
@@ -897,6 +958,8 @@ class _Applier:
             if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 log.warning("ignored xattr in archive", name=m.name, xattr=attr, error=str(exc))
                 return
+            if exc.errno in (errno.ERANGE, errno.E2BIG, errno.EINVAL):  # empty/too long name, huge value
+                raise InvalidArgument(f"tar entry {quote(m.name)}: xattr {quote(attr[:300])}: {exc.strerror}") from exc
             raise
 
     def _meta_fd(self, fd: int, m: tarfile.TarInfo, *, is_dir: bool) -> None:

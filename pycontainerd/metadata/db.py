@@ -55,6 +55,9 @@ from ..errdefs import FailedPrecondition, InvalidArgument, quote
 SCHEMA_VERSION = 1
 SEP = b"\0"
 DEFAULT_MAP_SIZE = 8 << 30  # bytes of address space; the file grows only as used
+MAX_KEY_SIZE = 511
+"""LMDB's key size limit (``MDB_MAXKEYSIZE``, ``Environment.max_key_size()``): longer or
+empty keys make every call fail with ``MDB_BAD_VALSIZE``."""
 
 T = TypeVar("T")
 
@@ -86,15 +89,22 @@ class Txn:
         self.raw = txn
 
     def get(self, dbname: str, k: bytes) -> Any | None:
+        if not k or len(k) > MAX_KEY_SIZE:  # LMDB refuses such a key; no record has one
+            return None
         value = self.raw.get(k, db=self._db.dbs[dbname])
         return None if value is None else json.loads(value)
 
     def put(self, dbname: str, k: bytes, value: Any, overwrite: bool = True) -> bool:
         """Store ``value``; with ``overwrite=False`` return False if the key exists."""
+        if not k or len(k) > MAX_KEY_SIZE:
+            raise InvalidArgument(f"name {quote(k.decode(errors='replace')[:100])}: empty or longer than "
+                                  f"{MAX_KEY_SIZE} bytes with its namespace")
         data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         return self.raw.put(k, data, db=self._db.dbs[dbname], overwrite=overwrite)
 
     def delete(self, dbname: str, k: bytes) -> bool:
+        if not k or len(k) > MAX_KEY_SIZE:
+            return False
         return self.raw.delete(k, db=self._db.dbs[dbname])
 
     def scan(self, dbname: str, prefix: bytes) -> Iterator[tuple[bytes, Any]]:

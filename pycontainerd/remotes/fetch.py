@@ -62,7 +62,7 @@ def validate_media_type(data: bytes, media_type: str) -> dict:
     NotImplementedYet for schema 1."""
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise InvalidArgument(f"{media_type}: manifest is not valid JSON") from exc
     if not isinstance(doc, dict):
         raise InvalidArgument(f"{media_type}: manifest is not a JSON object")
@@ -85,12 +85,19 @@ def children(desc: Descriptor, doc: dict) -> list[Descriptor]:
         if mediatypes.is_manifest(desc.media_type):
             if "config" not in doc:
                 raise InvalidArgument(f"manifest {desc.digest} has no config")
-            return [Descriptor.from_dict(doc["config"]), *(Descriptor.from_dict(d) for d in doc.get("layers") or [])]
+            return [Descriptor.from_dict(doc["config"]), *(Descriptor.from_dict(d) for d in _array(doc, "layers"))]
         if mediatypes.is_index(desc.media_type):
-            return [Descriptor.from_dict(d) for d in doc.get("manifests") or []]
+            return [Descriptor.from_dict(d) for d in _array(doc, "manifests")]
     except InvalidArgument as exc:
         raise InvalidArgument(f"{desc.media_type} {desc.digest}: {exc.context}") from exc
     return []
+
+
+def _array(doc: dict, key: str) -> list:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{key} must be an array")
+    return value
 
 
 def select_platforms(entries: list[Descriptor], matcher: platforms.MatchComparer, limit: int) -> list[Descriptor]:

@@ -8,6 +8,7 @@ from google.protobuf import timestamp_pb2
 
 from ..api.types import descriptor_pb2, mount_pb2
 from ..descriptor import Descriptor
+from ..errdefs import InvalidArgument
 from ..mount import Mount
 
 
@@ -28,7 +29,12 @@ def timestamp(ns: int) -> timestamp_pb2.Timestamp:
 
 
 def nanoseconds(ts: timestamp_pb2.Timestamp) -> int:
-    return ts.ToNanoseconds()
+    """Raises InvalidArgument for a timestamp out of protobuf's range (nanos outside
+    0..999,999,999, seconds outside years 1..9999)."""
+    try:
+        return ts.ToNanoseconds()
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid timestamp: {exc}") from exc
 
 
 def mount_to_pb(m: Mount) -> mount_pb2.Mount:
