@@ -17,7 +17,8 @@ image        a blob the image needs — its target and, following the garbage co
 content      a namespace's blob record whose file is missing or has another size (or,
              with ``verify_digests``, another digest); a blob nothing references any
              more (garbage: the collector runs at start-up and after every delete — the
-             marking is :func:`pycontainerd.metadata.gc.collect`'s own)
+             marking is :func:`pycontainerd.metadata.gc.collect`'s own); a blob file no
+             namespace records (garbage the content sweeper deletes, as containerd's)
 container    its snapshot missing from the namespace or from the snapshotter
 snapshot     a namespace's record naming a backend snapshot that does not exist, or a
              missing parent, or that nothing references (garbage); a backend snapshot with no directory; a directory under
@@ -29,9 +30,20 @@ ingest       an ingest directory no namespace records; an ingest past its expiry
              by no live lease (garbage the collector should have removed)
 mount        a mount under ``--root``/``--state`` that no running task (or CRI sandbox)
              owns
-shim         a shim process whose bundle is gone or whose container has no record
+task         a task whose shim is gone while its container's processes still run (found
+             through runc's state under ``<state>/runc``, its cgroups, its ``init.pid``
+             and processes whose root or cwd is in its rootfs)
+shim         a shim process whose bundle is gone or whose container has no record; one
+             whose bundle's ``work`` link names another daemon root is only pointed out
 bundle       a task bundle with no shim serving it
 ===========  ===========================================================================
+
+Fix commands are quoted for a POSIX shell (:func:`shlex.quote`). Advice stays on the safe
+side: a task's rootfs whose shim is gone is left to the daemon's own clean-up (``runc
+delete --force``, then unmount) rather than a bare ``umount``; a shim is never to be killed
+while the daemon runs (it may be starting or stopping a task), nor when it belongs to
+another root. A ``--root`` without a metadata database, or a missing ``--state``, is an
+error, not an empty state.
 
 Transient states of a daemon at work — a snapshot directory ``new-*`` being created or
 ``rm-*`` being removed, a layer being applied on a temporary mount (which the daemon holds
@@ -54,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -63,6 +76,8 @@ from typing import Any
 
 import lmdb
 
+from .. import digest as digest_mod
+from ..digest import ALGORITHM
 from ..metadata import gc
 from ..metadata.gc import LABEL_EXPIRE, label_refs
 
@@ -121,6 +136,11 @@ class Report:
 
 
 # --- reading -----------------------------------------------------------------------------
+
+
+def _cmd(*args: object) -> str:
+    """A command line for a fix text, every argument quoted for a POSIX shell."""
+    return " ".join(shlex.quote(str(a)) for a in args)
 
 
 def _read_env(path: Path, dbnames: Iterable[str]) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -395,17 +415,35 @@ class _Checker:
                 self.count("blobs")
                 size = self.blob_size(digest)
                 where = self.blob_path(digest)
+                fix = f"{_cmd('pyctr', '-n', ns, 'content', 'rm', digest)}, then pull what needs it again"
                 if size is None:
-                    self.add(ns, "content", digest, f"recorded but its file {where} is missing",
-                             f"pyctr -n {ns} content rm {digest}, then pull what needs it again")
+                    self.add(ns, "content", digest, f"recorded but its file {where} is missing", fix)
                 elif record.get("size") not in (None, size):
-                    self.add(ns, "content", digest, f"recorded as {record['size']} bytes but {where} has {size}",
-                             f"pyctr -n {ns} content rm {digest}, then pull what needs it again")
+                    self.add(ns, "content", digest, f"recorded as {record['size']} bytes but {where} has {size}", fix)
                 elif self.verify_digests:
                     actual = _hash_file(where, digest.partition(":")[0])
                     if actual is not None and actual != digest:
-                        self.add(ns, "content", digest, f"{where} holds data of digest {actual}",
-                                 f"pyctr -n {ns} content rm {digest}, then pull what needs it again")
+                        self.add(ns, "content", digest, f"{where} holds data of digest {actual}", fix)
+
+    def check_unrecorded_blobs(self) -> None:
+        """Blob files no namespace records: the content sweeper
+        (:meth:`pycontainerd.metadata.content.ContentStore.sweep`) deletes every blob no
+        namespace references at each collection, so they are garbage. A commit renames its
+        blob into place just before its record is committed: while the daemon runs, the
+        metadata is read again and only what is still unrecorded is reported."""
+        recorded = {d for meta in self.meta.values() for d in meta.blobs}
+        unrecorded = []
+        for digest in _blob_files(self.content_root):
+            self.count("blob files")
+            if digest not in recorded:
+                unrecorded.append(digest)
+        if unrecorded and self.running:
+            again, _ = _load_metadata(self.root, self.now)
+            recorded |= {d for meta in again.values() for d in meta.blobs}
+        for digest in unrecorded:
+            if digest not in recorded:
+                self.add("-", "content", digest, f"blob file {self.blob_path(digest)} is recorded by no namespace "
+                         "(garbage not collected)", "it is removed at the next garbage collection (or daemon restart)")
 
     def check_images(self) -> None:
         for ns, meta in sorted(self.meta.items()):
@@ -413,7 +451,14 @@ class _Checker:
                 self.count("images")
                 target = record.get("target") or {}
                 digest = target.get("digest", "")
-                fix = f"pyctr -n {ns} images pull {name} (or pyctr -n {ns} images rm {name})"
+                fix = (f"{_cmd('pyctr', '-n', ns, 'images', 'pull', name)} "
+                       f"(or {_cmd('pyctr', '-n', ns, 'images', 'rm', name)})")
+
+                def refetch(d: str) -> str:
+                    # the namespace's record stays: pull would find the blob "present" and
+                    # fetch nothing, so the record goes first
+                    return (f"{_cmd('pyctr', '-n', ns, 'content', 'rm', d)}, then "
+                            f"{_cmd('pyctr', '-n', ns, 'images', 'pull', name)}")
                 if not digest:
                     self.add(ns, "image", name, "has no target digest", fix)
                     continue
@@ -433,11 +478,12 @@ class _Checker:
                         continue
                     size = self.blob_size(d)
                     if size is None:
-                        self.add(ns, "image", name, f"{role} {d} is missing from {self.blob_path(d).parent}", fix)
+                        self.add(ns, "image", name, f"{role} {d} is missing from {self.blob_path(d).parent}",
+                                 refetch(d))
                         continue
                     if want_sizes.get(d) and want_sizes[d] != size:
                         self.add(ns, "image", name,
-                                 f"{role} {d} is {size} bytes, its descriptor says {want_sizes[d]}", fix)
+                                 f"{role} {d} is {size} bytes, its descriptor says {want_sizes[d]}", refetch(d))
                     for lkey, value in sorted((blob.get("labels") or {}).items()):
                         refs = list(label_refs(ns, {lkey: value}))
                         if refs and refs[0][0] == "content":
@@ -472,7 +518,7 @@ class _Checker:
                 self.count("snapshots")
                 sn = self.snapshotters.get(sname)
                 bkey = record.get("name", "")
-                fix = f"pyctr -n {ns} snapshots --snapshotter {sname} rm {key}"
+                fix = _cmd("pyctr", "-n", ns, "snapshots", "--snapshotter", sname, "rm", key)
                 if sn is None:
                     self.add(ns, "snapshot", key, f"recorded for snapshotter {sname}, which has no store under "
                              f"{self.root}", fix)
@@ -519,7 +565,7 @@ class _Checker:
                 sname, key = record.get("snapshotter", ""), record.get("snapshot_key", "")
                 if not key:
                     continue
-                fix = f"pyctr -n {ns} containers rm {cid} and create it again"
+                fix = f"{_cmd('pyctr', '-n', ns, 'containers', 'rm', cid)} and create it again"
                 srecord = meta.snapshots.get((sname, key))
                 if srecord is None:
                     self.add(ns, "container", cid, f"its snapshot {key!r} ({sname}) has no record", fix)
@@ -534,7 +580,7 @@ class _Checker:
         for ns, meta in sorted(self.meta.items()):
             for lease_id in sorted(set(meta.leases) | set(meta.lease_resources)):
                 self.count("leases")
-                fix = f"pyctr -n {ns} leases rm {lease_id} (and redo the work it was for)"
+                fix = f"{_cmd('pyctr', '-n', ns, 'leases', 'rm', lease_id)} (and redo the work it was for)"
                 if lease_id not in meta.leases:
                     self.add(ns, "lease", lease_id, "resources are recorded for a lease that does not exist", fix)
                 for kind, ident in sorted(meta.lease_resources.get(lease_id, ()), key=repr):
@@ -589,7 +635,8 @@ class _Checker:
                 bref = (path / "ref").read_text()
             except OSError:
                 self.add("-", "ingest", str(path), "ingest directory without a readable ref file (a write "
-                         "interrupted as it began)", f"restart the daemon (it removes these) or rm -r {path}")
+                         "interrupted as it began)",
+                         f"restart the daemon (it removes these) or {_cmd('rm', '-r', path)}")
                 continue
             if bref not in recorded:
                 ns = bref.split("/", 1)[0] if bref.count("/") >= 2 else "-"
@@ -598,24 +645,85 @@ class _Checker:
 
     # --- runtime: mounts, shims, bundles
 
+    def shim_root(self, s: ShimProcess) -> str | None:
+        """The daemon root a shim's bundle belongs to (its ``work`` link points into
+        ``<root>/io.containerd.runtime.v2.task``); None when that cannot be told."""
+        try:
+            work = os.readlink(self.state / TASK_DIR / s.namespace / s.id / "work")
+        except OSError:
+            return None
+        parts = os.path.normpath(work).split(os.sep)
+        if len(parts) >= 4 and parts[-3] == TASK_DIR:
+            return os.sep.join(parts[:-3]) or os.sep
+        return None
+
+    def orphan_processes(self, ns: str, id: str, rootfs: str) -> list[int]:
+        """Processes of the container ``ns``/``id`` still alive: those of its cgroups and
+        its init process as runc's state under ``<state>/runc`` records them, the init pid
+        its bundle records, and any process whose root or working directory is in
+        ``rootfs``."""
+        pids: set[int] = set()
+        runc_state = self.state / "runc" / ns / id / "state.json"
+        try:
+            doc = json.loads(runc_state.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if isinstance(doc, dict):
+            for path in sorted((doc.get("cgroup_paths") or {}).values()):
+                try:
+                    pids.update(int(x) for x in Path(path, "cgroup.procs").read_text().split())
+                except (OSError, ValueError, TypeError):
+                    continue
+            init = doc.get("init_process_pid")
+            if isinstance(init, int) and init > 0:
+                start = doc.get("init_process_start")
+                if start is None or str(start) == _start_time(init, self.proc):
+                    pids.add(init)
+        try:
+            pids.add(int((self.state / TASK_DIR / ns / id / "init.pid").read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        prefix = rootfs.rstrip("/") + "/"
+        for entry in os.listdir(self.proc):
+            if not entry.isdigit():
+                continue
+            for link in ("root", "cwd"):
+                try:
+                    target = os.readlink(f"{self.proc}/{entry}/{link}")
+                except OSError:
+                    continue
+                if target == rootfs or target.startswith(prefix):
+                    pids.add(int(entry))
+        return sorted(p for p in pids if p > 0 and os.path.exists(f"{self.proc}/{p}"))
+
     def check_runtime(self) -> None:
         shims = shim_processes(self.state, self.proc)
         self.count("shims", len(shims))
         served = {(s.namespace, s.id) for s in shims if not s.gone}
+        recheck = ("run the check again (a task may be starting or stopping); if it persists, stop the daemon and "
+                   "check again")
         for s in shims:
             meta = self.meta.get(s.namespace)
-            if s.gone:
+            owner = self.shim_root(s)
+            if owner is not None and Path(owner) != self.root:
+                # the bundle is another daemon's: never advise killing what this check cannot judge
+                self.add(s.namespace, "shim", s.id, f"shim pid {s.pid} serves a bundle of the daemon whose root is "
+                         f"{owner}, not {self.root}", f"check with the --root that daemon uses: "
+                         f"{_cmd('pyctr', 'admin', 'check', '--root', owner, '--state', self.state)}")
+            elif s.gone:
                 self.add(s.namespace, "shim", s.id, f"shim pid {s.pid} runs for a bundle that was deleted",
-                         f"kill -9 {s.pid}")
+                         recheck if self.running else _cmd("kill", "-9", s.pid))
             elif meta is None or s.id not in meta.containers:
                 self.add(s.namespace, "shim", s.id, f"shim pid {s.pid} runs for a container that has no record",
-                         f"kill -9 {s.pid}; the daemon removes the bundle on its next start")
+                         recheck if self.running
+                         else f"{_cmd('kill', '-9', s.pid)}; the daemon removes the bundle on its next start")
         bundles = _bundles(self.state)
         self.count("bundles", len(bundles))
+        restart = "restart the daemon (it cleans up bundles whose shim is gone)" if self.running else \
+            "start the daemon (it cleans up bundles whose shim is gone)"
         for ns, id in bundles:
             if (ns, id) not in served:
-                self.add(ns, "bundle", id, f"no shim serves {self.state / TASK_DIR / ns / id}",
-                         "restart the daemon (it cleans up bundles whose shim is gone)")
+                self.add(ns, "bundle", id, f"no shim serves {self.state / TASK_DIR / ns / id}", restart)
         allowed_prefixes = []
         held: list[str] = []
         if self.running:
@@ -630,8 +738,8 @@ class _Checker:
                 continue
             self.count("mounts")
             rel_state = mp[len(str(self.state)) + 1:].split("/") if mp.startswith(bases[1]) else []
-            if len(rel_state) == 4 and rel_state[0] == TASK_DIR and rel_state[3] == "rootfs" \
-                    and (rel_state[1], rel_state[2]) in served:
+            task_rootfs = len(rel_state) == 4 and rel_state[0] == TASK_DIR and rel_state[3] == "rootfs"
+            if task_rootfs and (rel_state[1], rel_state[2]) in served:
                 continue
             if len(rel_state) == 4 and rel_state[:2] == [CRI_DIR, "sandboxes"] and rel_state[2] in cri_sandboxes:
                 continue
@@ -639,7 +747,49 @@ class _Checker:
                 continue
             if mp.startswith(applying) and any(h == mp or h.startswith(mp + "/") for h in held):
                 continue
-            self.add("-", "mount", mp, f"{fstype} mount that no running task owns", f"umount {mp}")
+            if not task_rootfs:
+                self.add("-", "mount", mp, f"{fstype} mount that no running task owns", _cmd("umount", mp))
+                continue
+            # a task's rootfs without its shim: the daemon's cleanup (runc delete --force, then
+            # unmount) is the right order; an umount alone would leave its processes running
+            ns, id = rel_state[1], rel_state[2]
+            orphans = self.orphan_processes(ns, id, mp)
+            if orphans:
+                names = ", ".join(f"pid {pid} ({_comm(pid, self.proc)})" for pid in orphans)
+                self.add(ns, "task", id, f"container processes run without a shim: {names}",
+                         f"{restart.split(' (')[0]} (it kills the container and removes its mount and bundle); "
+                         "do not umount its rootfs first")
+            self.add("-", "mount", mp, f"{fstype} mount that no running task owns"
+                     + (" (the container's processes still run in it)" if orphans else ""),
+                     f"{restart.split(' (')[0]} (it cleans up the task and unmounts it)")
+
+
+def _start_time(pid: int, proc: str = "/proc") -> str | None:
+    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks, as runc records it)."""
+    try:
+        stat = Path(f"{proc}/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _comm(pid: int, proc: str = "/proc") -> str:
+    try:
+        return Path(f"{proc}/{pid}/comm").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _blob_files(content_root: Path) -> list[str]:
+    """The digest of every blob file the content sweeper walks (what
+    :meth:`pycontainerd.content.local.LocalStore.walk_sync` lists: valid digests under
+    ``blobs/sha256/``)."""
+    try:
+        names = sorted(os.listdir(content_root / "blobs" / ALGORITHM))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [f"{ALGORITHM}:{n}" for n in names if digest_mod.is_valid(f"{ALGORITHM}:{n}")]
 
 
 def _lock_owner(root: Path) -> int:
@@ -718,15 +868,21 @@ def check(root: str | os.PathLike = DEFAULT_ROOT, state: str | os.PathLike = DEF
         a :class:`Report`; ``report.ok`` when nothing is wrong.
 
     Raises:
-        FileNotFoundError: ``root`` does not exist.
+        FileNotFoundError: ``root`` does not exist or holds no metadata database (not a
+            daemon root), or ``state`` does not exist.
         lmdb.Error: a metadata environment cannot be read.
     """
     root_p, state_p = Path(root).absolute(), Path(state).absolute()
     if not root_p.is_dir():
         raise FileNotFoundError(2, "no such daemon root directory", str(root_p))
+    if not (root_p / METADATA_DIR / "data.mdb").is_file():
+        raise FileNotFoundError(2, f"not a pycontainerd root (no metadata db at {root_p / METADATA_DIR})")
+    if not state_p.is_dir():
+        raise FileNotFoundError(2, "no such daemon state directory", str(state_p))
     running = daemon_running(root_p)
     c = _Checker(root_p, state_p, verify_digests, time.time() if now is None else now, running, mountinfo, proc)
     c.check_content()
+    c.check_unrecorded_blobs()
     c.check_garbage()
     c.check_images()
     c.check_snapshots()

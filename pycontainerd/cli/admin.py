@@ -3,8 +3,10 @@
 ``pyctr admin check`` runs :func:`pycontainerd.admin.check.check` and prints one line per
 problem — ``NAMESPACE KIND ID: PROBLEM [fix: WHAT TO DO]`` — then a summary; exit status 0
 when the state is consistent, 1 when problems were found, 2 when the state could not be
-read. It needs read access to ``--root``, ``--state`` and ``/proc`` (root, in practice)
-and works while the daemon runs.
+read (``--root`` or ``--state`` missing, or ``--root`` holding no metadata database: not a
+daemon root). Every command in a fix is quoted for a POSIX shell. It needs read access
+to ``--root``, ``--state`` and ``/proc`` (root, in practice) and works while the daemon
+runs.
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ def check_command(root: str, state: str, verify_digests: bool, fmt: str) -> None
     """
     try:
         report = check(root, state, verify_digests=verify_digests)
-    except (OSError, lmdb.Error) as exc:
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        if exc.filename:
+            what += f": {exc.filename}"
+        click.echo(f"pyctr: cannot read the daemon state: {what}", err=True)
+        sys.exit(2)
+    except lmdb.Error as exc:
         click.echo(f"pyctr: cannot read the daemon state: {exc}", err=True)
         sys.exit(2)
     if fmt == "json":

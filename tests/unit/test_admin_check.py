@@ -170,7 +170,11 @@ def test_verify_digests_finds_corrupt_data_of_the_right_size(st):
 def test_image_target_not_in_the_namespace(st):
     st.update(lambda txn: txn.delete("objects", key(NS, "content", "blob", st.manifest[0])))
     lines = st.lines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
+    # the manifest's file is recorded by no namespace: the content sweeper deletes it
+    assert lines.pop(0) == (f"- content {st.manifest[0]}: blob file {st.blob_path(st.manifest[0])} is recorded by "
+                            "no namespace (garbage not collected) [fix: it is removed at the next garbage "
+                            "collection (or daemon restart)]")
     # what only the manifest referenced is now garbage the collector would remove
     assert sorted(lines[:2]) == sorted(f"default content {d}: nothing references it (garbage not collected) "
                                        "[fix: restart the daemon or delete any object to trigger garbage collection]"
@@ -311,7 +315,7 @@ def test_leaked_mounts_are_reported_and_a_running_tasks_rootfs_is_not(st):
             f.write(f"92 22 0:52 / {stray} rw - tmpfs tmpfs rw\n")
         lines = st.lines()
         assert lines == [f"- mount {st.root / 'stray mount'}: tmpfs mount that no running task owns "
-                         f"[fix: umount {st.root / 'stray mount'}]"]
+                         f"[fix: umount '{st.root / 'stray mount'}']"]
         report = st.check()
         assert report.checked["shims"] == 1 and report.checked["bundles"] == 1 and report.checked["mounts"] == 2
     finally:
@@ -436,3 +440,143 @@ async def test_commit_interrupted_by_a_crash_is_undone_by_the_collector(tmp_path
     finally:
         backend.close_sync()
         db.close()
+
+
+# --- what a new user's first runs found ---------------------------------------------------
+
+
+def test_a_directory_that_is_not_a_daemon_root_or_a_missing_state_is_an_error(st, tmp_path):
+    runner = CliRunner()
+    other = tmp_path / "just a dir"
+    other.mkdir()
+    res = runner.invoke(cli, ["admin", "check", "--root", str(other), "--state", str(st.state)])
+    assert res.exit_code == 2
+    assert (f"not a pycontainerd root (no metadata db at {other / 'io.containerd.metadata.v1.lmdb'})"
+            in res.output), res.output
+    with pytest.raises(FileNotFoundError, match="not a pycontainerd root"):
+        check(other, st.state)
+    res = runner.invoke(cli, ["admin", "check", "--root", str(st.root), "--state", str(tmp_path / "nostate")])
+    assert res.exit_code == 2
+    assert f"no such daemon state directory: {tmp_path / 'nostate'}" in res.output, res.output
+
+
+def test_a_shim_of_another_root_is_never_to_be_killed(st, tmp_path):
+    bundle = st.state / "io.containerd.runtime.v2.task" / NS / "theirs"
+    bundle.mkdir(parents=True)
+    (bundle / "work").symlink_to(tmp_path / "elsewhere" / "io.containerd.runtime.v2.task" / NS / "theirs")
+    shim = subprocess.Popen(["sleep", "60"], cwd=bundle, start_new_session=True)
+    try:
+        (line,) = st.lines()
+        assert line.startswith(f"default shim theirs: shim pid {shim.pid} serves a bundle of the daemon whose root "
+                               f"is {tmp_path / 'elsewhere'}, not {st.root} [fix: check with the --root")
+        assert "kill" not in line
+    finally:
+        shim.kill()
+        shim.wait()
+
+
+def test_no_kill_advice_for_a_shim_while_the_daemon_runs(st):
+    bundle = st.state / "io.containerd.runtime.v2.task" / NS / "nocontainer"
+    bundle.mkdir(parents=True)
+    shim = subprocess.Popen(["sleep", "60"], cwd=bundle, start_new_session=True)
+    fd = os.open(st.root / "pycontainerd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (line,) = st.lines()
+        assert line.startswith(f"default shim nocontainer: shim pid {shim.pid} runs for a container that has no "
+                               "record [fix: run the check again"), line
+        assert "kill" not in line
+    finally:
+        os.close(fd)
+        shim.kill()
+        shim.wait()
+
+
+def _start_ticks(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2:].split()[19]
+
+
+def test_a_containers_process_left_by_a_killed_shim_is_reported_not_unmounted(st, tmp_path):
+    """kill -9 of the daemon and a shim: the container's process still runs in its rootfs.
+    It is found through runc's state (init pid, cgroup.procs) and through its cwd; the advice
+    is the daemon's clean-up, never a bare umount under a running process."""
+    bundle = st.state / "io.containerd.runtime.v2.task" / NS / "c1"
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True)
+    with st.mountinfo.open("a") as f:
+        f.write(f"91 22 0:51 / {rootfs} rw - overlay overlay rw\n")
+    in_rootfs = subprocess.Popen(["sleep", "60"], cwd=rootfs)
+    init = subprocess.Popen(["sleep", "61"])
+    in_cgroup = subprocess.Popen(["sleep", "62"])
+    try:
+        cgroup = tmp_path / "cgroup" / "pids" / "default" / "c1"
+        cgroup.mkdir(parents=True)
+        (cgroup / "cgroup.procs").write_text(f"{init.pid}\n{in_cgroup.pid}\n")
+        runc_state = st.state / "runc" / NS / "c1"
+        runc_state.mkdir(parents=True)
+        (runc_state / "state.json").write_text(json.dumps({
+            "init_process_pid": init.pid, "init_process_start": _start_ticks(init.pid),
+            "cgroup_paths": {"pids": str(cgroup)}}))
+        lines = st.lines()
+        assert len(lines) == 3, lines
+        pids = sorted([in_rootfs.pid, init.pid, in_cgroup.pid])
+        assert lines[0] == (f"- mount {rootfs}: overlay mount that no running task owns (the container's processes "
+                            "still run in it) [fix: start the daemon (it cleans up the task and unmounts it)]")
+        assert lines[1].startswith(f"default bundle c1: no shim serves {bundle}")
+        assert lines[2] == ("default task c1: container processes run without a shim: "
+                            + ", ".join(f"pid {p} (sleep)" for p in pids)
+                            + " [fix: start the daemon (it kills the container and removes its mount and bundle); "
+                              "do not umount its rootfs first]")
+        assert "umount" not in lines[0]
+        # a recycled init pid (another start time) is not the container's
+        (runc_state / "state.json").write_text(json.dumps({"init_process_pid": init.pid,
+                                                           "init_process_start": "1"}))
+        (task_line,) = [ln for ln in st.lines() if ln.startswith("default task c1:")]
+        assert f"pid {in_rootfs.pid} (sleep)" in task_line and f"pid {init.pid} " not in task_line
+    finally:
+        for p in (in_rootfs, init, in_cgroup):
+            p.kill()
+            p.wait()
+    # nothing runs in it any more: still the daemon's clean-up, and no task line
+    lines = st.lines()
+    assert [ln.split(":")[0] for ln in lines] == [f"- mount {rootfs}", "default bundle c1"], lines
+
+
+def test_an_image_missing_a_recorded_blob_says_to_remove_the_record_before_pulling(st):
+    st.blob_path(st.layer[0]).unlink()
+    content_line, image_line = st.lines()
+    fix = f"pyctr -n default content rm {st.layer[0]}, then "
+    assert f"[fix: {fix}pull what needs it again]" in content_line
+    assert image_line.endswith(f"[fix: {fix}pyctr -n default images pull img:latest]"), image_line
+
+
+def test_fix_commands_are_shell_quoted(st):
+    def add_image(txn):
+        txn.put("objects", key(NS, "image", "Bad Ref"), {
+            "target": {"mediaType": MANIFEST_TYPE, "digest": "sha256:" + "1" * 64, "size": 2},
+            "labels": {}, "created_at": 1, "updated_at": 1})
+
+    st.update(add_image)
+    (line,) = st.lines()
+    assert line.endswith("[fix: pyctr -n default images pull 'Bad Ref' (or pyctr -n default images rm 'Bad Ref')]")
+
+
+def test_a_blob_file_no_namespace_records_is_garbage_the_sweeper_removes(st):
+    from pycontainerd.content.local import LocalStore
+    from pycontainerd.metadata.content import ContentStore
+
+    stray = st.blob(b"on disk, recorded nowhere")
+    (st.content / "blobs" / "sha256" / "not-a-digest").write_bytes(b"x")  # the sweeper skips such names too
+    (line,) = st.lines()
+    assert line == (f"- content {stray[0]}: blob file {st.blob_path(stray[0])} is recorded by no namespace "
+                    "(garbage not collected) [fix: it is removed at the next garbage collection (or daemon restart)]")
+    # the checker agrees with the collector: its content sweeper deletes exactly that file
+    db = MetadataDB(st.root / "io.containerd.metadata.v1.lmdb")
+    try:
+        store = ContentStore(db, LocalStore(st.content))
+        db.update_sync(lambda txn: gc.collect(txn, {"content": store.sweep}))
+    finally:
+        db.close()
+    assert not st.blob_path(stray[0]).exists() and st.blob_path(st.layer[0]).exists()
+    assert st.check().ok
