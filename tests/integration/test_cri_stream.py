@@ -92,8 +92,17 @@ async def test_exec_tty_interactive_shell(env, pod):
     await rc.send(b"echo answer=$((6*7))\n")
     await rc.read_until(b"answer=42")
     await rc.resize(123, 45)
-    await rc.send(b"stty size\n")
-    await rc.read_until(b"45 123")
+    # the resize stream and stdin are separate streams, so a `stty size` may overtake the
+    # resize (kubelet has the same ordering); ask again until the new size shows
+    for _ in range(60):
+        await rc.send(b"stty size\n")
+        try:
+            await rc.read_until(b"45 123", timeout=0.5)
+            break
+        except TimeoutError:
+            continue
+    else:
+        raise AssertionError(f"the tty was never resized to 45x123; output: {bytes(rc.out)!r}")
     await rc.send(b"exit 3\n")
     result = await rc.wait()
     assert result.exit_code == 3, result
