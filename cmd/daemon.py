@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before anything imports grpc (it reads these once): the daemon forks children (runc, shims,
+# mount helpers) while gRPC threads run, and gRPC's fork handlers would then print raw
+# ``fork_posix.cc ... skipping fork() handlers`` lines into the structured log; every child
+# execs at once, so it needs no handlers. gRPC core's own info/warning chatter stays off too
+# (its errors still print). A value set in the environment wins.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from pathlib import Path
 
 import click

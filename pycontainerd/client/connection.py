@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import grpc
 
 from .. import namespaces
-from ..errdefs import ContainerdError, Unavailable
+from ..errdefs import Unavailable
 from ..services.errors import from_rpc_error
 
 LEASE_HEADER = "containerd-lease"
@@ -109,7 +110,7 @@ class Connection:
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError as exc:
-            raise Unavailable(f"cannot connect to {self.address} within {timeout}s") from exc
+            raise Unavailable(f"cannot connect to {self.address} within {_seconds(timeout)}s") from exc
 
     async def connect(self, probe: Callable[[], Awaitable[Any]], timeout: float, retries: int = 3,
                       backoff: float = 0.2) -> Any:
@@ -117,8 +118,11 @@ class Connection:
         with ``UNAVAILABLE`` — up to ``retries`` more times, waiting ``backoff`` seconds,
         doubling — all within ``timeout`` seconds. Returns what ``probe`` returned.
 
-        Raises :class:`Unavailable` naming the address when the daemon cannot be reached.
+        Raises :class:`Unavailable` naming the address when the daemon cannot be reached —
+        at once, without waiting, when the address is a unix socket path with no file there
+        (``no socket at PATH (is the daemon running?)``).
         """
+        self._check_socket()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         attempt = 0
@@ -131,14 +135,27 @@ class Connection:
                 last: BaseException = exc
             attempt += 1
             if attempt > retries or loop.time() + backoff >= deadline:
-                why = str(last) if isinstance(last, ContainerdError) and "cannot connect" in str(last) else (
-                    f"cannot connect to {self.address} within {timeout:g}s")
-                raise Unavailable(f"{why} (is the daemon running?)") from last
+                self._check_socket()  # it went away meanwhile
+                raise Unavailable(f"cannot connect to {self.address} within {_seconds(timeout)}s "
+                                  "(is the daemon running?)") from last
             await asyncio.sleep(backoff)
             backoff *= 2
 
+    def _check_socket(self) -> None:
+        """Raise :class:`Unavailable` when the address is a unix socket path that does not exist."""
+        target = channel_target(self.address)
+        if target.startswith("unix:") and not target.startswith("unix:@"):
+            path = target[len("unix:"):]
+            if not os.path.lexists(path):
+                raise Unavailable(f"no socket at {path} (is the daemon running?)")
+
     async def close(self) -> None:
         await self.channel.close()
+
+
+def _seconds(value: float) -> str:
+    """``1.9999986`` → ``"2"``, ``0.25`` → ``"0.25"``: a timeout as a user wrote it."""
+    return f"{round(value, 2):g}"
 
 
 def current_lease() -> str | None:

@@ -75,11 +75,11 @@ class NamespaceStore:
         self.exchange = exchange
 
     def get(self, name: str) -> Namespace:
-        """Raises :class:`NotFound` when the namespace does not exist."""
+        """The namespace's labels; like containerd's ``namespaceStore.Labels`` (what its
+        ``Namespaces.Get`` calls), a namespace that does not exist reads as one with no
+        labels rather than NotFound."""
         record = self.db.view(lambda txn: txn.get("namespaces", key(name)))
-        if record is None:
-            raise NotFound(f"namespace {quote(name)}")
-        return Namespace(name, dict(record["labels"]))
+        return Namespace(name, dict(record["labels"]) if record is not None else {})
 
     def list(self) -> list[Namespace]:
         """All namespaces, sorted by name."""
@@ -109,8 +109,12 @@ class NamespaceStore:
     async def update(self, name: str, labels: Mapping[str, str], paths: list[str]) -> Namespace:
         """Set labels by field paths (``labels.<key>``; none = replace all labels).
 
+        As in containerd (``SetLabel`` creates the namespace's label bucket), an update that
+        sets a label (any ``labels.<key>`` path, or a full replace with labels) of a
+        namespace that does not exist creates it; a full replace with no labels leaves it
+        absent.
+
         Raises:
-            NotFound: no such namespace.
             InvalidArgument: a path other than ``labels``/``labels.<key>``, or bad labels.
         """
         identifiers.validate(name)
@@ -118,7 +122,9 @@ class NamespaceStore:
         def txn_fn(txn: Txn) -> dict[str, str]:
             record = txn.get("namespaces", key(name))
             if record is None:
-                raise NotFound(f"namespace {quote(name)}")
+                if not paths and not labels:
+                    return {}
+                record = {"labels": {}, "created_at": time.time_ns()}
             record["labels"] = labels_mod.apply_field_paths(
                 record["labels"], labels, paths, f"namespace {quote(name)}"
             )

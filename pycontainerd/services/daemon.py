@@ -116,7 +116,8 @@ async def run(cfg: Config, registry: Registry) -> None:
 
         server = Server(cfg.grpc, plugins)
         await server.start()
-        ops = Operations(cfg, plugins)  # [metrics]/[debug] endpoints, SIGUSR1, sd_notify (services.debug)
+        # [metrics]/[debug] endpoints, SIGUSR1, sd_notify (services.debug)
+        ops = Operations(cfg, plugins, server.service_names)
         await ops.start()
 
         # Everything made so far lives as long as the daemon: move it out of the cyclic

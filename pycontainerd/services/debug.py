@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,24 +76,27 @@ class Request:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def parse_address(address: str) -> tuple[str | None, int] | Path:
+def parse_address(address: str, setting: str = "address") -> tuple[str | None, int] | Path:
     """``/abs/path`` → a unix socket path; ``host:port``, ``[v6]:port`` or ``:port`` (every
-    interface) → ``(host or None, port)``. Raises :class:`InvalidArgument`."""
+    interface) → ``(host or None, port)``. Raises :class:`InvalidArgument`, whose message
+    starts with ``setting`` (the config key the address came from, e.g. ``[metrics] address``)."""
     if address.startswith("/"):
         return Path(address)
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise InvalidArgument(f"address {quote(address)} is neither an absolute unix socket path nor host:port")
+        raise InvalidArgument(f"{setting} {quote(address)} is neither an absolute unix socket path nor host:port")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return (host or None, int(port))
 
 
 class HTTPServer:
     """A minimal HTTP/1.1 server on the running loop: one ``handler`` for every request,
-    keep-alive, bodies up to :data:`MAX_BODY`. ``name`` names it in logs and errors."""
+    keep-alive, bodies up to :data:`MAX_BODY`. ``name`` names it in logs and errors, and
+    errors about the address name the config key ``[<name>] address``."""
 
     def __init__(self, name: str, handler: Handler) -> None:
         self.name = name
+        self.setting = f"[{name}] address"
         self.handler = handler
         self.server: asyncio.AbstractServer | None = None
         self.socket_path: Path | None = None
@@ -116,12 +119,12 @@ class HTTPServer:
             InvalidArgument: a malformed address.
             FailedPrecondition: the address is in use (or not ours to replace).
         """
-        where = parse_address(address)
+        where = parse_address(address, self.setting)
         try:
             if isinstance(where, Path):
                 from .server import prepare_unix_socket
 
-                prepare_unix_socket(where)
+                prepare_unix_socket(where, self.setting)
                 old = os.umask(0o117)  # born 0660
                 try:
                     self.server = await asyncio.start_unix_server(self._serve, path=str(where))
@@ -135,8 +138,8 @@ class HTTPServer:
                 host, port = where
                 self.server = await asyncio.start_server(self._serve, host=host, port=port, reuse_address=True)
         except OSError as exc:
-            raise FailedPrecondition(f"cannot listen for the {self.name} endpoint on {quote(address)}: "
-                                     f"{exc.strerror or exc}") from exc
+            raise FailedPrecondition(f"cannot listen for the {self.name} endpoint on {quote(address)} "
+                                     f"({self.setting}): {exc.strerror or exc}") from exc
         log.info(f"serving {self.name}", address=self.address)
 
     async def close(self) -> None:
@@ -313,11 +316,13 @@ async def debug_handler(request: Request) -> Response:
             return Response(body=f"{logmod.level()}\n".encode())
         if request.method in ("PUT", "POST"):
             wanted = request.body.decode(errors="replace").strip()
+            previous = logmod.level()
             try:
                 logmod.set_level(wanted)
             except ValueError as exc:
                 return Response(400, f"{exc}\n".encode())
-            log.info("log level changed", level=logmod.level())
+            # not ``level=``: structlog's own key for the line's level would overwrite it
+            log.info("log level changed", new_level=logmod.level(), previous=previous)
             return Response(body=f"{logmod.level()}\n".encode())
         return Response(405, b"use GET or PUT\n", headers=[("allow", "GET, HEAD, PUT")])
     if request.path == "/debug/stacks":
@@ -336,9 +341,10 @@ class Operations:
     their stores).
     """
 
-    def __init__(self, cfg: Config, plugins: PluginSet) -> None:
+    def __init__(self, cfg: Config, plugins: PluginSet, services: Sequence[str] = ()) -> None:
         self.cfg = cfg
         self.plugins = plugins
+        self.services = services  # the gRPC server's service names, for the metrics' zero series
         self.debug: HTTPServer | None = None
         self.metrics = None  # services.metrics.MetricsEndpoint
         self._signal = False
@@ -350,7 +356,8 @@ class Operations:
             if self.cfg.metrics.address:
                 from .metrics import MetricsEndpoint
 
-                self.metrics = MetricsEndpoint(self.plugins, grpc_histogram=self.cfg.metrics.grpc_histogram)
+                self.metrics = MetricsEndpoint(self.plugins, grpc_histogram=self.cfg.metrics.grpc_histogram,
+                                               services=self.services)
                 await self.metrics.start(self.cfg.metrics.address)
             if self.cfg.debug.address:
                 self.debug = HTTPServer("debug", debug_handler)

@@ -7,7 +7,9 @@ Made with ``prometheus-client`` into a registry of the daemon's own. Families:
                                                  (unary, client_stream, server_stream,
                                                  bidi_stream), ``grpc_service``, ``grpc_method``,
                                                  ``grpc_code`` (Go names: ``OK``, ``NotFound``…)
-                                                 — the names go-grpc-prometheus gives containerd
+                                                 — the names go-grpc-prometheus gives containerd;
+                                                 every method of every served service starts
+                                                 at 0 for every code, as its ``Register`` does
 ``grpc_server_handling_seconds``                 histogram of the same, seconds, only with
                                                  ``[metrics] grpc_histogram = true``
 ``pycontainerd_build_info``                      1, labels ``version``, ``revision``
@@ -39,7 +41,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +131,26 @@ class GRPCMetrics:
             series[1] += seconds
             series[2][bisect.bisect_left(self.bounds, seconds)] += 1
 
+    def preregister(self, services: Iterable[str]) -> int:
+        """Start every method of ``services`` (full names, e.g.
+        ``containerd.services.tasks.v1.Tasks``) at 0 for every status code, as
+        go-grpc-prometheus's ``Register(server)`` (``preRegisterMethod``), which containerd
+        calls, does for ``grpc_server_handled_total``: a series exists before its first
+        call. Services unknown to the descriptor pool are skipped. Returns the number of
+        methods. (Pre-started series get no histogram: ours is labelled by code too.)"""
+        pool = descriptor_pool.Default()
+        methods = 0
+        for service in services:
+            try:
+                desc = pool.FindServiceByName(service)
+            except KeyError:
+                continue
+            for m in desc.methods:
+                methods += 1
+                for code in GO_CODE_NAMES.values():
+                    self._series.setdefault((f"/{service}/{m.name}", code), [0, 0.0, [0] * len(GO_DEFAULT_BUCKETS)])
+        return methods
+
     def describe(self) -> list:
         return []
 
@@ -143,7 +165,7 @@ class GRPCMetrics:
         for (method, code), (count, total, buckets) in sorted(self._series.items()):
             labels = [*method_labels(method), code]
             handled.add_metric(labels, count)
-            if self.histogram:
+            if self.histogram and count:
                 cumulative, acc = [], 0
                 for bound, n in zip(GO_DEFAULT_BUCKETS, buckets):
                     acc += n
@@ -307,7 +329,7 @@ class MetricsEndpoint:
     """The daemon's registry and its HTTP endpoint; while started, :func:`observe_rpc`
     counts into it."""
 
-    def __init__(self, plugins: PluginSet, grpc_histogram: bool = False) -> None:
+    def __init__(self, plugins: PluginSet, grpc_histogram: bool = False, services: Iterable[str] = ()) -> None:
         disable_created_metrics()  # no ``*_created`` twin per series (the daemon's process only)
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
@@ -316,6 +338,7 @@ class MetricsEndpoint:
         Gauge("pycontainerd_build_info", "pycontainerd build information.", ["version", "revision"],
               registry=self.registry).labels(VERSION, REVISION).set(1)
         self.grpc = GRPCMetrics(grpc_histogram)
+        self.grpc.preregister(services)  # the gRPC server's services: every method starts at 0
         self.registry.register(self.grpc)
         self.stores = StoreCollector(plugins)
         self.registry.register(self.stores)

@@ -42,8 +42,9 @@ class GRPCService(Protocol):
     # optional: ``shutdown()`` ends long-lived streams before the graceful stop
 
 
-def prepare_unix_socket(path: Path) -> None:
-    """Make ``path`` free for a new listener.
+def prepare_unix_socket(path: Path, setting: str = "--address") -> None:
+    """Make ``path`` free for a new listener; ``setting`` names where the path came from
+    (a flag or config key such as ``[debug] address``) in error messages.
 
     Creates the parent directory (0711). A socket file nobody listens on is removed.
 
@@ -53,7 +54,7 @@ def prepare_unix_socket(path: Path) -> None:
     """
     if len(os.fsencode(path)) > 107:
         raise InvalidArgument(f"socket path {path} is longer than 107 bytes, the limit of a unix socket "
-                              "address; choose a shorter --address")
+                              "address; choose a shorter {setting}")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     try:
         st = path.lstat()
@@ -74,7 +75,7 @@ def prepare_unix_socket(path: Path) -> None:
     finally:
         probe.close()
     raise FailedPrecondition(
-        f"another daemon is already serving on {path}; stop it or choose another --address"
+        f"another daemon is already serving on {path}; stop it or choose another {setting}"
     )
 
 
@@ -95,6 +96,7 @@ class Server:
         self.health = health.aio.HealthServicer()
         self.socket_path = Path(config.address)
         self.ttrpc = None
+        self.service_names: list[str] = []  # every gRPC service registered, once started
 
     async def start(self) -> None:
         """Register services and start listening.
@@ -124,6 +126,7 @@ class Server:
         names.append(health.SERVICE_NAME)
         names.append(reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
+        self.service_names = list(names)
         for name in names:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)

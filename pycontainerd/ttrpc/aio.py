@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ class Client:
         self._closed = asyncio.Event()
         self._close_reason = "ttrpc: closed"
         self._close_callbacks: list[Callable[[], object]] = []
-        self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+        # The receive loop outlives the call that opened the connection: run it (and the
+        # close callbacks it fires) in an empty context, not with that call's log fields.
+        self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop(), context=contextvars.Context())
 
     @classmethod
     async def connect(cls, address: str, timeout: float | None = 10.0) -> Client:

@@ -63,7 +63,8 @@ def test_log_level_changes_live_through_the_debug_socket(daemon_factory, tmp_pat
         stacks = http.get("/debug/stacks").text
         assert "coro=run" in stacks and "thread MainThread" in stacks
     assert len(rpc_lines(d)) == 1  # back at info: the third call logged nothing
-    assert "event='log level changed'" in d.log()
+    changes = [line for line in d.log().splitlines() if "event='log level changed'" in line]
+    assert ["new_level='debug'" in changes[0], "previous='debug'" in changes[1]] == [True, True]
     assert d.stop() == 0
     assert not sock.exists()
 

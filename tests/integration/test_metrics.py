@@ -83,6 +83,13 @@ def test_metrics_follow_rpcs_a_pull_and_a_container(metered, busybox_image):
     assert value(before, "pycontainerd_build_info", version=VERSION, revision=REVISION) == 1
     assert value(before, "process_resident_memory_bytes") > 0 and value(before, "process_open_fds") > 0
     usage_before = value(before, "pycontainerd_snapshotter_usage_bytes", snapshotter="overlayfs")
+    # every served method starts at 0 for every code (go-grpc-prometheus's Register), CRI too
+    zero = {"grpc_service": "containerd.services.tasks.v1.Tasks", "grpc_method": "Checkpoint",
+            "grpc_type": "unary", "grpc_code": "DataLoss"}
+    assert before[("grpc_server_handled_total", frozenset(zero.items()))] == 0
+    cri = [v for (k, labels), v in before.items()
+           if k == "grpc_server_handled_total" and dict(labels)["grpc_service"] == "runtime.v1.RuntimeService"]
+    assert len(cri) > 17 and set(cri) == {0}  # no CRI call yet
 
     pyctr(d, "images", "pull", "--plain-http", busybox_image.oci.ref)
     missing = pyctr(d, "containers", "info", "ghost", check=False)

@@ -88,6 +88,25 @@ def test_namespaces_create_ls_label_rm(ctr_bin, daemon):
     assert ctr(ctr_bin, daemon, "namespaces", "ls", "-q").stdout.split() == []
 
 
+def test_label_of_absent_namespace_creates_it_like_containerd(ctr_bin, daemon):
+    """containerd 1.6: Namespaces.Get of an absent namespace is OK with no labels, and
+    Update with labels (``ctr namespaces label``) creates it."""
+    import grpc
+
+    from pycontainerd.api.services.namespaces.v1 import namespace_pb2 as pb
+    from pycontainerd.api.services.namespaces.v1 import namespace_pb2_grpc
+
+    with grpc.insecure_channel(f"unix://{daemon.address}") as ch:
+        got = namespace_pb2_grpc.NamespacesStub(ch).Get(pb.GetNamespaceRequest(name="nosuch"), timeout=10)
+    assert (got.namespace.name, dict(got.namespace.labels)) == ("nosuch", {})
+    assert ctr(ctr_bin, daemon, "namespaces", "ls", "-q").stdout.split() == []
+    ctr(ctr_bin, daemon, "namespaces", "label", "nosuch", "a=b")
+    row = next(line for line in ctr(ctr_bin, daemon, "namespaces", "ls").stdout.splitlines()
+               if line.startswith("nosuch"))
+    assert row.split() == ["nosuch", "a=b"]
+    ctr(ctr_bin, daemon, "namespaces", "rm", "nosuch")
+
+
 @pytest.mark.parametrize("name", ["bad/name", "trail-", "x" * 77, "a..b"])
 def test_invalid_namespace_names_are_refused(ctr_bin, daemon, name):
     proc = ctr(ctr_bin, daemon, "namespaces", "create", name, check=False)

@@ -101,6 +101,31 @@ async def test_connecting_to_nothing_fails_fast_with_the_address(tmp_path):
     assert str(sock) in str(err.value) and "is the daemon running?" in str(err.value)
 
 
+async def test_missing_socket_fails_at_once_and_a_dead_one_says_unavailable_once(tmp_path):
+    """No file at the socket path: ``no socket at PATH`` without waiting out the timeout (a
+    wait would end in "cannot connect ... within"); a socket nobody listens on: the timeout
+    as given, rounded, and ``unavailable`` once."""
+    import socket
+
+    from pycontainerd.client.connection import _seconds
+
+    c = AsyncClient(str(tmp_path / "none.sock"), timeout=30, retries=5)
+    with pytest.raises(Unavailable) as err:
+        await c.connect()
+    await c.close()
+    assert str(err.value) == f"no socket at {tmp_path / 'none.sock'} (is the daemon running?): unavailable"
+
+    dead = tmp_path / "dead.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(dead))  # a socket file that nobody listens on
+        c = AsyncClient(str(dead), timeout=0.3, retries=1)
+        with pytest.raises(Unavailable) as err:
+            await c.connect()
+        await c.close()
+    assert str(err.value) == f"cannot connect to {dead} within 0.3s (is the daemon running?): unavailable"
+    assert [_seconds(v) for v in (1.9999986469993019, 2.0, 0.25, 10)] == ["2", "2", "0.25", "10"]
+
+
 def test_sync_client_connect_failure_stops_its_thread(tmp_path):
     import threading
 

@@ -75,7 +75,8 @@ async def test_loglevel_get_and_put_switch_every_logger_live(tmp_path, logs):
             early.debug("visible line", id="x1")
             err = logs.err()
             assert "level='debug' event='visible line'" in err and "id='x1'" in err
-            assert "event='log level changed'" in err  # the change itself is logged
+            changed = next(line for line in err.splitlines() if "event='log level changed'" in line)
+            assert "new_level='debug'" in changed and "previous='info'" in changed  # the change itself
 
             bad = await http.put("/debug/loglevel", content=b"loud")
             assert bad.status_code == 400 and "unknown log level 'loud'" in bad.text
@@ -90,6 +91,31 @@ async def test_loglevel_get_and_put_switch_every_logger_live(tmp_path, logs):
     finally:
         await server.close()
     assert not path.exists()
+
+
+async def test_address_errors_name_the_config_key(tmp_path):
+    """A bad or taken ``[debug]``/``[metrics] address`` names that key, not ``--address``."""
+    from pycontainerd.errdefs import FailedPrecondition
+
+    with pytest.raises(InvalidArgument, match=r'^\[metrics\] address "notaport" is neither'):
+        await HTTPServer("metrics", debug_handler).start("notaport")
+    sock = tmp_path / "debug.sock"
+    first = HTTPServer("debug", debug_handler)
+    await first.start(str(sock))
+    try:
+        with pytest.raises(FailedPrecondition) as err:
+            await HTTPServer("debug", debug_handler).start(str(sock))
+        assert str(err.value).startswith(
+            f"another daemon is already serving on {sock}; stop it or choose another [debug] address"
+        )
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(FailedPrecondition, match=r"on \"127.0.0.1:\d+\" \(\[metrics\] address\): "):
+                await HTTPServer("metrics", debug_handler).start(f"127.0.0.1:{port}")
+    finally:
+        await first.close()
 
 
 async def test_tcp_listener_and_a_bad_request(tmp_path):

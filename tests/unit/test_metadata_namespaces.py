@@ -39,8 +39,8 @@ async def test_crud_and_events(db):
     await asyncio.wait_for(task, 5)
     assert seen == [("/namespaces/create", "foo", "foo"), ("/namespaces/update", "foo", "foo"),
                     ("/namespaces/delete", "foo", "foo")]
-    with pytest.raises(NotFound, match='namespace "foo": not found'):
-        store.get("foo")
+    # containerd's Get reads labels only: a namespace that does not exist has none
+    assert store.get("foo").labels == {}
 
 
 async def test_errors(db):
@@ -52,13 +52,28 @@ async def test_errors(db):
         await store.create("bad/name")
     with pytest.raises(NotFound):
         await store.delete("nope")
-    with pytest.raises(NotFound):
-        await store.update("nope", {}, [])
+    await store.update("nope", {}, [])  # a full replace with no labels creates nothing
     with pytest.raises(InvalidArgument, match="cannot update"):
         await store.update("x", {}, ["name"])
     with pytest.raises(InvalidArgument):
         await store.create("y", {"k": "v" * 5000})
     assert [n.name for n in store.list()] == ["x"]  # the failed create left nothing
+
+
+async def test_update_of_absent_namespace_creates_it_as_containerd_does(db):
+    """containerd's ``SetLabel`` creates the namespace's label bucket, so setting a label
+    of a namespace that does not exist creates it (``ctr namespaces label nosuch a=b``)."""
+    store = NamespaceStore(db)
+    assert store.get("nosuch").labels == {}
+    assert [n.name for n in store.list()] == []
+    ns = await store.update("nosuch", {"a": "b"}, ["labels.a"])
+    assert ns.labels == {"a": "b"}
+    assert store.get("nosuch").labels == {"a": "b"}
+    await store.update("whole", {"k": "v"}, [])
+    assert [(n.name, n.labels) for n in store.list()] == [("nosuch", {"a": "b"}), ("whole", {"k": "v"})]
+    with pytest.raises(InvalidArgument, match="cannot update"):
+        await store.update("other", {}, ["name"])
+    assert "other" not in [n.name for n in store.list()]
 
 
 async def test_delete_refuses_non_empty_and_names_what_remains(db):

@@ -139,6 +139,29 @@ def test_no_histogram_unless_asked():
     assert "grpc_server_handled_total" in text and "grpc_server_handling_seconds" not in text
 
 
+def test_preregister_starts_every_method_at_zero_for_every_code():
+    """As go-grpc-prometheus's ``Register(server)``: each method of each served service has a
+    ``grpc_server_handled_total`` series per status code (17) before any call; an unknown
+    service is skipped; a pre-started series gets no histogram until it is called."""
+    from google.protobuf import descriptor_pool
+
+    methods = {m.name for m in descriptor_pool.Default().FindServiceByName("grpc.health.v1.Health").methods}
+    assert {"Check", "Watch"} <= methods
+    m = GRPCMetrics(histogram=True)
+    assert m.preregister(["grpc.health.v1.Health", "no.such.Service"]) == len(methods)
+    m.observe("/grpc.health.v1.Health/Check", "OK", None, 0.0)
+    got = samples(render(m))
+    handled = {(dict(k[1])["grpc_method"], dict(k[1])["grpc_type"], dict(k[1])["grpc_code"]): v
+               for k, v in got.items() if k[0] == "grpc_server_handled_total"}
+    assert len(handled) == len(methods) * 17 and {name for name, _, _ in handled} == methods
+    assert {code for _, _, code in handled} == set(GO_CODE_NAMES.values())
+    assert handled[("Check", "unary", "OK")] == 1
+    assert handled[("Watch", "server_stream", "DataLoss")] == 0
+    assert sum(handled.values()) == 1
+    counts = [k for k in got if k[0] == "grpc_server_handling_seconds_count"]
+    assert [dict(k[1])["grpc_code"] for k in counts] == ["OK"] and dict(counts[0][1])["grpc_method"] == "Check"
+
+
 def test_hook_is_inert_without_a_sink():
     assert rpc_hook.sink() is None
     rpc_hook.observe_rpc("/a.B/C", "OK", None, 0.0)  # nothing to count into, nothing raised

@@ -278,6 +278,30 @@ async def test_async_client_connection_loss_is_unavailable(threaded) -> None:
     assert closed == [True]
 
 
+async def test_async_client_close_callbacks_run_without_the_opening_calls_log_fields(threaded) -> None:
+    """A shim's connection is opened inside a Tasks/Create call; when the shim dies later,
+    its close callbacks (which log the death) must not carry that old call's fields."""
+    import structlog
+
+    async def open_in_a_call():
+        structlog.contextvars.bind_contextvars(request_id="r-old", method="/Tasks/Create")
+        return await aio.Client.connect(threaded.path)
+
+    c = await asyncio.create_task(open_in_a_call())  # a task: the fields stay in its context
+    seen = []
+    fired = asyncio.Event()
+
+    def on_close():
+        seen.append((structlog.contextvars.get_contextvars(), asyncio.current_task() is c._recv_task))
+        fired.set()
+
+    c.add_close_callback(on_close)
+    threaded.close()  # the peer goes away: the receive loop notices and fires the callbacks
+    await asyncio.wait_for(fired.wait(), 10)
+    await c.close()
+    assert seen == [({}, True)]
+
+
 async def test_async_connect_to_nothing_is_unavailable(sock_dir) -> None:
     with pytest.raises(errdefs.Unavailable):
         await aio.Client.connect(os.path.join(sock_dir, "missing.sock"), timeout=1)
