@@ -425,12 +425,15 @@ class Bench:
         self.rows.append(r)
         return r
 
-    def row_from_samples(self, figure: str, unit: str = "s", scale: float = 1.0, note: str = "") -> Row:
+    def row_from_samples(self, figure: str, unit: str = "s", scale: float = 1.0, note: str = "",
+                         lower_is_better: bool | None = None) -> Row:
+        """The medians of a figure's samples; rates (``…/s``) are higher-is-better unless told."""
         s = self.samples.get(figure, {})
         med = {k: statistics.median(v) * scale if v else None for k, v in s.items()}
         n = max((len(v) for v in s.values()), default=0)
         return self.row(figure, unit, med.get("ours"), med.get("containerd"),
-                        (note + "; " if note else "") + f"median of {n}")
+                        (note + "; " if note else "") + f"median of {n}",
+                        (not unit.endswith("/s")) if lower_is_better is None else lower_is_better)
 
     def report(self) -> dict:
         print()

@@ -45,7 +45,8 @@ def harness_rows(data: dict) -> list[Row]:
     for r in data.get("rows", []):
         cls = _NoRatio if r.get("ratio") is None else Row
         out.append(cls(r["figure"], r["unit"], r["ours"], r["containerd"], r.get("note", ""),
-                       not (r["unit"].startswith("ops") or "higher=better" in r.get("note", ""))))
+                       not (r["unit"].startswith("ops") or r["unit"].endswith("/s")
+                            or "higher=better" in r.get("note", ""))))
     return out
 
 
