@@ -68,6 +68,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import math
 import os
 import queue
 import stat
@@ -608,6 +609,8 @@ def _pax_time_ns(value: str | None, fallback: float) -> int:
             return sign * (int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9] or "0"))
         except ValueError:
             pass
+    if not math.isfinite(fallback):  # a pax mtime of "nan"/"inf": treated as out of range (epoch)
+        return 0
     return int(fallback * 1_000_000_000)
 
 
@@ -801,6 +804,8 @@ class _Applier:
             finally:
                 os.close(fd)
         elif m.issym():
+            if not m.linkname:  # symlink(2) refuses an empty target with ENOENT
+                raise InvalidArgument(f"tar entry {quote(m.name)}: symlink with an empty target")
             self._replacing(pfd, base, lambda: os.symlink(m.linkname, base, dir_fd=pfd))
             self._meta_path(pfd, base, m)
         elif m.islnk():

@@ -153,6 +153,15 @@ def test_symlink_loop_refused():
         check()
 
 
+def test_symlink_with_empty_target_refused():
+    # found by test_fuzz_apply: symlink(2) says ENOENT for an empty target; a clear
+    # InvalidArgument naming the entry instead
+    with arena() as (root, outside, check):
+        with pytest.raises(InvalidArgument, match="empty target"):
+            apply_layer(io.BytesIO(Layer().symlink("d/e", "").tar()), root, overlay_whiteouts=False, sync=False)
+        check()
+
+
 @pytest.mark.parametrize("linkname", ["/etc/passwd", "../outside/victim", "ABS/victim", "../../../../etc/passwd",
                                       "link/victim", "ABS"])
 def test_hardlink_outside(linkname):
