@@ -17,13 +17,17 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errdefs import InvalidArgument, quote
+# the option tables, the mount(2) call and the overlay compaction live in the shim's lean
+# module (no dataclasses/subprocess: the shim's memory is a goal); the core shares them
+from .shim.mounts import _mount as _syscall_mount
+from .shim.mounts import compact_overlay as _compact_overlay
+from .shim.mounts import parse_options
 
 _libc = ctypes.CDLL(None, use_errno=True)  # the already-loaded libc; no find_library (it forks ldconfig)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -31,21 +35,6 @@ MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE = 1 << 18, 1 << 19, 1 << 20, 1 << 17
 MNT_DETACH = 2
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-_FLAGS = {
-    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
-    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
-    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
-    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
-    "bind": (MS_BIND, True), "rbind": (MS_BIND | MS_REC, True), "remount": (MS_REMOUNT, True),
-    "defaults": (0, True),
-}
-_PROPAGATION = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
-    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC, "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
-}
-
 
 @dataclass(frozen=True)
 class Mount:
@@ -55,56 +44,6 @@ class Mount:
     source: str
     options: Sequence[str] = field(default_factory=tuple)
     target: str = ""
-
-
-def parse_options(options: Iterable[str]) -> tuple[int, int, str]:
-    """``(flags, propagation flags, data)`` for a list of mount options."""
-    flags = 0
-    propagation = 0
-    data: list[str] = []
-    for opt in options:
-        if opt in _FLAGS:
-            bit, on = _FLAGS[opt]
-            flags = flags | bit if on else flags & ~bit
-        elif opt in _PROPAGATION:
-            propagation |= _PROPAGATION[opt]
-        else:
-            data.append(opt)
-    return flags, propagation, ",".join(data)
-
-
-def _syscall_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {source} on {target} ({fstype}, {data[:200]!r}): {os.strerror(err)}")
-
-
-def _compact_overlay(data: str) -> tuple[str, str] | None:
-    """Relative overlay options and the directory to mount from, when ``data`` is too long."""
-    opts = data.split(",")
-    paths: list[str] = []
-    for o in opts:
-        k, _, v = o.partition("=")
-        if k == "lowerdir":
-            paths.extend(v.split(":"))
-        elif k in ("upperdir", "workdir"):
-            paths.append(v)
-    if not paths:
-        return None
-    common = os.path.commonpath(paths)
-    if common == "/":
-        return None
-    out = []
-    for o in opts:
-        k, _, v = o.partition("=")
-        if k == "lowerdir":
-            out.append("lowerdir=" + ":".join(os.path.relpath(p, common) for p in v.split(":")))
-        elif k in ("upperdir", "workdir"):
-            out.append(f"{k}={os.path.relpath(v, common)}")
-        else:
-            out.append(o)
-    return ",".join(out), common
 
 
 def mount(m: Mount, target: str) -> None:
