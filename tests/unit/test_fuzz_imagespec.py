@@ -42,7 +42,7 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.f
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                      st.dictionaries(st.text(max_size=12), inner, max_size=4)),
                     max_leaves=25)
-HOSTILE = st.one_of(JSON, st.just([]), st.just({}), st.just(-1), st.just("x" * 5000))
+HOSTILE = st.one_of(JSON, st.builds(list), st.builds(dict), st.just(-1), st.just("x" * 5000))  # fresh [] and {}: a shared one can be assigned into itself
 
 
 @st.composite
