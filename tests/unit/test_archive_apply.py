@@ -24,7 +24,7 @@ from pycontainerd.archive import (
     detect_compression,
     diff_compression,
 )
-from pycontainerd.archive.apply import clean_name, remove_all
+from pycontainerd.archive.rootpath import clean_name, remove_all
 from pycontainerd.archive.compression import compress_stream, decompress_stream
 from pycontainerd.archive.diff import write_diff
 from pycontainerd.errdefs import InvalidArgument
