@@ -113,7 +113,17 @@ class _IgnoredGlobalHeaders(dict):
         pass
 
 
-def next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+def next_member(tf: tarfile.TarFile, prev: tarfile.TarInfo | None = None) -> tarfile.TarInfo | None:
+    """The entry after ``prev`` (the last one returned) in the stream ``tf``, or None at the
+    end of the archive.
+
+    Whatever of ``prev``'s data was not read is skipped and must be there (a cut there is
+    corrupt); the padding after it may be cut short or missing, which ends the archive
+    (Go's reader: ``discard`` then ``tryReadFull``). ``tarfile`` itself would refuse that
+    with "unexpected end of data".
+    """
+    if prev is not None and tf.firstmember is None and not _skip_to_header(tf, prev):
+        return None
     try:
         member = tf.next()
     except _EndOfArchive:
@@ -122,6 +132,30 @@ def next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
         raise InvalidArgument(f"corrupt tar: {exc}") from exc
     tf.members.clear()  # stream mode keeps every member otherwise
     return member
+
+
+def _data_end(m: tarfile.TarInfo) -> int:
+    """Offset in the archive of the end of ``m``'s stored data (before its padding)."""
+    if m.issparse():
+        return m.offset_data + sum(n for _, n in m.sparse or ())
+    if m.isreg() or m.type not in tarfile.SUPPORTED_TYPES:
+        return m.offset_data + m.size
+    return m.offset_data
+
+
+def _skip_to_header(tf: tarfile.TarFile, prev: tarfile.TarInfo) -> bool:
+    """Move ``tf``'s stream to the next header; False when the stream ends in the padding."""
+    fileobj = tf.fileobj
+    pos = fileobj.tell()
+    for end, in_data in ((_data_end(prev), True), (tf.offset, False)):
+        while pos < end:
+            got = len(fileobj.read(min(end - pos, _COPY_CHUNK)))
+            if not got:
+                if in_data:
+                    raise InvalidArgument(f"truncated tar: unexpected end of data in {quote(prev.name)}")
+                return False
+            pos += got
+    return True
 
 
 class TarFeed:
@@ -175,7 +209,8 @@ class TarFeed:
                 raise InvalidArgument(f"corrupt tar: {exc}") from exc
             if tf is not None:
                 with tf:
-                    while (m := next_member(tf)) is not None:
+                    m = None
+                    while (m := next_member(tf, m)) is not None:
                         if self._stop.is_set():
                             raise _Stopped
                         if not m.isreg():
