@@ -4,11 +4,17 @@ registry.
 
 - ``umoci insert`` layers: end right after the last file's data (no padding, no
   end-of-archive blocks); containerd's Go reader takes them, so must we (issue 13).
+- Layers whose media type lies about their compression, and a 2-frame zstd layer (C08):
+  pushed as raw blobs and manifests to the real registry (no tool writes such images on
+  purpose); read by their magic bytes; a wrong diffID is refused and nothing runs.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -16,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tests.interop.test_ctr_foundation import ctr
 from tests.support.registry import _run, _tool, native_platform
@@ -117,3 +124,114 @@ def test_umoci_insert_layer_in_a_docker_archive_imports_and_runs(ctr_bin, daemon
               ns="edges-import").stdout
     assert out == "hello from umoci insert\n"
     os.unlink(archive)
+
+
+# --- C08: compression by magic bytes ----------------------------------------------------------
+
+OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _one_file_tar(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _push_raw(registry, repo: str, tag: str, layers: list[tuple[bytes, str, str]]) -> str:
+    """Push ``layers`` ((blob, media type, diffID)) over the busybox base as an OCI image."""
+    base = _base_layer(Path(tempfile.mkdtemp(prefix="pcd-edges-base-")) / "base.tar")
+    base_tar = base.read_bytes()
+    shutil.rmtree(base.parent)
+    layers = [(gzip.compress(base_tar, mtime=0), OCI_TAR + "+gzip", _sha(base_tar)), *layers]
+    os_, arch, _ = native_platform()
+    config = json.dumps({"architecture": arch, "os": os_, "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [d for _, _, d in layers]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _sha(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": m, "digest": _sha(b), "size": len(b)} for b, m, _ in layers],
+    }).encode()
+    with registry.client() as c:
+        for blob in [config, *(b for b, _, _ in layers)]:
+            r = c.post(f"/v2/{repo}/blobs/uploads/")
+            r.raise_for_status()
+            loc = r.headers["location"]
+            sep = "&" if "?" in loc else "?"
+            r = c.put(f"{loc}{sep}digest={_sha(blob)}", content=blob,
+                      headers={"Content-Type": "application/octet-stream"})
+            r.raise_for_status()
+        r = c.put(f"/v2/{repo}/manifests/{tag}", content=manifest,
+                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        r.raise_for_status()
+    return f"{registry.host}/{repo}:{tag}"
+
+
+def _zstd_frames(data: bytes) -> bytes:
+    half = len(data) // 2
+    cctx = zstandard.ZstdCompressor()
+    return cctx.compress(data[:half]) + cctx.compress(data[half:])
+
+
+_PAYLOAD = b"c08 payload " * 300
+
+
+@pytest.mark.parametrize("codec, media_type", [
+    pytest.param(_zstd_frames, OCI_TAR + "+zstd", id="zstd-2-frames"),
+    pytest.param(lambda t: zstandard.ZstdCompressor().compress(t), OCI_TAR + "+gzip", id="zstd-as-gzip"),
+    pytest.param(lambda t: gzip.compress(t, mtime=0), OCI_TAR, id="gzip-as-oci-tar"),
+    pytest.param(lambda t: gzip.compress(t, mtime=0), "application/vnd.docker.image.rootfs.diff.tar",
+                 id="gzip-as-docker-tar"),
+])
+def test_layer_read_by_its_magic_bytes_through_ctr(ctr_bin, daemon, registry, codec, media_type, request):
+    tar = _one_file_tar("c08/file", _PAYLOAD)
+    name = request.node.callspec.id
+    ref = _push_raw(registry, "edges/c08", name, [(codec(tar), media_type, _sha(tar))])
+    ctr(ctr_bin, daemon, "images", "pull", "--plain-http", ref)
+    out = ctr(ctr_bin, daemon, "run", "--rm", ref, f"c08-{name}", "cat", "/c08/file").stdout
+    assert out.encode() == _PAYLOAD
+
+
+def test_wrong_diff_id_is_refused_and_nothing_runs(ctr_bin, daemon, registry):
+    tar = _one_file_tar("c08/file", _PAYLOAD)
+    ref = _push_raw(registry, "edges/c08", "wrong-diffid", [(gzip.compress(tar, mtime=0), OCI_TAR + "+gzip",
+                                                             _sha(tar + b"x"))])
+    pulled = ctr(ctr_bin, daemon, "images", "pull", "--plain-http", ref, check=False)
+    assert pulled.returncode != 0 and "diff" in pulled.stderr.lower()
+    ran = ctr(ctr_bin, daemon, "run", "--rm", ref, "c08-wrong", "true", check=False)
+    assert ran.returncode != 0
+    assert ctr(ctr_bin, daemon, "containers", "ls", "-q").stdout.split() == []
+    # nothing committed for the refused layer and no active snapshot left (at most the
+    # base layer's, until the garbage collector takes it)
+    snaps = ctr(ctr_bin, daemon, "snapshots", "ls").stdout.splitlines()[1:]
+    assert len(snaps) <= 1 and all(line.split()[-1] == "Committed" for line in snaps), snaps
+
+
+def test_docker_archive_with_a_zstd_layer_imports_and_runs(ctr_bin, daemon, workdir):
+    base_tar = _base_layer(workdir / "c08-base.tar").read_bytes()
+    top = _one_file_tar("c08/archive-zstd", b"zstd in docker archive")
+    zlayer = zstandard.ZstdCompressor().compress(top)
+    os_, arch, _ = native_platform()
+    config = json.dumps({"architecture": arch, "os": os_, "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [_sha(base_tar), _sha(top)]}}).encode()
+    archive = workdir / "c08.docker.tar"
+    with tarfile.open(archive, "w") as tf:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        add("base/layer.tar", base_tar)
+        add("top/layer.tar", zlayer)
+        add("config.json", config)
+        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["edges.local/c08:archive"],
+                                          "Layers": ["base/layer.tar", "top/layer.tar"]}]).encode())
+    ctr(ctr_bin, daemon, "images", "import", str(archive))
+    out = ctr(ctr_bin, daemon, "run", "--rm", "edges.local/c08:archive", "c08-arch", "cat", "/c08/archive-zstd")
+    assert out.stdout == "zstd in docker archive"
