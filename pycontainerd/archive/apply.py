@@ -19,7 +19,8 @@ through ``/proc/self/fd`` of a non-following fd). The last component of an entry
 resolved: a symlink there is replaced, not written through. Refused with
 :class:`~pycontainerd.errdefs.InvalidArgument`: names containing NUL, more than 255
 symlinks on one path, a path (as resolved) longer than ``PATH_MAX``, a parent that is not a
-directory, a hardlink whose target does not exist inside root (or is a directory), a
+directory, a hardlink whose target does not exist inside root or, for an overlay upper
+dir, in the merged lower layers (or is a directory), a
 whiteout of ``.``/``..``, unknown entry types, and xattrs in the ``trusted.`` namespace are
 ignored (a layer must not forge overlayfs metadata), as containerd does.
 
@@ -44,6 +45,13 @@ same-layer children, and we extend that to plain whiteouts and implicit parents)
 overlay whiteouts, a directory the layer re-creates after whiting it out (``.wh.d`` then
 ``d/`` or ``d/x``) becomes opaque, so the lower ``d`` stays deleted (containerd replaces
 the whiteout device by a plain directory there, which shows the lower content again).
+
+Hardlinks to a lower layer
+--------------------------
+In an overlay upper dir, a hardlink whose target only a lower layer holds copies the
+target up (data, owner, mode, xattrs, times; :mod:`.lowers`), as overlayfs does when a
+container links a lower file, and links to the copy: the layers above see both names
+share one inode. containerd refuses such layers.
 
 Durability and failure
 ----------------------
@@ -73,6 +81,7 @@ from typing import BinaryIO
 import structlog
 
 from pycontainerd.archive.compression import Compression, Reader, open_layer
+from pycontainerd.archive.lowers import IGNORED_XATTR_PREFIXES, copy_entry, copy_info, lower_entry
 from pycontainerd.archive.rootpath import (
     O_DIR,
     O_DIR_READ,
@@ -210,6 +219,14 @@ def _bound_ns(ns: int) -> int:
     return 0 if ns < 0 or ns > _MAX_TIME_NS else ns
 
 
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _key(real: Sequence[str], name: str) -> str:
     return "/".join((*real, name))
 
@@ -218,6 +235,7 @@ class _Applier:
     def __init__(self, root_fd: int, *, overlay: bool, parent_fds: Sequence[int]) -> None:
         self.root_fd = root_fd
         self.overlay = overlay
+        self.opaque_xattr = OVERLAY_OPAQUE_XATTR
         self.parent_fds = parent_fds
         self.unpacked: set[str] = set()
         self.ancestors: set[str] = set()
@@ -275,7 +293,7 @@ class _Applier:
                 except InvalidArgument:
                     break  # replaced by a non-directory below: keep the defaults
                 try:
-                    self._copy_dir_info(lower, fd)
+                    copy_info(lower, fd)
                 finally:
                     os.close(lower)
                 break
@@ -295,31 +313,10 @@ class _Applier:
         fd = os.open(name, O_DIR_READ, dir_fd=dir_fd)
         try:
             os.fchmod(fd, 0o755)
-            os.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(fd, self.opaque_xattr, b"y")
         finally:
             os.close(fd)
         return True
-
-    @staticmethod
-    def _copy_dir_info(src_fd: int, dst_fd: int) -> None:
-        st = os.fstat(src_fd)
-        os.fchown(dst_fd, st.st_uid, st.st_gid)
-        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))
-        try:
-            names = os.listxattr(proc_path(src_fd))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTSUP, errno.ENODATA):
-                raise
-            names = []
-        for attr in names:
-            if attr.startswith("trusted."):
-                continue
-            try:
-                os.setxattr(dst_fd, attr, os.getxattr(proc_path(src_fd), attr))
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.ENODATA):
-                    raise
-        os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def _mark(self, real: tuple[str, ...], name: str) -> None:
         self.unpacked.add(_key(real, name))
@@ -382,7 +379,7 @@ class _Applier:
             fd = os.open(base, O_DIR_READ, dir_fd=pfd)
             try:
                 if reopened:
-                    os.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+                    os.setxattr(fd, self.opaque_xattr, b"y")
                 self._meta_fd(fd, m, is_dir=True)
             finally:
                 os.close(fd)
@@ -446,13 +443,10 @@ class _Applier:
         target = clean_name(m.linkname)
         if not target:
             raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} is the root")
-        try:
-            lfd, _ = resolve_dir(self.root_fd, target[:-1])
-        except Missing:
-            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found") from None
+        lfd, name = self._link_target(m, target)
         try:
             # follow_symlinks=False: linkat without AT_SYMLINK_FOLLOW links a symlink itself
-            os.link(target[-1], base, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
+            os.link(name, base, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
         except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
             raise InvalidArgument(f"hardlink {quote(m.name)} -> {quote(m.linkname)}: {exc.strerror}") from exc
         except OSError as exc:
@@ -461,6 +455,42 @@ class _Applier:
             raise
         finally:
             os.close(lfd)
+
+    def _link_target(self, m: tarfile.TarInfo, target: list[str]) -> tuple[int, str]:
+        """The directory fd (the caller closes it) and name of a hardlink's target in root.
+
+        In an overlay upper dir the target may exist only in a lower layer: it is then
+        copied up, as overlayfs does when a container links a lower file, and the link
+        shares the copy's inode (containerd fails such layers)."""
+        try:
+            lfd, _ = resolve_dir(self.root_fd, target[:-1])
+        except Missing:
+            lfd = None
+        if lfd is not None:
+            if not self.overlay or not self.parent_fds or _exists(lfd, target[-1]):
+                if self.overlay and "/".join(target) in self.whiteouts:  # deleted by this layer
+                    os.close(lfd)
+                    raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+                return lfd, target[-1]
+            os.close(lfd)
+        elif not self.overlay or not self.parent_fds:
+            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+        return self._copy_up(m, target)
+
+    def _copy_up(self, m: tarfile.TarInfo, target: list[str]) -> tuple[int, str]:
+        found = lower_entry(self.parent_fds, target, self.opaque_xattr)
+        if found is None:
+            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+        sfd, real, st = found
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"hardlink {quote(m.name)} -> {quote(m.linkname)}: is a directory")
+            dfd, _ = self._parent(real[:-1])  # cached: not closed here
+            copy_entry(sfd, dfd, real[-1], st)
+        finally:
+            os.close(sfd)
+        log.debug("hardlink target copied up from a lower layer", name=m.name, target="/".join(real))
+        return os.open(".", O_DIR, dir_fd=dfd), real[-1]
 
     # -- whiteouts --
 
@@ -494,7 +524,7 @@ class _Applier:
 
     def _opaque(self, dfd: int, dreal: tuple[str, ...]) -> None:
         if self.overlay:
-            os.setxattr(proc_path(dfd), OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(proc_path(dfd), self.opaque_xattr, b"y")
             return
         # plain directory: remove every child that this layer did not create
         todo: list[tuple[str, ...]] = [dreal]
@@ -538,8 +568,8 @@ class _Applier:
         for k, v in m.pax_headers.items():
             if k.startswith(PAX_XATTR):
                 attr = k[len(PAX_XATTR):]
-                if attr.startswith("trusted."):
-                    log.warning("ignored trusted xattr in archive", name=m.name, xattr=attr)
+                if attr.startswith(IGNORED_XATTR_PREFIXES):
+                    log.warning("ignored overlay or trusted xattr in archive", name=m.name, xattr=attr)
                     continue
                 out.append((attr, v.encode("utf-8", "surrogateescape")))
         return out

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -235,3 +236,81 @@ def test_docker_archive_with_a_zstd_layer_imports_and_runs(ctr_bin, daemon, work
     ctr(ctr_bin, daemon, "images", "import", str(archive))
     out = ctr(ctr_bin, daemon, "run", "--rm", "edges.local/c08:archive", "c08-arch", "cat", "/c08/archive-zstd")
     assert out.stdout == "zstd in docker archive"
+
+
+# --- C03: hardlinks across layers ---------------------------------------------------------------
+
+
+def _tar_file(path: Path, entries) -> Path:
+    """entries: (name, data | None for a directory | ("link", target))."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, what in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_600_000_000
+            if what is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            elif isinstance(what, tuple):
+                info.type, info.linkname, info.mode = tarfile.LNKTYPE, what[1], 0o644
+                tf.addfile(info)
+            else:
+                info.size, info.mode = len(what), 0o644
+                tf.addfile(info, io.BytesIO(what))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hardlinks_image(registry, workdir) -> str:
+    """L1: hl/a = X and a same-layer link same/two -> same/one; L2: hl/b -> hl/a (target
+    only in L1); L3: hl/a = Y. Built by umoci from tars written here."""
+    work = workdir / "c03"
+    work.mkdir()
+    layout = _new_image(work)
+    umoci = _tool("umoci", "umoci")
+    layers = [
+        _tar_file(work / "l1.tar", [("hl", None), ("hl/a", b"X"), ("same", None), ("same/one", b"1"),
+                                    ("same/two", ("link", "same/one"))]),
+        _tar_file(work / "l2.tar", [("hl", None), ("hl/b", ("link", "hl/a"))]),
+        _tar_file(work / "l3.tar", [("hl", None), ("hl/a", b"Y")]),
+    ]
+    for layer in layers:
+        _run(umoci, "raw", "add-layer", "--image", layout, str(layer))
+    return _push(work, layout, registry, "c03-hardlinks")
+
+
+def _diff_entries(data: bytes) -> list[tuple[str, str, bytes]]:
+    """(name, type, data or link target) of a layer diff; checks no path twice and every
+    hardlink names an earlier regular file of the same tar."""
+    out, regular = [], set()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+        for m in tf.getmembers():
+            name = m.name.rstrip("/")
+            assert name not in [n for n, _, _ in out], f"{name} twice"
+            if m.islnk():
+                assert m.linkname in regular, f"hardlink {name} -> {m.linkname}: not an earlier file"
+                out.append((name, "link", m.linkname.encode()))
+            elif m.isreg():
+                regular.add(name)
+                out.append((name, "file", tf.extractfile(m).read()))
+            else:
+                out.append((name, "other", b""))
+    return out
+
+
+def test_hardlink_to_a_lower_layer_file_unpacks_and_diffs(ctr_bin, daemon, hardlinks_image):
+    ref = hardlinks_image
+    ctr(ctr_bin, daemon, "images", "pull", "--plain-http", ref)
+    out = ctr(ctr_bin, daemon, "run", "--rm", ref, "c03", "sh", "-c",
+              'echo "a=$(cat /hl/a) b=$(cat /hl/b)"; stat -c "%i %h" /same/one /same/two | sort -u | wc -l;'
+              " stat -c %h /same/one").stdout
+    assert out.split("\n")[:3] == ["a=Y b=X", "1", "2"]
+    # a container links a lower file: its diff carries the data once, then the link
+    ctr(ctr_bin, daemon, "run", ref, "c03-diff", "ln", "/hl/a", "/hl/c")
+    diff = subprocess.run([ctr_bin, "--address", daemon.address, "snapshots", "diff", "c03-diff"],
+                          capture_output=True, timeout=60, check=True).stdout
+    entries = _diff_entries(diff)
+    files = [(n, d) for n, t, d in entries if t == "file"]
+    links = [(n, d) for n, t, d in entries if t == "link"]
+    assert len(files) == 1 and files[0][1] == b"Y" and files[0][0] in ("hl/a", "hl/c")
+    assert len(links) == 1 and {links[0][0], files[0][0]} == {"hl/a", "hl/c"}
+    ctr(ctr_bin, daemon, "containers", "rm", "c03-diff")
