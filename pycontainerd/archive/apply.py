@@ -46,12 +46,19 @@ overlay whiteouts, a directory the layer re-creates after whiting it out (``.wh.
 ``d/`` or ``d/x``) becomes opaque, so the lower ``d`` stays deleted (containerd replaces
 the whiteout device by a plain directory there, which shows the lower content again).
 
-Hardlinks to a lower layer
---------------------------
+Hardlinks to a lower layer and rootless daemons
+-----------------------------------------------
 In an overlay upper dir, a hardlink whose target only a lower layer holds copies the
 target up (data, owner, mode, xattrs, times; :mod:`.lowers`), as overlayfs does when a
 container links a lower file, and links to the copy: the layers above see both names
 share one inode. containerd refuses such layers.
+
+In a user namespace (a rootless daemon, no ``CAP_MKNOD``): FIFOs and whiteout devices are
+made as usual (0/0 character devices need no privilege since Linux 5.8); other device
+nodes that cannot be made are skipped with a warning, as containerd does there; with
+``userxattr=True`` (the overlay is mounted with ``userxattr``) opaque directories carry
+``user.overlay.opaque=y`` instead of the ``trusted.`` xattr, which needs privilege.
+``trusted.*`` and ``user.overlay.*`` xattrs carried by a layer are ignored either way.
 
 Durability and failure
 ----------------------
@@ -93,6 +100,7 @@ from pycontainerd.archive.rootpath import (
 )
 from pycontainerd.archive.tarstream import DigestReader, Hole, TarFeed
 from pycontainerd.errdefs import InvalidArgument, ResourceExhausted, quote
+from pycontainerd.fsutil import running_in_userns
 
 __all__ = ["ApplyResult", "apply_layer", "clean_name", "remove_all", "syncfs"]
 
@@ -102,6 +110,7 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = WHITEOUT_PREFIX + WHITEOUT_PREFIX
 WHITEOUT_OPAQUE = WHITEOUT_META_PREFIX + ".opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+USER_OVERLAY_OPAQUE_XATTR = "user.overlay.opaque"
 PAX_XATTR = "SCHILY.xattr."
 
 _FD_CACHE_SIZE = 256
@@ -142,6 +151,7 @@ def apply_layer(
     media_type: str | None = None,
     parents: Sequence[str | os.PathLike[str]] = (),
     sync: bool = True,
+    userxattr: bool = False,
 ) -> ApplyResult:
     """Apply the layer read from ``stream`` onto the directory ``root``.
 
@@ -158,6 +168,8 @@ def apply_layer(
             ``mkparent`` does. Read only.
         sync: ``syncfs`` root's filesystem before returning (leave True unless the caller
             syncs itself).
+        userxattr: the overlay is mounted with ``userxattr`` (a daemon in a user
+            namespace): opaque directories carry ``user.overlay.opaque``.
 
     Returns:
         The diffID and uncompressed size.
@@ -176,7 +188,7 @@ def apply_layer(
     try:
         for p in parents:
             parent_fds.append(os.open(os.fspath(p), O_DIR & ~os.O_NOFOLLOW))
-        applier = _Applier(root_fd, overlay=overlay_whiteouts, parent_fds=parent_fds)
+        applier = _Applier(root_fd, overlay=overlay_whiteouts, parent_fds=parent_fds, userxattr=userxattr)
         feed = TarFeed(digesting)
         try:
             applier.run(feed)
@@ -232,10 +244,10 @@ def _key(real: Sequence[str], name: str) -> str:
 
 
 class _Applier:
-    def __init__(self, root_fd: int, *, overlay: bool, parent_fds: Sequence[int]) -> None:
+    def __init__(self, root_fd: int, *, overlay: bool, parent_fds: Sequence[int], userxattr: bool = False) -> None:
         self.root_fd = root_fd
         self.overlay = overlay
-        self.opaque_xattr = OVERLAY_OPAQUE_XATTR
+        self.opaque_xattr = USER_OVERLAY_OPAQUE_XATTR if userxattr else OVERLAY_OPAQUE_XATTR
         self.parent_fds = parent_fds
         self.unpacked: set[str] = set()
         self.ancestors: set[str] = set()
@@ -408,7 +420,15 @@ class _Applier:
                 dev = os.makedev(m.devmajor, m.devminor)
             except (OverflowError, ValueError) as exc:
                 raise InvalidArgument(f"tar entry {quote(m.name)}: device {m.devmajor}:{m.devminor}: {exc}") from exc
-            self._replacing(pfd, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            try:
+                self._replacing(pfd, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            except PermissionError:
+                if kind == stat.S_IFIFO or not running_in_userns():
+                    raise
+                # no CAP_MKNOD (a rootless daemon): skipped, as containerd does in a user namespace
+                log.warning("device node skipped: no permission to create it in this user namespace",
+                            name=m.name, major=m.devmajor, minor=m.devminor)
+                return
             self._meta_path(pfd, base, m)
         else:
             raise InvalidArgument(f"tar entry {quote(m.name)}: unhandled tar header type {m.type!r}")

@@ -7,6 +7,10 @@ registry.
 - Layers whose media type lies about their compression, and a 2-frame zstd layer (C08):
   pushed as raw blobs and manifests to the real registry (no tool writes such images on
   purpose); read by their magic bytes; a wrong diffID is refused and nothing runs.
+- A hardlink whose target only a lower layer holds (C03): copied up; a container's diff
+  of a link emits the data once.
+- Special files pulled by our daemon in a user namespace (C02): FIFO made, devices
+  skipped with a warning, the opaque directory still honoured (``user.overlay.opaque``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -25,6 +30,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from pycontainerd.testing import Daemon
 from tests.interop.test_ctr_foundation import ctr
 from tests.support.registry import _run, _tool, native_platform
 
@@ -50,9 +56,11 @@ def _base_layer(path: Path) -> Path:
 
 
 def _new_image(work: Path) -> str:
-    """An OCI layout ``work/layout:img`` holding the busybox layer; returns ``layout:img``."""
+    """A new dir ``work`` with an OCI layout ``layout:img`` holding the busybox layer;
+    returns ``<work>/layout:img``."""
     umoci = _tool("umoci", "umoci")
     os_, arch, _ = native_platform()
+    work.mkdir()
     layout = f"{work}/layout:img"
     _run(umoci, "init", "--layout", str(work / "layout"))
     _run(umoci, "new", "--image", layout)
@@ -78,9 +86,7 @@ def workdir():
 @pytest.fixture(scope="module")
 def umoci_inserted(registry, workdir) -> str:
     work = workdir / "inserted"
-    work.mkdir()
-    layout = _new_image(work)
-    umoci = _tool("umoci", "umoci")
+    layout, umoci = _new_image(work), _tool("umoci", "umoci")
     (work / "f.txt").write_bytes(b"hello from umoci insert\n")  # 24 bytes: 488 of padding missing
     tree = work / "tree"
     (tree / "sub").mkdir(parents=True)
@@ -264,9 +270,7 @@ def hardlinks_image(registry, workdir) -> str:
     """L1: hl/a = X and a same-layer link same/two -> same/one; L2: hl/b -> hl/a (target
     only in L1); L3: hl/a = Y. Built by umoci from tars written here."""
     work = workdir / "c03"
-    work.mkdir()
-    layout = _new_image(work)
-    umoci = _tool("umoci", "umoci")
+    layout, umoci = _new_image(work), _tool("umoci", "umoci")
     layers = [
         _tar_file(work / "l1.tar", [("hl", None), ("hl/a", b"X"), ("same", None), ("same/one", b"1"),
                                     ("same/two", ("link", "same/one"))]),
@@ -314,3 +318,66 @@ def test_hardlink_to_a_lower_layer_file_unpacks_and_diffs(ctr_bin, daemon, hardl
     assert len(files) == 1 and files[0][1] == b"Y" and files[0][0] in ("hl/a", "hl/c")
     assert len(links) == 1 and {links[0][0], files[0][0]} == {"hl/a", "hl/c"}
     ctr(ctr_bin, daemon, "containers", "rm", "c03-diff")
+
+
+# --- C02: special files under a daemon in a user namespace -----------------------------------
+
+
+class _UsernsDaemon(Daemon):
+    """Our daemon as the corpus runs a rootless one: ``unshare -Urm`` (root in a new user
+    namespace: no CAP_MKNOD, no trusted.* xattrs; overlay mounted with ``userxattr``)."""
+
+    def command(self) -> list[str]:
+        return ["unshare", "-Urm", "--propagation", "private", *super().command()]
+
+
+@pytest.fixture(scope="module")
+def special_files_image(registry, workdir) -> str:
+    work = workdir / "c02"
+    layout, umoci = _new_image(work), _tool("umoci", "umoci")
+    l1 = _tar_file(work / "l1.tar", [("etc/lower-only", b"l"), ("etc/sub", None), ("etc/sub/lower", b"l")])
+    l2 = work / "l2.tar"
+    with tarfile.open(l2, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, major, minor in (("specials/fifo", tarfile.FIFOTYPE, 0, 0),
+                                         ("specials/null", tarfile.CHRTYPE, 1, 3),
+                                         ("specials/loop7", tarfile.BLKTYPE, 7, 7)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.devmajor, info.devminor = kind, 0o644, major, minor
+            tf.addfile(info)
+    with tarfile.open(l2, "a", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in (("etc/.wh..wh..opq", b""), ("etc/c02-only", b"c"), ("etc/sub/file", b"f")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    for layer in (l1, l2):
+        _run(umoci, "raw", "add-layer", "--image", layout, str(layer))
+    return _push(work, layout, registry, "c02-special-files")
+
+
+def test_special_files_under_a_daemon_in_a_user_namespace(ctr_bin, special_files_image):
+    base = Path(tempfile.mkdtemp(prefix="pcd-userns-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    d = _UsernsDaemon(base=base)
+    mnt = base / "mnt"
+    mounted = False
+    try:
+        d.start()
+        ctr(ctr_bin, d, "images", "pull", "--plain-http", special_files_image)
+        assert "device node skipped" in d.log()
+        mnt.mkdir()
+        ctr(ctr_bin, d, "images", "mount", special_files_image, str(mnt))
+        mounted = True
+        assert stat.S_ISFIFO((mnt / "specials/fifo").lstat().st_mode)
+        assert not (mnt / "specials/null").exists() and not (mnt / "specials/loop7").exists()
+        assert sorted(os.listdir(mnt / "etc")) == ["c02-only", "sub"]  # the opaque /etc
+        assert sorted(os.listdir(mnt / "etc/sub")) == ["file"]
+        uppers = d.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
+        marks = [os.getxattr(p / "fs/etc", "user.overlay.opaque") for p in uppers.iterdir()
+                 if (p / "fs/etc/c02-only").exists()]
+        assert marks == [b"y"]
+    finally:
+        if mounted:
+            ctr(ctr_bin, d, "images", "unmount", str(mnt), check=False)
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        d.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Layers that need their lower layers (hardlinks to a lower file: copy-up).
+"""Layers that need their lower layers (hardlinks to a lower file: copy-up) and layers
+applied by a daemon in a user namespace (no CAP_MKNOD, ``userxattr`` overlay).
 
 The lower dirs are overlay upper dirs made by applying layers here; overlayfs itself is
 mounted by the integration tests (tests/integration/test_layer_edges.py)."""
@@ -6,8 +7,11 @@ mounted by the integration tests (tests/integration/test_layer_edges.py)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -117,3 +121,48 @@ def test_diff_of_a_link_to_a_lower_file_emits_the_data_once(tmp_path, l1):
             seen.append(m.name)
     assert len(seen) == len(set(seen))
     assert list(data.values()) == [b"X"]
+
+
+# --- a daemon in a user namespace ----------------------------------------------------------
+
+_IN_USERNS = r"""
+import io, json, os, stat, sys
+from pycontainerd.archive import apply_layer
+from pycontainerd.fsutil import running_in_userns
+lower, upper, layer = sys.argv[1:4]
+with open(layer, "rb") as f:
+    apply_layer(f, upper, overlay_whiteouts=True, parents=[lower], userxattr=True)
+out = {"userns": running_in_userns()}
+for name in ("fifo", "null", "loop7", "etc/gone"):
+    try:
+        st = os.lstat(os.path.join(upper, name))
+        out[name] = [stat.S_IFMT(st.st_mode), st.st_rdev]
+    except FileNotFoundError:
+        out[name] = None
+out["opaque"] = os.getxattr(os.path.join(upper, "etc"), "user.overlay.opaque").decode()
+print(json.dumps(out))
+"""
+
+
+def test_special_files_in_a_user_namespace(tmp_path):
+    """As under ``unshare -Urm`` (the corpus's rootless daemon): the FIFO is made, device
+    nodes are skipped with a warning, whiteouts and opaque dirs still take effect."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    apply(L().dir("etc").file("etc/old", b"o").file("etc/gone", b"g"), lower)
+    upper.mkdir()
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(L().fifo("fifo").device("null", "char", 1, 3).device("loop7", "block", 7, 7)
+                      .dir("etc").opaque("etc").file("etc/new", b"n").whiteout("etc/gone").tar())
+    for p in (tmp_path, lower, upper):
+        os.chmod(p, 0o777)
+    proc = subprocess.run(["unshare", "-Urm", sys.executable, "-c", _IN_USERNS, str(lower), str(upper), str(layer)],
+                          capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["userns"] is True
+    assert out["fifo"] == [stat.S_IFIFO, 0]
+    assert out["null"] is None and out["loop7"] is None
+    assert "device node skipped" in proc.stdout + proc.stderr
+    assert out["etc/gone"] == [stat.S_IFCHR, 0]  # a whiteout device, made without CAP_MKNOD
+    assert out["opaque"] == "y"
+    assert not os.path.exists(upper / "etc/.wh..wh..opq")
