@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+
+
+@functools.cache
+def running_in_userns() -> bool:
+    """Whether this process runs in a user namespace other than the initial one (whose
+    ``uid_map`` is the single identity line ``0 0 4294967295``), as rootless daemons do."""
+    try:
+        lines = [x for x in Path("/proc/self/uid_map").read_text().split("\n") if x.strip()]
+    except OSError:
+        return False
+    return not (len(lines) == 1 and lines[0].split() == ["0", "0", "4294967295"])
 
 
 def fsync_dir(path: Path) -> None:

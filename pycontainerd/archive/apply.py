@@ -2,21 +2,16 @@
 
 :func:`apply_layer` is containerd's ``archive.Apply`` + ``diff/apply``'s digesting reader in
 one streaming pass: compressed blob → decompressor → sha256 of the uncompressed bytes (the
-layer's diffID) → ``tarfile`` in stream mode → filesystem. No temporary copy of the layer is
-made; after the last tar entry the rest of the stream is drained through the digest (as
-containerd does) so that the diffID covers the whole uncompressed stream and gzip/zstd
-trailers are checked.
+layer's diffID) → ``tarfile`` in stream mode, read by Go's rules (:mod:`.tarstream`) →
+filesystem. No temporary copy of the layer is made; after the last tar entry the rest of
+the stream is drained through the digest (as containerd does) so that the diffID covers
+the whole uncompressed stream and gzip/zstd trailers are checked.
 
 Containment (the point of this module)
 --------------------------------------
 A layer never creates, modifies, chowns, chmods, removes or sets times on anything outside
-``root``. Every entry name, hardlink target and whiteout target is resolved *inside* root
-the way containerd's ``fs.RootPath`` does (and openat2's ``RESOLVE_IN_ROOT``): the name is
-cleaned lexically (``..`` stops at root, a leading ``/`` means root), then symlinks met on
-the way — absolute or relative, planted by a lower layer or by an earlier entry of this one
-— are followed by *our* code, with an absolute target restarting at root and ``..`` never
-going above it. The kernel never follows a symlink for us: the walk goes component by
-component with directory fds opened ``O_PATH|O_DIRECTORY|O_NOFOLLOW``, and every operation
+``root``. Every entry name, hardlink target and whiteout target is resolved inside root by
+:mod:`.rootpath` (symlinks followed by our code, never by the kernel), and every operation
 on the entry itself is an ``*at`` call on its parent fd that does not follow a final
 symlink (``O_NOFOLLOW|O_EXCL`` creates, ``fchownat``/``utimensat`` with
 ``AT_SYMLINK_NOFOLLOW``, ``linkat`` without ``AT_SYMLINK_FOLLOW``, xattrs and chmod
@@ -24,7 +19,8 @@ through ``/proc/self/fd`` of a non-following fd). The last component of an entry
 resolved: a symlink there is replaced, not written through. Refused with
 :class:`~pycontainerd.errdefs.InvalidArgument`: names containing NUL, more than 255
 symlinks on one path, a path (as resolved) longer than ``PATH_MAX``, a parent that is not a
-directory, a hardlink whose target does not exist inside root (or is a directory), a
+directory, a hardlink whose target does not exist inside root or, for an overlay upper
+dir, in the merged lower layers (or is a directory), a
 whiteout of ``.``/``..``, unknown entry types, and xattrs in the ``trusted.`` namespace are
 ignored (a layer must not forge overlayfs metadata), as containerd does.
 
@@ -50,6 +46,20 @@ overlay whiteouts, a directory the layer re-creates after whiting it out (``.wh.
 ``d/`` or ``d/x``) becomes opaque, so the lower ``d`` stays deleted (containerd replaces
 the whiteout device by a plain directory there, which shows the lower content again).
 
+Hardlinks to a lower layer and rootless daemons
+-----------------------------------------------
+In an overlay upper dir, a hardlink whose target only a lower layer holds copies the
+target up (data, owner, mode, xattrs, times; :mod:`.lowers`), as overlayfs does when a
+container links a lower file, and links to the copy: the layers above see both names
+share one inode. containerd refuses such layers.
+
+In a user namespace (a rootless daemon, no ``CAP_MKNOD``): FIFOs and whiteout devices are
+made as usual (0/0 character devices need no privilege since Linux 5.8); other device
+nodes that cannot be made are skipped with a warning, as containerd does there; with
+``userxattr=True`` (the overlay is mounted with ``userxattr``) opaque directories carry
+``user.overlay.opaque=y`` instead of the ``trusted.`` xattr, which needs privilege.
+``trusted.*`` and ``user.overlay.*`` xattrs carried by a layer are ignored either way.
+
 Durability and failure
 ----------------------
 On success the data is made durable with a single ``syncfs(2)`` on root's filesystem before
@@ -67,13 +77,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import math
 import os
-import queue
 import stat
 import tarfile
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -81,7 +88,21 @@ from typing import BinaryIO
 import structlog
 
 from pycontainerd.archive.compression import Compression, Reader, open_layer
+from pycontainerd.archive.lowers import IGNORED_XATTR_PREFIXES, copy_entry, copy_info, lower_entry
+from pycontainerd.archive.rootpath import (
+    O_DIR,
+    O_DIR_READ,
+    Missing,
+    clean_name,
+    proc_path,
+    remove_all,
+    resolve_dir,
+)
+from pycontainerd.archive.tarstream import DigestReader, Hole, TarFeed
 from pycontainerd.errdefs import InvalidArgument, ResourceExhausted, quote
+from pycontainerd.fsutil import running_in_userns
+
+__all__ = ["ApplyResult", "apply_layer", "clean_name", "remove_all", "syncfs"]
 
 log = structlog.get_logger(__name__)
 
@@ -89,24 +110,14 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = WHITEOUT_PREFIX + WHITEOUT_PREFIX
 WHITEOUT_OPAQUE = WHITEOUT_META_PREFIX + ".opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+USER_OVERLAY_OPAQUE_XATTR = "user.overlay.opaque"
 PAX_XATTR = "SCHILY.xattr."
 
-PATH_MAX = 4096
-MAX_LINKS = 255
-_COPY_CHUNK = 1 << 20
-_CHUNK = 256 * 1024  # file data per item
-_BATCH_ITEMS = 64  # items per queue hand-off (or _CHUNK bytes, whichever comes first)
-_QUEUE_BATCHES = 32  # at most ~16 MiB of file data in flight
 _FD_CACHE_SIZE = 256
-_TAR_BUFSIZE = 64 * 1024
 _MAX_TIME_NS = (1 << 63) - 1
+_MAX_ID = (1 << 32) - 2  # uid_t/gid_t; 2**32 - 1 is chown's "unchanged"
 
-_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
-_EXTENSION_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-                    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
 _libc = ctypes.CDLL(None, use_errno=True)  # libc is loaded; find_library would spawn ldconfig
 
@@ -140,6 +151,7 @@ def apply_layer(
     media_type: str | None = None,
     parents: Sequence[str | os.PathLike[str]] = (),
     sync: bool = True,
+    userxattr: bool = False,
 ) -> ApplyResult:
     """Apply the layer read from ``stream`` onto the directory ``root``.
 
@@ -156,6 +168,8 @@ def apply_layer(
             ``mkparent`` does. Read only.
         sync: ``syncfs`` root's filesystem before returning (leave True unless the caller
             syncs itself).
+        userxattr: the overlay is mounted with ``userxattr`` (a daemon in a user
+            namespace): opaque directories carry ``user.overlay.opaque``.
 
     Returns:
         The diffID and uncompressed size.
@@ -168,14 +182,14 @@ def apply_layer(
         OSError: other filesystem failures (also reading ``stream``).
     """
     reader, compression = open_layer(stream, media_type)
-    digesting = _DigestReader(reader)
+    digesting = DigestReader(reader)
     root_fd = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     parent_fds: list[int] = []
     try:
         for p in parents:
-            parent_fds.append(os.open(os.fspath(p), _O_DIR & ~os.O_NOFOLLOW))
-        applier = _Applier(root_fd, overlay=overlay_whiteouts, parent_fds=parent_fds)
-        feed = _TarFeed(digesting)
+            parent_fds.append(os.open(os.fspath(p), O_DIR & ~os.O_NOFOLLOW))
+        applier = _Applier(root_fd, overlay=overlay_whiteouts, parent_fds=parent_fds, userxattr=userxattr)
+        feed = TarFeed(digesting)
         try:
             applier.run(feed)
         finally:
@@ -195,407 +209,6 @@ def apply_layer(
                        compression=compression)
 
 
-# --- the tar reader ----------------------------------------------------------------------
-
-
-class _DigestReader:
-    """Counts and hashes every uncompressed byte handed to the tar reader."""
-
-    def __init__(self, inner: Reader) -> None:
-        self._inner = inner
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._inner.read(n)
-        if data:
-            self.hash.update(data)
-            self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_COPY_CHUNK):
-            pass
-
-
-class _EndOfArchive(Exception):
-    """The archive ended cleanly (EOF at a header boundary, or the zero blocks)."""
-
-
-class _StrictTarInfo(tarfile.TarInfo):
-    """A TarInfo whose header reading is as strict as Go's ``archive/tar``.
-
-    ``tarfile`` treats a truncated or corrupt header after the first one as the end of the
-    archive; Go (and so containerd) reports ``unexpected EOF`` / ``invalid tar header``.
-    This reader ends only at EOF on a header boundary or at a zero block (followed by EOF
-    or another zero block), never right after an extended header.
-    """
-
-    @classmethod
-    def fromtarfile(cls, tf):  # type: ignore[override]
-        depth = getattr(tf, "_pcd_ext_depth", 0)
-        buf = tf.fileobj.read(tarfile.BLOCKSIZE)
-        if not depth:
-            if not buf:
-                raise _EndOfArchive
-            if buf == _ZERO_BLOCK:
-                second = tf.fileobj.read(tarfile.BLOCKSIZE)
-                if not second or second == _ZERO_BLOCK:
-                    raise _EndOfArchive
-                raise InvalidArgument("corrupt tar: a zero block followed by data")
-        if len(buf) != tarfile.BLOCKSIZE:
-            raise InvalidArgument("truncated tar: unexpected end of data in a header")
-        if buf == _ZERO_BLOCK:
-            raise InvalidArgument("corrupt tar: extended header not followed by an entry")
-        try:
-            obj = cls.frombuf(buf, tf.encoding, tf.errors)
-        except tarfile.HeaderError as exc:
-            raise InvalidArgument(f"corrupt tar header: {exc}") from exc
-        obj.offset = tf.fileobj.tell() - tarfile.BLOCKSIZE
-        if obj.type in _EXTENSION_TYPES:
-            tf._pcd_ext_depth = depth + 1
-            try:
-                return obj._proc_member(tf)
-            finally:
-                tf._pcd_ext_depth = depth
-        return obj._proc_member(tf)
-
-
-class _IgnoredGlobalHeaders(dict):
-    """``tarfile`` applies PAX *global* records (``g`` entries) to every later entry, so a
-    global ``path`` would rename them all and a global ``SCHILY.xattr.*`` would set an
-    xattr on every file. Go's reader, hence containerd, returns global headers as entries
-    of their own and ignores them; so do we: records stored here are dropped."""
-
-    def __setitem__(self, key, value) -> None:
-        pass
-
-
-def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
-    try:
-        member = tf.next()
-    except _EndOfArchive:
-        return None
-    except (tarfile.TarError, ValueError, UnicodeError) as exc:
-        raise InvalidArgument(f"corrupt tar: {exc}") from exc
-    tf.members.clear()  # stream mode keeps every member otherwise
-    return member
-
-
-class _TarFeed:
-    """Parses the tar in a thread of its own and hands members (with their data, in chunks)
-    to the applier through a bounded queue, in order.
-
-    Decompression, hashing and tar parsing then overlap with the filesystem calls, which
-    dominate (creating an inode costs far more than parsing its header); both sides release
-    the GIL in the expensive parts (zlib, hashlib, syscalls). At most ``_QUEUE_BATCHES``
-    batches of about ``_CHUNK`` bytes are buffered. After the last entry the thread drains the rest
-    of the stream through the digest, then reports the end. Any error — corrupt data, or
-    the source's own — is raised in the consumer, at the position it occurred.
-    """
-
-    def __init__(self, reader: _DigestReader) -> None:
-        self._reader = reader
-        self._queue: queue.Queue[list[tuple]] = queue.Queue(maxsize=_QUEUE_BATCHES)
-        self._stop = threading.Event()
-        self._batch: list[tuple] = []
-        self._batch_bytes = 0
-        self._pending: Iterator[tuple] = iter(())
-        self._thread = threading.Thread(target=self._run, name="layer-tar-reader", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: tuple, flush: bool = False) -> None:
-        """Queue ``item``; items travel in batches (one queue hand-off per batch, not per
-        entry: thread hand-offs cost more than parsing a header)."""
-        self._batch.append(item)
-        if isinstance(item[1], bytes):
-            self._batch_bytes += len(item[1])
-        if not flush and len(self._batch) < _BATCH_ITEMS and self._batch_bytes < _CHUNK:
-            return
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        while True:
-            try:
-                self._queue.put(batch, timeout=0.2)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    raise _Stopped from None
-
-    def _run(self) -> None:
-        try:
-            try:
-                tf = tarfile.open(fileobj=self._reader, mode="r|", tarinfo=_StrictTarInfo, bufsize=_TAR_BUFSIZE,
-                                  encoding="utf-8", errors="surrogateescape", format=tarfile.PAX_FORMAT,
-                                  pax_headers=_IgnoredGlobalHeaders())
-            except _EndOfArchive:
-                tf = None  # an empty layer
-            except (tarfile.TarError, ValueError, UnicodeError) as exc:
-                raise InvalidArgument(f"corrupt tar: {exc}") from exc
-            if tf is not None:
-                with tf:
-                    while (m := _next_member(tf)) is not None:
-                        if self._stop.is_set():
-                            raise _Stopped
-                        if not m.isreg():
-                            self._put((m, None, False))
-                            continue
-                        if m.issparse():
-                            self._sparse(tf, m)
-                            continue
-                        read = tf.fileobj.read
-                        remaining = m.size
-                        first = True
-                        while first or remaining > 0:
-                            chunk = read(min(remaining, _CHUNK)) if remaining else b""
-                            if remaining and not chunk:
-                                raise InvalidArgument(f"truncated tar: unexpected end of data in {quote(m.name)}")
-                            remaining -= len(chunk)
-                            self._put((m if first else None, chunk, remaining > 0))
-                            first = False
-            self._reader.drain()
-            self._put((None, None, False), flush=True)
-        except _Stopped:
-            pass
-        except BaseException as exc:  # handed to the consumer
-            try:
-                self._put((_FAILED, exc, False), flush=True)
-            except _Stopped:
-                pass
-
-    def _sparse(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        """A GNU sparse member: its data regions (stored back to back in the archive) as
-        bytes, its holes as :class:`_Hole` lengths, so that the file gets real holes and a
-        few bytes of archive cannot expand into terabytes of written zeros (Go's reader
-        seeks over holes when writing to a file, so containerd makes sparse files too).
-        Regions must be ascending, non-overlapping and within the size (Go's
-        ``validateSparseEntries``)."""
-        if m.size > _MAX_FILE_SIZE:
-            raise InvalidArgument(f"tar entry {quote(m.name)}: size {m.size} out of range")
-        regions = [(o, n) for o, n in m.sparse or [] if n]  # GNU tar ends its map with empty ones
-        pos = 0
-        for offset, size in regions:
-            if offset < pos or size < 0 or offset + size > m.size:  # (size 0 entries dropped above)
-                raise InvalidArgument(f"tar entry {quote(m.name)}: invalid sparse map")
-            pos = offset + size
-        try:
-            tf.fileobj.seek(m.offset_data)  # forward only: a stream
-        except tarfile.StreamError as exc:
-            raise InvalidArgument(f"tar entry {quote(m.name)}: corrupt sparse header: {exc}") from exc
-        first, pos = True, 0
-        for offset, size in regions:
-            if offset > pos:
-                self._put((m if first else None, _Hole(offset - pos), True))
-                first = False
-            left = size
-            while left > 0:
-                chunk = tf.fileobj.read(min(left, _CHUNK))
-                if not chunk:
-                    raise InvalidArgument(f"truncated tar: unexpected end of data in {quote(m.name)}")
-                left -= len(chunk)
-                self._put((m if first else None, chunk, True))
-                first = False
-            pos = offset + size
-        self._put((m if first else None, _Hole(m.size - pos) if m.size > pos else b"", False))
-
-    def _get(self) -> tuple:
-        item = next(self._pending, None)
-        if item is None:
-            self._pending = iter(self._queue.get())
-            item = next(self._pending)
-        if item[0] is _FAILED:
-            raise item[1]
-        return item
-
-    def members(self) -> Iterator[tuple[tarfile.TarInfo, Iterator[bytes]]]:
-        """``(member, data chunks)`` in archive order; the chunks must be consumed before
-        asking for the next member."""
-        while True:
-            m, chunk, more = self._get()
-            if m is None:
-                return
-            yield m, self._chunks(chunk, more)
-
-    def _chunks(self, first: bytes | None, more: bool) -> Iterator[bytes]:
-        if first:
-            yield first
-        while more:
-            _, chunk, more = self._get()
-            yield chunk
-
-    def close(self) -> None:
-        """Stop the thread (if still reading) and wait for it."""
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
-
-
-class _Stopped(Exception):
-    pass
-
-
-_FAILED = object()
-
-
-class _Hole(int):
-    """A run of zero bytes of a sparse file, left as a hole (a length, not data)."""
-
-
-_MAX_FILE_SIZE = (1 << 63) - 1
-_MAX_ID = (1 << 32) - 2  # uid_t/gid_t; 2**32 - 1 is chown's "unchanged"
-
-
-# --- paths inside root -------------------------------------------------------------------
-
-
-class _Missing(Exception):
-    pass
-
-
-def clean_name(name: str) -> list[str]:
-    """The components of ``name`` cleaned as if it were rooted at ``/`` (Go's
-    ``filepath.Clean(filepath.Join("/", name))``): ``..`` never goes above the root."""
-    out: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(part)
-    return out
-
-
-def _clean_link_target(target: str) -> list[str]:
-    """Lexically clean a symlink target, keeping leading ``..`` (resolved against the real
-    directory holding the link, as containerd's ``filepath.Join(dir, target)``)."""
-    out: list[str] = []
-    for part in target.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            else:
-                out.append(part)
-            continue
-        out.append(part)
-    return out
-
-
-def _proc(fd: int, name: str | None = None) -> str:
-    return f"/proc/self/fd/{fd}" if name is None else f"/proc/self/fd/{fd}/{name}"
-
-
-def resolve_dir(root_fd: int, comps: Sequence[str], *, mkdir=None, replace=None) -> tuple[int, tuple[str, ...]]:
-    """Resolve ``comps`` (clean components) to a directory inside the root ``root_fd``.
-
-    Symlinks are followed by this function, inside root (see module doc); the kernel never
-    follows one. Returns a new ``O_PATH`` fd (the caller closes it) and the real path as
-    components. A missing component raises ``_Missing`` unless ``mkdir(dir_fd, name, real)``
-    is given, which must create it as a directory. A component that is neither a directory
-    nor a symlink is an error unless ``replace(dir_fd, name, real)`` returns True after
-    turning it into a directory.
-
-    Raises:
-        InvalidArgument: a component is not a directory, too many symlinks, path too long.
-    """
-    todo = list(reversed(comps))
-    real: list[str] = []
-    real_len = 0
-    links = 0
-    cur = os.dup(root_fd)
-    try:
-        while todo:
-            c = todo.pop()
-            if c == "..":
-                if real:
-                    parent = os.open("..", _O_DIR, dir_fd=cur)
-                    os.close(cur)
-                    cur = parent
-                    real_len -= len(real.pop()) + 1
-                continue
-            try:
-                st = os.stat(c, dir_fd=cur, follow_symlinks=False)
-            except FileNotFoundError:
-                if mkdir is None:
-                    raise _Missing("/".join([*real, c])) from None
-                mkdir(cur, c, (*real, c))
-                st = os.stat(c, dir_fd=cur, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > MAX_LINKS:
-                    raise InvalidArgument(f"{quote('/'.join(comps))}: too many levels of symbolic links")
-                target = os.readlink(c, dir_fd=cur)
-                if target.startswith("/"):
-                    os.close(cur)
-                    cur = os.dup(root_fd)
-                    real.clear()
-                    real_len = 0
-                todo.extend(reversed(_clean_link_target(target)))
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                if replace is None or not replace(cur, c, (*real, c)):
-                    raise InvalidArgument(f"{quote('/'.join([*real, c]))}: not a directory")
-            nxt = os.open(c, _O_DIR, dir_fd=cur)
-            os.close(cur)
-            cur = nxt
-            real.append(c)
-            real_len += len(c) + 1
-            if real_len > PATH_MAX:
-                raise InvalidArgument(f"{quote('/'.join(comps)[:200])}: file name too long")
-        return cur, tuple(real)
-    except BaseException:
-        os.close(cur)
-        raise
-
-
-def remove_all(dir_fd: int, name: str) -> None:
-    """Remove ``name`` in ``dir_fd`` and everything below it, never following a symlink.
-
-    Iterative (no recursion limit) and holding one directory fd at a time: it descends with
-    ``O_NOFOLLOW`` opens and climbs back with ``..`` of a directory it opened itself.
-    """
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    cur = os.open(name, _O_DIR_READ, dir_fd=dir_fd)
-    # each level: (name of this dir in its parent, names still to visit)
-    stack: list[tuple[str, list[str]]] = [(name, os.listdir(cur))]
-    try:
-        while stack:
-            dname, pending = stack[-1]
-            descended = False
-            while pending:
-                child = pending.pop()
-                cst = os.stat(child, dir_fd=cur, follow_symlinks=False)
-                if stat.S_ISDIR(cst.st_mode):
-                    nxt = os.open(child, _O_DIR_READ, dir_fd=cur)
-                    os.close(cur)
-                    cur = nxt
-                    stack.append((child, os.listdir(cur)))
-                    descended = True
-                    break
-                os.unlink(child, dir_fd=cur)
-            if descended:
-                continue
-            stack.pop()
-            if stack:
-                up = os.open("..", _O_DIR_READ, dir_fd=cur)
-                os.close(cur)
-                cur = up
-                os.rmdir(dname, dir_fd=cur)
-    finally:
-        os.close(cur)
-    os.rmdir(name, dir_fd=dir_fd)
 
 
 # --- the applier -------------------------------------------------------------------------
@@ -618,14 +231,23 @@ def _bound_ns(ns: int) -> int:
     return 0 if ns < 0 or ns > _MAX_TIME_NS else ns
 
 
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _key(real: Sequence[str], name: str) -> str:
     return "/".join((*real, name))
 
 
 class _Applier:
-    def __init__(self, root_fd: int, *, overlay: bool, parent_fds: Sequence[int]) -> None:
+    def __init__(self, root_fd: int, *, overlay: bool, parent_fds: Sequence[int], userxattr: bool = False) -> None:
         self.root_fd = root_fd
         self.overlay = overlay
+        self.opaque_xattr = USER_OVERLAY_OPAQUE_XATTR if userxattr else OVERLAY_OPAQUE_XATTR
         self.parent_fds = parent_fds
         self.unpacked: set[str] = set()
         self.ancestors: set[str] = set()
@@ -672,18 +294,18 @@ class _Applier:
 
     def _mkparent(self, dir_fd: int, name: str, real: tuple[str, ...]) -> None:
         os.mkdir(name, 0o755, dir_fd=dir_fd)
-        fd = os.open(name, _O_DIR_READ, dir_fd=dir_fd)
+        fd = os.open(name, O_DIR_READ, dir_fd=dir_fd)
         try:
             os.fchmod(fd, 0o755)  # not the umask's idea
             for pfd in self.parent_fds:
                 try:
                     lower, _ = resolve_dir(pfd, real)
-                except _Missing:
+                except Missing:
                     continue
                 except InvalidArgument:
                     break  # replaced by a non-directory below: keep the defaults
                 try:
-                    self._copy_dir_info(lower, fd)
+                    copy_info(lower, fd)
                 finally:
                     os.close(lower)
                 break
@@ -700,34 +322,13 @@ class _Applier:
         self._invalidate()
         os.unlink(name, dir_fd=dir_fd)
         os.mkdir(name, 0o755, dir_fd=dir_fd)
-        fd = os.open(name, _O_DIR_READ, dir_fd=dir_fd)
+        fd = os.open(name, O_DIR_READ, dir_fd=dir_fd)
         try:
             os.fchmod(fd, 0o755)
-            os.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(fd, self.opaque_xattr, b"y")
         finally:
             os.close(fd)
         return True
-
-    @staticmethod
-    def _copy_dir_info(src_fd: int, dst_fd: int) -> None:
-        st = os.fstat(src_fd)
-        os.fchown(dst_fd, st.st_uid, st.st_gid)
-        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))
-        try:
-            names = os.listxattr(_proc(src_fd))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTSUP, errno.ENODATA):
-                raise
-            names = []
-        for attr in names:
-            if attr.startswith("trusted."):
-                continue
-            try:
-                os.setxattr(dst_fd, attr, os.getxattr(_proc(src_fd), attr))
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.ENODATA):
-                    raise
-        os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def _mark(self, real: tuple[str, ...], name: str) -> None:
         self.unpacked.add(_key(real, name))
@@ -739,7 +340,7 @@ class _Applier:
 
     # -- the loop --
 
-    def run(self, feed: _TarFeed) -> None:
+    def run(self, feed: TarFeed) -> None:
         for member, data in feed.members():
             try:
                 self._entry(member, data)
@@ -787,10 +388,10 @@ class _Applier:
                 if not stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode):
                     self._remove(pfd, base)
                     os.mkdir(base, 0o700, dir_fd=pfd)
-            fd = os.open(base, _O_DIR_READ, dir_fd=pfd)
+            fd = os.open(base, O_DIR_READ, dir_fd=pfd)
             try:
                 if reopened:
-                    os.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+                    os.setxattr(fd, self.opaque_xattr, b"y")
                 self._meta_fd(fd, m, is_dir=True)
             finally:
                 os.close(fd)
@@ -819,7 +420,15 @@ class _Applier:
                 dev = os.makedev(m.devmajor, m.devminor)
             except (OverflowError, ValueError) as exc:
                 raise InvalidArgument(f"tar entry {quote(m.name)}: device {m.devmajor}:{m.devminor}: {exc}") from exc
-            self._replacing(pfd, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            try:
+                self._replacing(pfd, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            except PermissionError:
+                if kind == stat.S_IFIFO or not running_in_userns():
+                    raise
+                # no CAP_MKNOD (a rootless daemon): skipped, as containerd does in a user namespace
+                log.warning("device node skipped: no permission to create it in this user namespace",
+                            name=m.name, major=m.devmajor, minor=m.devminor)
+                return
             self._meta_path(pfd, base, m)
         else:
             raise InvalidArgument(f"tar entry {quote(m.name)}: unhandled tar header type {m.type!r}")
@@ -836,7 +445,7 @@ class _Applier:
     @staticmethod
     def _copy_data(m: tarfile.TarInfo, data: Iterator[bytes], fd: int) -> None:
         for chunk in data:
-            if isinstance(chunk, _Hole):
+            if isinstance(chunk, Hole):
                 os.lseek(fd, chunk, os.SEEK_CUR)
                 continue
             view = memoryview(chunk)
@@ -854,13 +463,10 @@ class _Applier:
         target = clean_name(m.linkname)
         if not target:
             raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} is the root")
-        try:
-            lfd, _ = resolve_dir(self.root_fd, target[:-1])
-        except _Missing:
-            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found") from None
+        lfd, name = self._link_target(m, target)
         try:
             # follow_symlinks=False: linkat without AT_SYMLINK_FOLLOW links a symlink itself
-            os.link(target[-1], base, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
+            os.link(name, base, src_dir_fd=lfd, dst_dir_fd=pfd, follow_symlinks=False)
         except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
             raise InvalidArgument(f"hardlink {quote(m.name)} -> {quote(m.linkname)}: {exc.strerror}") from exc
         except OSError as exc:
@@ -869,6 +475,42 @@ class _Applier:
             raise
         finally:
             os.close(lfd)
+
+    def _link_target(self, m: tarfile.TarInfo, target: list[str]) -> tuple[int, str]:
+        """The directory fd (the caller closes it) and name of a hardlink's target in root.
+
+        In an overlay upper dir the target may exist only in a lower layer: it is then
+        copied up, as overlayfs does when a container links a lower file, and the link
+        shares the copy's inode (containerd fails such layers)."""
+        try:
+            lfd, _ = resolve_dir(self.root_fd, target[:-1])
+        except Missing:
+            lfd = None
+        if lfd is not None:
+            if not self.overlay or not self.parent_fds or _exists(lfd, target[-1]):
+                if self.overlay and "/".join(target) in self.whiteouts:  # deleted by this layer
+                    os.close(lfd)
+                    raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+                return lfd, target[-1]
+            os.close(lfd)
+        elif not self.overlay or not self.parent_fds:
+            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+        return self._copy_up(m, target)
+
+    def _copy_up(self, m: tarfile.TarInfo, target: list[str]) -> tuple[int, str]:
+        found = lower_entry(self.parent_fds, target, self.opaque_xattr)
+        if found is None:
+            raise InvalidArgument(f"hardlink {quote(m.name)}: target {quote(m.linkname)} not found")
+        sfd, real, st = found
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"hardlink {quote(m.name)} -> {quote(m.linkname)}: is a directory")
+            dfd, _ = self._parent(real[:-1])  # cached: not closed here
+            copy_entry(sfd, dfd, real[-1], st)
+        finally:
+            os.close(sfd)
+        log.debug("hardlink target copied up from a lower layer", name=m.name, target="/".join(real))
+        return os.open(".", O_DIR, dir_fd=dfd), real[-1]
 
     # -- whiteouts --
 
@@ -887,7 +529,7 @@ class _Applier:
         if key in self.unpacked or key in self.ancestors:
             # created by this very layer: the whiteout applies to the lower layers only
             if st is not None and stat.S_ISDIR(st.st_mode):
-                fd = os.open(orig, _O_DIR, dir_fd=pfd)
+                fd = os.open(orig, O_DIR, dir_fd=pfd)
                 try:
                     self._opaque(fd, (*preal, orig))
                 finally:
@@ -902,7 +544,7 @@ class _Applier:
 
     def _opaque(self, dfd: int, dreal: tuple[str, ...]) -> None:
         if self.overlay:
-            os.setxattr(_proc(dfd), OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(proc_path(dfd), self.opaque_xattr, b"y")
             return
         # plain directory: remove every child that this layer did not create
         todo: list[tuple[str, ...]] = [dreal]
@@ -910,15 +552,15 @@ class _Applier:
         while todo:
             real = todo.pop()
             if first:
-                fd = os.open(".", _O_DIR_READ & ~os.O_NOFOLLOW, dir_fd=dfd)
+                fd = os.open(".", O_DIR_READ & ~os.O_NOFOLLOW, dir_fd=dfd)
                 first = False
             else:
                 try:
                     pfd, _ = resolve_dir(self.root_fd, real)
-                except _Missing:
+                except Missing:
                     continue
                 try:
-                    fd = os.open(".", _O_DIR_READ & ~os.O_NOFOLLOW, dir_fd=pfd)
+                    fd = os.open(".", O_DIR_READ & ~os.O_NOFOLLOW, dir_fd=pfd)
                 finally:
                     os.close(pfd)
             try:
@@ -946,8 +588,8 @@ class _Applier:
         for k, v in m.pax_headers.items():
             if k.startswith(PAX_XATTR):
                 attr = k[len(PAX_XATTR):]
-                if attr.startswith("trusted."):
-                    log.warning("ignored trusted xattr in archive", name=m.name, xattr=attr)
+                if attr.startswith(IGNORED_XATTR_PREFIXES):
+                    log.warning("ignored overlay or trusted xattr in archive", name=m.name, xattr=attr)
                     continue
                 out.append((attr, v.encode("utf-8", "surrogateescape")))
         return out
@@ -981,11 +623,11 @@ class _Applier:
         st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         regular_or_dir = stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
         for attr, value in self._xattrs(m):
-            self._set_xattr(_proc(pfd, base), attr, value, m, regular_or_dir=regular_or_dir, follow=False)
+            self._set_xattr(proc_path(pfd, base), attr, value, m, regular_or_dir=regular_or_dir, follow=False)
         if chmod and not stat.S_ISLNK(st.st_mode):
             fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
-                os.chmod(_proc(fd), m.mode & 0o7777)
+                os.chmod(proc_path(fd), m.mode & 0o7777)
             finally:
                 os.close(fd)
         atime, mtime = self._times(m)
@@ -996,7 +638,7 @@ class _Applier:
             comps = key.split("/")
             try:
                 pfd, _ = resolve_dir(self.root_fd, comps[:-1])
-            except (_Missing, InvalidArgument):
+            except (Missing, InvalidArgument):
                 continue
             try:
                 st = os.stat(comps[-1], dir_fd=pfd, follow_symlinks=False)

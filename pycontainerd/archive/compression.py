@@ -1,20 +1,24 @@
 """Layer compression: media types, detection by magic bytes, streaming readers and writers.
 
-Reading follows containerd's ``diff.compressedHandler`` + ``compression.DecompressStream``:
-the media type decides *whether* a layer may be compressed, the magic bytes decide *how*:
+Reading: the media type decides only *whether* a blob is a layer this applier reads; how
+it is compressed is always decided by its magic bytes (containerd's ``DecompressStream``):
+gzip ``1f 8b``, zstd ``28 b5 2f fd`` (or a skippable frame first), else a plain tar.
+Registries and tools mislabel layers (gzip labelled ``…layer.v1.tar``, zstd labelled
+``+gzip``); containerd 1.6 reads an OCI ``…v1.tar`` label as is and so fails on a gzip blob
+there, we do not. A blob is read by its content either way and its diffID is still checked
+against the image config by the unpacker. Media types:
 
 =====================================================================  ====================
-media type                                                             read as
+media type                                                             accepted
 =====================================================================  ====================
-``application/vnd.oci.image.layer.v1.tar`` (and ``nondistributable``)  plain tar, as is
-``…layer.v1.tar+gzip`` / ``+zstd`` (and ``nondistributable``)          detected by magic
-``application/vnd.docker.image.rootfs.diff.tar.gzip`` (and foreign)    detected by magic
-``application/vnd.docker.image.rootfs.diff.tar`` (and foreign)         detected by magic
+``application/vnd.oci.image.layer.v1.tar`` (and ``nondistributable``)  yes
+``…layer.v1.tar+gzip`` / ``+zstd`` (and ``nondistributable``)          yes
+``application/vnd.docker.image.rootfs.diff.tar.gzip`` (and foreign)    yes
+``application/vnd.docker.image.rootfs.diff.tar`` (and foreign)         yes
 anything else (``+encrypted``, unknown, empty)                         InvalidArgument
 =====================================================================  ====================
 
-(containerd also detects by magic for ``+gzip``, so a zstd blob labelled gzip still
-applies.) Every reader here is strict where Python's defaults are lenient: a gzip or zstd
+Every reader here is strict where Python's defaults are lenient: a gzip or zstd
 stream that ends before its end-of-stream marker, a bad CRC, or garbage after the last
 member raises :class:`~pycontainerd.errdefs.InvalidArgument`. An :class:`OSError` from
 the *source* itself (the content store) is passed through unchanged, so a disk error is
@@ -276,18 +280,14 @@ def decompress_stream(raw: BinaryIO | Reader, compression: Compression | None = 
 
 
 def open_layer(raw: BinaryIO | Reader, media_type: str | None) -> tuple[Reader, Compression]:
-    """A reader of the uncompressed tar of a layer blob of ``media_type``.
-
-    ``media_type=None`` means "not known": detect by magic bytes. See the module table.
+    """A reader of the uncompressed tar of a layer blob of ``media_type`` (``None``: not
+    known), decompressed by what its magic bytes say, whatever the label (module doc).
 
     Raises:
         InvalidArgument: unsupported media type.
     """
-    if media_type is None:
-        return decompress_stream(raw)
-    kind = diff_compression(media_type)
-    if kind == "":
-        return decompress_stream(raw, Compression.UNCOMPRESSED)
+    if media_type is not None:
+        diff_compression(media_type)  # refuses what is not a layer media type
     return decompress_stream(raw)
 
 

@@ -3,7 +3,8 @@
 :func:`write_diff` is containerd's ``archive.WriteDiff`` (continuity's ``fs.Changes`` double
 walk feeding ``archive.ChangeWriter``), with one addition: when the upper tree is an
 overlayfs upper dir, only that dir is walked (overlayfs already recorded the changes:
-a 0/0 character device is a deletion, ``trusted.overlay.opaque=y`` an opaque directory).
+a 0/0 character device is a deletion, ``trusted.overlay.opaque=y`` an opaque directory;
+``user.overlay.*`` instead when the overlay is mounted with ``userxattr``).
 
 The tar stream
 --------------
@@ -21,8 +22,9 @@ The tar stream
 - Hardlinks are detected by inode: the first name written carries the data, later names are
   ``LNKTYPE`` entries pointing at it; an unmodified name sharing an inode with a changed one
   is written as a link too (containerd's ``inodeRefs``).
-- Extended attributes as ``SCHILY.xattr.<name>`` records, except ``trusted.*`` (overlayfs's
-  own bookkeeping, never part of an image) and ``security.selinux`` (a host label).
+- Extended attributes as ``SCHILY.xattr.<name>`` records, except ``trusted.*`` and
+  ``user.overlay.*`` (overlayfs's own bookkeeping, never part of an image) and
+  ``security.selinux`` (a host label).
   containerd writes only ``security.capability``; we keep ``user.*`` and ACLs too, which
   its applier restores.
 - Sockets are skipped.
@@ -53,6 +55,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from pycontainerd.archive.apply import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from pycontainerd.archive.lowers import IGNORED_XATTR_PREFIXES
 from pycontainerd.archive.compression import (
     Compression,
     Writer,
@@ -62,11 +65,9 @@ from pycontainerd.archive.compression import (
 from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, quote
 
 _COPY_CHUNK = 1 << 20
-_SKIP_XATTR_PREFIXES = ("trusted.",)
+_SKIP_XATTR_PREFIXES = IGNORED_XATTR_PREFIXES
 _SKIP_XATTRS = ("security.selinux",)
-_OVERLAY_REDIRECT = "trusted.overlay.redirect"
-_OVERLAY_METACOPY = "trusted.overlay.metacopy"
-_OVERLAY_OPAQUE = "trusted.overlay.opaque"
+_OVERLAY_PREFIXES = ("trusted.overlay.", "user.overlay.")  # the second with ``userxattr``
 
 ADD, MODIFY, DELETE, UNMODIFIED = "add", "modify", "delete", "unmodified"
 
@@ -306,11 +307,11 @@ def _overlay_changes(lower: str, upper: str, w: _ChangeWriter) -> None:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             w.handle(DELETE, rel, None)
             continue
-        if _getxattr(path, _OVERLAY_REDIRECT) is not None or _getxattr(path, _OVERLAY_METACOPY) is not None:
+        if any(_getxattr(path, p + x) is not None for p in _OVERLAY_PREFIXES for x in ("redirect", "metacopy")):
             raise FailedPrecondition(
                 f"overlay upper {quote(path)} uses redirect_dir or metacopy: diff the mounted views instead")
         if stat.S_ISDIR(st.st_mode):
-            opaque = _getxattr(path, _OVERLAY_OPAQUE) == b"y"
+            opaque = any(_getxattr(path, p + "opaque") == b"y" for p in _OVERLAY_PREFIXES)
             if not opaque and lower:
                 try:
                     ls = os.lstat(os.path.join(lower, *rel))

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .. import imagespec
+from ..archive.tarstream import next_member
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..metadata.images import Image
@@ -280,8 +281,10 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
     created: list[Image] = []
     async with client.lease():
         try:
+            member = None
             while True:
-                member = await asyncio.to_thread(tf.next)
+                # Go's reader rules: the archive may end right after the last file's data
+                member = await asyncio.to_thread(next_member, tf, member)
                 if member is None:
                     break
                 name = _normal_name(member.name)
@@ -314,6 +317,8 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
                     blob_files[name] = digest
                     continue
                 files[name] = await _write_file(client, fobj, member.size, name, progress)
+        except tarfile.TarError as exc:  # a file's data cut short (tarfile's own reader)
+            raise InvalidArgument(f"corrupt archive: {exc}") from exc
         finally:
             await asyncio.to_thread(tf.close)
 

@@ -120,7 +120,8 @@ class WalkingDiffer:
                 m = mounts[0]
                 lowers = (_option(m, "lowerdir") or "").split(":")
                 return apply_layer(stream, _option(m, "upperdir"), overlay_whiteouts=True,
-                                   media_type=media_type, parents=[p for p in lowers if p])
+                                   media_type=media_type, parents=[p for p in lowers if p],
+                                   userxattr="userxattr" in m.options)
             if len(mounts) == 1 and mounts[0].type == "bind":
                 if "ro" in mounts[0].options:
                     raise FailedPrecondition("cannot apply a layer onto a read-only mount")

@@ -283,7 +283,7 @@ def _remove_tree(path: Path) -> None:
         except RecursionError:
             # Python 3.11's rmtree recurses once per level; a 10 KiB layer can nest
             # directories thousands deep. Finish with the iterative remover of apply.
-            from ..archive.apply import remove_all
+            from ..archive.rootpath import remove_all
 
             parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .. import mount as mount_mod
 from ..errdefs import FailedPrecondition
+from ..fsutil import running_in_userns
 from ..mount import Mount
 from .base import LocalSnapshotter
 from .storage import Snapshot
@@ -70,15 +71,6 @@ def check_supported(root: str | Path) -> None:
         shutil.rmtree(td, ignore_errors=True)
 
 
-def _running_in_userns() -> bool:
-    try:
-        lines = Path("/proc/self/uid_map").read_text().split("\n")
-    except OSError:
-        return False
-    fields = lines[0].split()
-    return not (len([x for x in lines if x.strip()]) == 1 and fields == ["0", "0", "4294967295"])
-
-
 def _fs_type(path: str | Path) -> str:
     """The filesystem type of the mount holding ``path`` (from ``/proc/self/mountinfo``)."""
     real = os.path.realpath(path)
@@ -96,7 +88,7 @@ def _fs_type(path: str | Path) -> str:
 def needs_userxattr(root: str | Path) -> bool:
     """Whether overlay needs ``userxattr`` here: only inside a user namespace, never on
     tmpfs, always on kernels from 5.11 (containerd's ``overlayutils.NeedsUserXAttr``)."""
-    if not _running_in_userns():
+    if not running_in_userns():
         return False
     if _fs_type(root) == "tmpfs":
         return False

@@ -207,3 +207,18 @@ async def test_import_refuses_what_is_not_an_image_archive_or_names_nothing():
     named = await import_archive(FakeClient(), io.BytesIO(rebuilt.getvalue()), base_name="example.com/base",
                                  digests=True, unpack=False)
     assert [r.name for r in named] == ["example.com/base:v9", f"example.com/base@{img.target.digest}"]
+
+
+async def test_import_an_archive_that_ends_right_after_the_last_file():
+    """As Go's reader (``ctr import``) does: no padding after the last file, no EOF blocks;
+    a cut inside a file's data is still an error."""
+    layer = b"plain tar bytes" * 64
+    config = json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+    data = docker_save_tar(layer, config, ["busybox:latest"])
+    last = tarfile.open(fileobj=io.BytesIO(data)).getmembers()[-1]
+    assert last.name == "repositories"
+    end = last.offset_data + last.size
+    records = await import_archive(FakeClient(), io.BytesIO(data[:end]), unpack=False)
+    assert [r.name for r in records] == ["docker.io/library/busybox:latest"]
+    with pytest.raises(InvalidArgument, match="unexpected end of data"):
+        await import_archive(FakeClient(), io.BytesIO(data[:end - 1]), unpack=False)
