@@ -312,8 +312,9 @@ class MiniAPIServer:
 
         u = urlsplit(url)
         up_r, up_w = await asyncio.open_connection(u.hostname, u.port)
-        rest = head.split(b"\r\n", 1)[1]
-        up_w.write(f"GET {u.path} HTTP/1.1\r\n".encode() + rest)
+        line, rest = head.split(b"\r\n", 1)
+        method = line.split(b" ", 1)[0]               # kubelet passes POST (SPDY) and GET (WebSocket) on
+        up_w.write(method + f" {u.path} HTTP/1.1\r\n".encode() + rest)
 
         async def pipe(src, dst):
             try:

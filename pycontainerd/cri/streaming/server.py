@@ -1,11 +1,14 @@
 """The CRI streaming server: HTTP/1.1 (h11) on ``stream_server_address:stream_server_port``
 (TLS with ``enable_tls_streaming``), serving the URLs that Exec, Attach and PortForward
-return::
+return, each for GET and POST as Kubernetes' streaming server routes them (client-go's
+SPDY executor, used by crictl, critest and kubelet, POSTs; WebSocket clients GET)::
 
-    GET /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
-    GET /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
-    GET /portforward/<token>  SPDY/3.1 (portforward.k8s.io) or WebSocket (?ports=80,8080)
+    /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
+    /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
+    /portforward/<token>  SPDY/3.1 (portforward.k8s.io) or WebSocket (?ports=80,8080)
 
+Another method on those paths is answered ``405 Method Not Allowed``; any other path
+``404 page not found``.
 A token is consumed by the first request that presents it; an unknown, used or expired
 token is answered ``404 Not Found`` with a text body saying so. A request that is neither
 upgrade gets ``400``; a SPDY upgrade offering no protocol we speak gets ``403`` naming
@@ -230,8 +233,12 @@ class StreamServer:
         if self.debug and target.path == "/debug/tasks":
             await respond(200, f"{len(asyncio.all_tasks())}\n")
             return
-        if len(parts) != 2 or parts[0] not in ("exec", "attach", "portforward") or request.method != b"GET":
+        if len(parts) != 2 or parts[0] not in _KINDS:
             await respond(404, f"404 page not found: {target.path}\n")
+            return
+        if request.method not in _METHODS:
+            await respond(405, f"405 method not allowed: {request.method.decode(errors='replace')} {target.path} "
+                               "(GET or POST)\n", [("Allow", "GET, POST")])
             return
         kind, token = parts
         req = self.tokens.consume(token)
@@ -383,6 +390,7 @@ class StreamServer:
 
 
 _KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
+_METHODS = (b"GET", b"POST")
 
 
 def _options(req: ExecRequest | AttachRequest) -> StreamOptions:
