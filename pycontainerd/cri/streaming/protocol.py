@@ -6,7 +6,8 @@ Remote command (exec/attach), negotiated through ``X-Stream-Protocol-Version`` (
 ``Sec-WebSocket-Protocol`` (WebSocket)::
 
     v4.channel.k8s.io   error stream carries a metav1.Status JSON; exit code as a cause
-    v5.channel.k8s.io   WebSocket only: channel 255 closes a stream (stdin EOF)
+    v5.channel.k8s.io   WebSocket only: the client sends [255, channel] to close a
+                        stream (stdin EOF); the server never sends 255
     v3/v2.channel.k8s.io  older: plain text on the error stream (v3 adds resize)
 
 SPDY streams carry a ``streamType`` header: stdin, stdout, stderr, error, resize. WebSocket
