@@ -307,10 +307,10 @@ class PortForward:
     """``crictl port-forward POD :PORT`` running; :attr:`local` is the port it listens on
     (in the daemon's namespace, where crictl runs)."""
 
-    def __init__(self, env, pod_id: str, port: int) -> None:
+    def __init__(self, env, pod_id: str, port: int, transport: str = "spdy") -> None:
         self.env = env
-        self.proc = subprocess.Popen([*crictl_argv(env.daemon.address, env.netns), "port-forward", pod_id,
-                                      f":{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen([*crictl_argv(env.daemon.address, env.netns), "port-forward", "--transport",
+                                      transport, pod_id, f":{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()        # "Forwarding from 127.0.0.1:N -> PORT"
@@ -359,10 +359,13 @@ def _body(reply: bytes) -> bytes:
     return body
 
 
-def test_port_forward_to_httpd(env, pod):
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_port_forward_to_httpd(env, pod, transport):
+    """SPDY (POST + upgrade), and SPDY tunnelled in a WebSocket (``SPDY/3.1+portforward.k8s.io``,
+    which Kubernetes' API server terminates; we serve it directly)."""
     pid, _, web = pod
     want = crictl(env, "exec", web, "sha256sum", "/www/big").stdout.split()[0]
-    pf = PortForward(env, pid, HTTP_PORT)
+    pf = PortForward(env, pid, HTTP_PORT, transport)
     try:
         assert _body(pf.fetch("index.html")) == PAGE.encode() + b"\n"
         for _ in range(2):                                  # more connections, one SPDY session
@@ -373,11 +376,12 @@ def test_port_forward_to_httpd(env, pod):
         pf.close()
 
 
-def test_port_forward_to_a_port_nothing_listens_on(env, pod):
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_port_forward_to_a_port_nothing_listens_on(env, pod, transport):
     """The connection fails with our message on the error stream; client-go prints it and
     ends the port-forward (crictl exits 1)."""
     pid, _, _ = pod
-    pf = PortForward(env, pid, 9)
+    pf = PortForward(env, pid, 9, transport)
     try:
         assert pf.fetch("") == b""
         pf.proc.wait(60)

@@ -5,7 +5,8 @@ SPDY executor, used by crictl, critest and kubelet, POSTs; WebSocket clients GET
 
     /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
     /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
-    /portforward/<token>  SPDY/3.1 (portforward.k8s.io) or WebSocket (?ports=80,8080)
+    /portforward/<token>  SPDY/3.1 (portforward.k8s.io), WebSocket (?ports=80,8080) or
+                          SPDY tunnelled in a WebSocket (SPDY/3.1+portforward.k8s.io)
 
 Another method on those paths is answered ``405 Method Not Allowed``; any other path
 ``404 page not found``.
@@ -39,7 +40,7 @@ from .remotecommand import SpdyStreams, StreamOptions, StreamSetupError, WsStrea
 from .runners import serve_attach, serve_exec
 from .spdyconn import SpdyConnection
 from .tokens import AttachRequest, ExecRequest, PortForwardRequest, Request, TokenCache
-from .wsconn import WsConnection
+from .wsconn import WsConnection, WsTunnel
 
 log = get_logger("cri.streaming")
 
@@ -320,7 +321,7 @@ class StreamServer:
                                f"server supports {list(supported)}\n")
             return
         ports: list[int] = []
-        if isinstance(req, PortForwardRequest):
+        if isinstance(req, PortForwardRequest) and chosen != p.PORT_FORWARD_TUNNEL:
             try:
                 ports = [int(x) for v in query.get("ports", []) for x in v.split(",") if x.strip()]
             except ValueError:
@@ -342,6 +343,17 @@ class StreamServer:
         loop = asyncio.get_running_loop()
         runner = loop.create_task(ws.run(pending))
         try:
+            if protocol == p.PORT_FORWARD_TUNNEL:
+                tunnel = WsTunnel(ws)
+                spdy_conn = SpdyConnection(tunnel, tunnel, server=True)
+                spdy_runner = loop.create_task(spdy_conn.run())
+                try:
+                    await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports))
+                finally:
+                    spdy_runner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await spdy_runner
+                return
             if isinstance(req, PortForwardRequest):
                 await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports)
                 return
