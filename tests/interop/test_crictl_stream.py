@@ -387,6 +387,7 @@ def test_port_forward_to_a_port_nothing_listens_on(env, pod, transport):
         pf.proc.wait(60)
         err = pf.stderr()
         assert pf.proc.returncode == 1, err
-        assert "failed to connect to localhost:9 inside namespace" in err and "refused" in err, err
+        assert f"error forwarding port 9 to pod {pid}, uid : failed to connect to localhost:9 inside namespace" in err
+        assert "refused" in err, err
     finally:
         pf.close()

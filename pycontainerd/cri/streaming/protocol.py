@@ -201,9 +201,9 @@ def port_prefix(port: int) -> bytes:
 
 __all__ = [
     "BASE64", "CHANNELS", "CLOSE_CHANNEL", "DATA", "ERROR", "HEADER_PORT", "HEADER_PROTOCOL_VERSION",
-    "HEADER_REQUEST_ID", "HEADER_STREAM_TYPE", "PORT_FORWARD_V1", "RESIZE", "ResizeDecoder", "SPDY_PORT_FORWARD",
-    "SPDY_REMOTE_COMMAND", "SPDY_TUNNEL_PREFIX", "STDERR", "STDIN", "STDOUT", "STREAM_CREATION_TIMEOUT", "TerminalSize", "V1", "V2", "V3",
-    "V4", "V4_BASE64", "V5", "WS_PORT_FORWARD", "WS_REMOTE_COMMAND", "exit_code_of", "exit_status",
-    "internal_error_status", "negotiate", "port_prefix", "resize_message", "status_bytes", "success_status",
-    "ws_close_message", "ws_decode", "ws_encode",
+    "HEADER_REQUEST_ID", "HEADER_STREAM_TYPE", "PORT_FORWARD_TUNNEL", "PORT_FORWARD_V1", "RESIZE", "ResizeDecoder",
+    "SPDY_PORT_FORWARD", "SPDY_REMOTE_COMMAND", "SPDY_TUNNEL_PREFIX", "STDERR", "STDIN", "STDOUT",
+    "STREAM_CREATION_TIMEOUT", "TerminalSize", "V1", "V2", "V3", "V4", "V4_BASE64", "V5", "WS_PORT_FORWARD",
+    "WS_REMOTE_COMMAND", "exit_code_of", "exit_status", "internal_error_status", "negotiate", "port_prefix",
+    "resize_message", "status_bytes", "success_status", "ws_close_message", "ws_decode", "ws_encode",
 ]

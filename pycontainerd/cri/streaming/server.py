@@ -279,7 +279,7 @@ class StreamServer:
         runner = loop.create_task(self._feed_and_run(spdy_conn, pending))
         try:
             if isinstance(req, PortForwardRequest):
-                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports))
+                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports), req.sandbox_id)
                 return
             streams = SpdyStreams(spdy_conn, chosen, _options(req))
             try:
@@ -348,14 +348,15 @@ class StreamServer:
                 spdy_conn = SpdyConnection(tunnel, tunnel, server=True)
                 spdy_runner = loop.create_task(spdy_conn.run())
                 try:
-                    await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports))
+                    await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports),
+                                                 req.sandbox_id)
                 finally:
                     spdy_runner.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await spdy_runner
                 return
             if isinstance(req, PortForwardRequest):
-                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports)
+                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports, req.sandbox_id)
                 return
             streams = WsStreams(ws, protocol, _options(req))
             await streams.setup()
