@@ -14,6 +14,7 @@ asserted along with the exit status.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -33,6 +34,7 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri import netns
+from tests.support import k8s_stream
 from tests.support.cri import container_config, cri_env, pod_config
 from tests.support.crictl import crictl, crictl_argv
 
@@ -47,9 +49,11 @@ ROWS, COLS = 33, 101
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, registry, ctr_bin):
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    with cri_env(tmp_path_factory.mktemp("crictl-stream") / "cri", registry, netns=True, subnet=subnet,
-                 ctr=ctr_bin) as e:
-        yield e
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYCONTAINERD_STREAM_DEBUG", "1")           # GET /debug/tasks for the leak check
+        with cri_env(tmp_path_factory.mktemp("crictl-stream") / "cri", registry, netns=True, subnet=subnet,
+                     ctr=ctr_bin) as e:
+            yield e
 
 
 @pytest.fixture(scope="module")
@@ -391,3 +395,36 @@ def test_port_forward_to_a_port_nothing_listens_on(env, pod, transport):
         assert "refused" in err, err
     finally:
         pf.close()
+
+
+# -- leaks -----------------------------------------------------------------------------------
+
+
+def _daemon_tasks(env, base: str) -> int:
+    k8s_stream.NETNS = env.netns
+    try:
+        status, body = asyncio.run(k8s_stream.http_get(f"{base}/debug/tasks"))
+    finally:
+        k8s_stream.NETNS = ""
+    assert status == 200, body
+    return int(body)
+
+
+def test_crictl_sessions_leave_no_daemon_task(env, pod):
+    """After exec, attach and port-forward sessions of every transport have ended, the
+    daemon's asyncio task count is back to where it was."""
+    pid, _, web = pod
+    base = env.client.Exec(cri.ExecRequest(container_id=web, cmd=["true"], stdout=True)).url.rsplit("/", 2)[0]
+    crictl(env, "exec", web, "true")                               # warm: what is made lazily exists
+    baseline = _daemon_tasks(env, base)
+    for transport in ("spdy", "websocket"):
+        assert crictl(env, "exec", "--transport", transport, "-i", web, "cat", input="x").stdout == "x"
+        pf = PortForward(env, pid, HTTP_PORT, transport)
+        try:
+            assert _body(pf.fetch("index.html")) == PAGE.encode() + b"\n"
+        finally:
+            pf.close()
+    deadline = time.monotonic() + 60
+    while (count := _daemon_tasks(env, base)) > baseline:
+        assert time.monotonic() < deadline, f"{count - baseline} asyncio task(s) left in the daemon"
+        time.sleep(0.1)
