@@ -82,20 +82,38 @@ def _no_unknown_stream(stderr: str | bytes) -> None:
 
 
 class PtyCrictl:
-    """crictl on a new pseudo terminal of ROWS x COLS (its stdin, stdout and stderr)."""
+    """crictl on a new pseudo terminal of ROWS x COLS (its stdin, stdout and stderr, and its
+    controlling terminal: a :meth:`resize` sends it SIGWINCH like a terminal window would)."""
 
     def __init__(self, env, *args: str) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         try:
             self.proc = subprocess.Popen([*crictl_argv(env.daemon.address, env.netns), *args], stdin=slave,
-                                         stdout=slave, stderr=slave, start_new_session=True)
+                                         stdout=slave, stderr=slave, start_new_session=True,
+                                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         finally:
             os.close(slave)
         self.out = b""
 
     def send(self, data: bytes) -> None:
         os.write(self.master, data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def until_size(self, rows: int, cols: int, timeout: float = 60) -> None:
+        """Ask ``stty size`` until the remote terminal is ``rows`` x ``cols`` (the resize
+        travels on its own stream, so a command may overtake it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.send(b"stty size\r")
+            try:
+                self.read_until(f"{rows} {cols}".encode(), timeout=1)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
 
     def _read(self, timeout: float) -> bool:
         """Read what is there (waiting up to ``timeout``); False at the end of output."""
@@ -190,13 +208,15 @@ def test_exec_stdin_piped(env, pod, transport):
 
 @pytest.mark.parametrize("transport", ["spdy", "websocket"])
 def test_exec_tty(env, pod, transport):
-    """``exec -it sh`` on a pseudo terminal: a command's output, the terminal's size,
-    and ``exit 3``."""
+    """``exec -it sh`` on a pseudo terminal: a command's output, the terminal's size and a
+    change of it, and ``exit 3``."""
     _, _, web = pod
     with on_pty(env, "exec", "--transport", transport, "-it", web, "sh") as term:
         term.until_shell_answers()
         term.send(b"stty size\r")
         term.read_until(f"{ROWS} {COLS}".encode())
+        term.resize(41, 127)                         # the window changes while the shell runs
+        term.until_size(41, 127)
         term.send(b"tty\r")
         term.read_until(b"/dev/pts/")
         term.send(b"exit 3\r")
@@ -260,13 +280,15 @@ def _remove(env, cid: str) -> None:
 
 def test_attach_tty(env, pod):
     """``attach -i -t`` to a container started with a tty and stdin: input, output, the
-    terminal size, then ``exit 5`` ends the container and the attachment."""
+    terminal size and a change of it, then ``exit 5`` ends the container and the
+    attachment."""
     cid = _console(env, pod, "console", ["sh"], tty=True)
     try:
         with on_pty(env, "attach", "-i", "-t", cid) as term:
             term.until_shell_answers()
-            term.send(b"stty size\r")
-            term.read_until(f"{ROWS} {COLS}".encode())
+            term.until_size(ROWS, COLS)
+            term.resize(45, 111)
+            term.until_size(45, 111)
             term.send(b"exit 5\r")
             assert term.wait() == 0, term.out
         st = env.client.wait_state(cid, cri.CONTAINER_EXITED)
