@@ -200,6 +200,13 @@ async def test_bad_reused_and_stale_tokens(env, pod):
     assert status == 404 and "unknown, already used or expired" in body
     status, body = await http_get(f"{base}/nothing/here")
     assert status == 404
+    # GET and POST are routed (client-go's SPDY executor POSTs); other methods are not,
+    # and do not use up the token
+    other = exec_url(env, web, ["true"])
+    status, body = await http_get(other, method="PUT")
+    assert status == 405 and "GET or POST" in body
+    status, body = await http_get(other, method="POST")
+    assert status == 400 and "upgrade" in body
     result = await (await RemoteCommand.connect(url)).wait()
     assert result.exit_code == 0
     with pytest.raises(UpgradeRefused) as err:                  # single use

@@ -6,9 +6,9 @@
 - Debian's containerd with its CRI plugin as the *server*, driven by our SPDY/3.1 client:
   a Go SPDY implementation (spdystream, the one kubelet and crictl use) must understand our
   frames and header compression, and we theirs;
-- ``kubectl`` (client-go's SPDY and WebSocket executors, its SPDY port-forward dialer) as
-  the *client* of our server, through a stand-in API server that does kubelet's part (asks
-  the CRI for the URL, relays the upgraded connection).
+- ``kubectl`` (client-go's SPDY and WebSocket executors, its SPDY port-forward dialer and
+  its SPDY-in-WebSocket one) as the *client* of our server, through a stand-in API server
+  that does kubelet's part (asks the CRI for the URL, relays the upgraded connection).
 
 Pods use the host network (no CNI), daemons their own temp roots.
 """
@@ -312,8 +312,9 @@ class MiniAPIServer:
 
         u = urlsplit(url)
         up_r, up_w = await asyncio.open_connection(u.hostname, u.port)
-        rest = head.split(b"\r\n", 1)[1]
-        up_w.write(f"GET {u.path} HTTP/1.1\r\n".encode() + rest)
+        line, rest = head.split(b"\r\n", 1)
+        method = line.split(b" ", 1)[0]               # kubelet passes POST (SPDY) and GET (WebSocket) on
+        up_w.write(method + f" {u.path} HTTP/1.1\r\n".encode() + rest)
 
         async def pipe(src, dst):
             try:
@@ -370,15 +371,18 @@ def test_kubectl_exec(apiserver, tmp_path, websockets):
     assert r.returncode == 0, r.stderr
 
 
-def test_kubectl_port_forward(apiserver, tmp_path):
-    """client-go's SPDY port-forward dialer (``kubectl port-forward``) into the pod."""
+@pytest.mark.parametrize("websockets", ["false", "true"])
+def test_kubectl_port_forward(apiserver, tmp_path, websockets):
+    """client-go's SPDY port-forward dialer (``kubectl port-forward``) into the pod, and its
+    WebSocket one (SPDY tunnelled in a WebSocket, ``SPDY/3.1+portforward.k8s.io``)."""
     kubectl_bin = _kubectl_bin()
     local = _free_port()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("")
     proc = subprocess.Popen([kubectl_bin, f"--server=http://127.0.0.1:{apiserver.port}", "-n", "default",
                              "port-forward", "pod/web", f"{local}:{HTTP_PORT}"],
-                            env={**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"},
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig),
+                                 "KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -391,6 +395,8 @@ def test_kubectl_port_forward(apiserver, tmp_path):
                 while chunk := s.recv(65536):
                     reply += chunk
             assert reply.endswith(PAGE.encode() + b"\n"), reply
+        upgrades = [x.rsplit("[", 1)[1] for x in apiserver.seen if "/portforward" in x]
+        assert upgrades[-1].lower() == ("websocket]" if websockets == "true" else "spdy/3.1]"), apiserver.seen
     finally:
         proc.terminate()
         try:

@@ -210,10 +210,32 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _named_under(base: Path, names: set[str], max_size: int = 256 << 20) -> set[str]:
+    """Those of ``names`` that occur in a file under ``base`` (a daemon records the netns
+    pins of its pods in its metadata; the bytes stay in the file's free pages after)."""
+    found: set[str] = set()
+    wanted = {n.encode(): n for n in names}
+    for root, _, files in os.walk(base):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) > max_size:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            found |= {n for b, n in wanted.items() if b in data}
+            if len(found) == len(names):
+                return found
+    return found
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
-    """Kill shims of the daemon at ``base``, unmount what is left under it, remove netns
-    pins made since ``pins_before``. Returns what had to be cleaned (empty when the test
-    had cleaned up itself)."""
+    """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
+    pins made since ``pins_before`` that this daemon recorded (other test sessions on the
+    machine make pins of their own meanwhile: not ours to remove). Returns what had to be
+    cleaned (empty when the test had cleaned up itself)."""
     leftovers = []
     for pid in processes_mentioning(str(base)):
         leftovers.append(f"process {pid}")
@@ -222,13 +244,12 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
-    for name in netns_pins() - pins_before:
-        if name.startswith("cni-"):
-            leftovers.append(f"netns {name}")
-            path = os.path.join(NETNS_DIR, name)
-            _libc.umount2(path.encode(), 2)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+    for name in sorted(_named_under(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})):
+        leftovers.append(f"netns {name}")
+        path = os.path.join(NETNS_DIR, name)
+        _libc.umount2(path.encode(), 2)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     return leftovers
 
 

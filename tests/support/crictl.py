@@ -2,8 +2,9 @@
 ``.ci/go-tools`` from pinned Go module versions into a cache outside the clone.
 
 ``crictl(env, "ps", "-a")`` runs crictl against a :class:`tests.support.cri.CRIEnv`'s daemon;
-it enters the daemon's network namespace when the daemon has one, so port-forward and exec
-stream URLs on the daemon's loopback are reachable, as they are for kubelet on a node.
+it enters the daemon's network namespace (``nsenter --net``) when the daemon has one, so
+port-forward and exec stream URLs on the daemon's loopback are reachable, as they are for
+kubelet on a node.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def tool(name: str) -> str:
 
 
 def crictl_argv(address: str, netns: str = "") -> list[str]:
-    argv = [tool("crictl"), "--runtime-endpoint", f"unix://{address}", "--image-endpoint",
-            f"unix://{address}", "--timeout", "60s"]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
+    # --config /dev/null: no /etc/crictl.yaml to read, and no warning about it on stderr
+    argv = [tool("crictl"), "--config", "/dev/null", "--runtime-endpoint", f"unix://{address}",
+            "--image-endpoint", f"unix://{address}", "--timeout", "60s"]
+    if netns:                       # a pinned path (cri_env's), which `ip netns exec` refuses
+        argv = ["nsenter", f"--net={netns}", *argv]
     return argv
 
 

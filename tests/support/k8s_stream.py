@@ -75,13 +75,13 @@ async def _open(url: str, ssl_context: ssl.SSLContext | None = None):
     return reader, writer, u, target
 
 
-async def _upgrade(url: str, headers: list[tuple[str, str]], ssl_context=None):
+async def _upgrade(url: str, headers: list[tuple[str, str]], ssl_context=None, method: str = "GET"):
     """Send an upgrade request; returns ``(reader, writer, response headers, leftover bytes)``
     after a 101, raises :class:`UpgradeRefused` otherwise."""
     reader, writer, u, target = await _open(url, ssl_context)
     conn = h11.Connection(h11.CLIENT)
     host = u.netloc
-    writer.write(conn.send(h11.Request(method="GET", target=target, headers=[("Host", host), *headers])))
+    writer.write(conn.send(h11.Request(method=method, target=target, headers=[("Host", host), *headers])))
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
     body = bytearray()
@@ -411,10 +411,10 @@ class WsPortForward:
                 await t
 
 
-async def http_get(url: str) -> tuple[int, str]:
-    """A plain GET (no upgrade): ``(status, body)``."""
+async def http_get(url: str, method: str = "GET") -> tuple[int, str]:
+    """A plain GET (or ``method``; no upgrade): ``(status, body)``."""
     try:
-        await _upgrade(url, [])
+        await _upgrade(url, [], method=method)
     except UpgradeRefused as exc:
         return exc.status, exc.body
     raise AssertionError("the server switched protocols without being asked to")

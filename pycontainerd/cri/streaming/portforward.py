@@ -54,9 +54,11 @@ async def connect_in_pod(netns_path: str, port: int) -> socket.socket:
     return await asyncio.to_thread(netns.run_in, netns_path, lambda: _connect(port))
 
 
-def _error_text(port: int, netns_path: str, exc: BaseException) -> str:
+def _error_text(port: int, netns_path: str, pod_id: str, exc: BaseException) -> str:
+    """kubelet's streaming library's wording (``error forwarding port P to pod ID, uid :``,
+    the uid empty behind the CRI), then what went wrong."""
     where = f" inside namespace {netns_path!r}" if netns_path else ""
-    return f"failed to connect to localhost:{port}{where}: {exc}"
+    return f"error forwarding port {port} to pod {pod_id}, uid : failed to connect to localhost:{port}{where}: {exc}"
 
 
 async def _sock_to(sock: socket.socket, send) -> None:
@@ -97,7 +99,7 @@ async def _pipe(sock: socket.socket, recv, send, on_pod_eof) -> None:
 
 # -- SPDY ------------------------------------------------------------------------------
 
-async def serve_spdy(conn: SpdyConnection, netns_path: str, ports: list[int]) -> None:
+async def serve_spdy(conn: SpdyConnection, netns_path: str, ports: list[int], pod_id: str = "") -> None:
     """Serve port-forward streams until the client disconnects."""
     pairs: dict[str, dict[str, SpdyStream]] = {}
     tasks: set[asyncio.Task] = set()
@@ -114,7 +116,8 @@ async def serve_spdy(conn: SpdyConnection, netns_path: str, ports: list[int]) ->
             pair[kind] = st
             if len(pair) == 2:
                 del pairs[rid]
-                t = loop.create_task(_forward_spdy(netns_path, int(port_text), ports, pair[p.DATA], pair[p.ERROR]))
+                t = loop.create_task(_forward_spdy(netns_path, pod_id, int(port_text), ports, pair[p.DATA],
+                                                       pair[p.ERROR]))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
     finally:
@@ -126,7 +129,7 @@ async def serve_spdy(conn: SpdyConnection, netns_path: str, ports: list[int]) ->
         await conn.close()
 
 
-async def _forward_spdy(netns_path: str, port: int, allowed: list[int], data: SpdyStream,
+async def _forward_spdy(netns_path: str, pod_id: str, port: int, allowed: list[int], data: SpdyStream,
                         error: SpdyStream) -> None:
     async def fail(message: str) -> None:
         with contextlib.suppress(StreamReset):
@@ -141,7 +144,7 @@ async def _forward_spdy(netns_path: str, port: int, allowed: list[int], data: Sp
         sock = await connect_in_pod(netns_path, port)
     except (OSError, ContainerdError) as exc:
         log.info("port-forward connect failed", port=port, error=str(exc))
-        await fail(_error_text(port, netns_path, exc))
+        await fail(_error_text(port, netns_path, pod_id, exc))
         return
 
     async def recv() -> bytes:
@@ -159,7 +162,7 @@ async def _forward_spdy(netns_path: str, port: int, allowed: list[int], data: Sp
 
 # -- WebSocket -------------------------------------------------------------------------
 
-async def serve_ws(ws: WsConnection, protocol: str, netns_path: str, ports: list[int]) -> None:
+async def serve_ws(ws: WsConnection, protocol: str, netns_path: str, ports: list[int], pod_id: str = "") -> None:
     """Forward ``ports`` (from the query) on channel pairs until every port's connection
     ended or the client disconnects."""
     b64 = protocol == p.V4_BASE64
@@ -204,7 +207,7 @@ async def serve_ws(ws: WsConnection, protocol: str, netns_path: str, ports: list
             sock = await connect_in_pod(netns_path, port)
         except (OSError, ContainerdError) as exc:
             with contextlib.suppress(ConnectionError):
-                await send(err_ch, _error_text(port, netns_path, exc).encode())
+                await send(err_ch, _error_text(port, netns_path, pod_id, exc).encode())
             return
 
         async def nothing() -> None:

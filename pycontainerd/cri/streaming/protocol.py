@@ -6,7 +6,8 @@ Remote command (exec/attach), negotiated through ``X-Stream-Protocol-Version`` (
 ``Sec-WebSocket-Protocol`` (WebSocket)::
 
     v4.channel.k8s.io   error stream carries a metav1.Status JSON; exit code as a cause
-    v5.channel.k8s.io   WebSocket only: channel 255 closes a stream (stdin EOF)
+    v5.channel.k8s.io   WebSocket only: the client sends [255, channel] to close a
+                        stream (stdin EOF); the server never sends 255
     v3/v2.channel.k8s.io  older: plain text on the error stream (v3 adds resize)
 
 SPDY streams carry a ``streamType`` header: stdin, stdout, stderr, error, resize. WebSocket
@@ -19,6 +20,12 @@ and a ``data`` stream with headers ``port`` and ``requestID``. WebSocket (``v4.c
 or ``portforward.k8s.io``): ports from the ``ports`` query parameter; channel ``2*i`` is
 data and ``2*i+1`` error for port ``i``; the first two bytes sent on each channel are the
 port, little endian.
+
+client-go's WebSocket port-forward dialer (``crictl port-forward --transport websocket``,
+kubectl's) tunnels SPDY instead: subprotocol ``SPDY/3.1+portforward.k8s.io``, then the
+bytes of a SPDY/3.1 session (no HTTP upgrade inside) in the WebSocket's binary messages,
+streams as over plain SPDY. Kubernetes' API server terminates that tunnel; we serve it
+directly.
 
 Resize messages are JSON ``{"Width": 80, "Height": 24}`` (a stream of such objects).
 """
@@ -43,12 +50,14 @@ V5 = "v5.channel.k8s.io"
 V4_BASE64 = "v4.base64.channel.k8s.io"
 BASE64 = "base64.channel.k8s.io"
 PORT_FORWARD_V1 = "portforward.k8s.io"
+SPDY_TUNNEL_PREFIX = "SPDY/3.1+"
+PORT_FORWARD_TUNNEL = SPDY_TUNNEL_PREFIX + PORT_FORWARD_V1
 
 SPDY_REMOTE_COMMAND = (V4, V3, V2)
 """Remote-command protocols served over SPDY, preferred first (v5's stream close is a
 WebSocket feature; SPDY closes streams with FIN)."""
 WS_REMOTE_COMMAND = (V5, V4, V4_BASE64, BASE64, V1)
-WS_PORT_FORWARD = (V4, V4_BASE64, PORT_FORWARD_V1)
+WS_PORT_FORWARD = (V4, V4_BASE64, PORT_FORWARD_V1, PORT_FORWARD_TUNNEL)
 SPDY_PORT_FORWARD = (PORT_FORWARD_V1,)
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = "stdin", "stdout", "stderr", "error", "resize"
@@ -192,9 +201,9 @@ def port_prefix(port: int) -> bytes:
 
 __all__ = [
     "BASE64", "CHANNELS", "CLOSE_CHANNEL", "DATA", "ERROR", "HEADER_PORT", "HEADER_PROTOCOL_VERSION",
-    "HEADER_REQUEST_ID", "HEADER_STREAM_TYPE", "PORT_FORWARD_V1", "RESIZE", "ResizeDecoder", "SPDY_PORT_FORWARD",
-    "SPDY_REMOTE_COMMAND", "STDERR", "STDIN", "STDOUT", "STREAM_CREATION_TIMEOUT", "TerminalSize", "V1", "V2", "V3",
-    "V4", "V4_BASE64", "V5", "WS_PORT_FORWARD", "WS_REMOTE_COMMAND", "exit_code_of", "exit_status",
-    "internal_error_status", "negotiate", "port_prefix", "resize_message", "status_bytes", "success_status",
-    "ws_close_message", "ws_decode", "ws_encode",
+    "HEADER_REQUEST_ID", "HEADER_STREAM_TYPE", "PORT_FORWARD_TUNNEL", "PORT_FORWARD_V1", "RESIZE", "ResizeDecoder",
+    "SPDY_PORT_FORWARD", "SPDY_REMOTE_COMMAND", "SPDY_TUNNEL_PREFIX", "STDERR", "STDIN", "STDOUT",
+    "STREAM_CREATION_TIMEOUT", "TerminalSize", "V1", "V2", "V3", "V4", "V4_BASE64", "V5", "WS_PORT_FORWARD",
+    "WS_REMOTE_COMMAND", "exit_code_of", "exit_status", "internal_error_status", "negotiate", "port_prefix",
+    "resize_message", "status_bytes", "success_status", "ws_close_message", "ws_decode", "ws_encode",
 ]

@@ -197,9 +197,15 @@ class WsStreams(Streams):
         self.base64 = protocol in (p.V4_BASE64, p.BASE64)
 
     async def setup(self) -> None:
+        """Start reading the client's channels and tell it the streams are ready: an empty
+        message on the lowest channel we write (stdout, else stderr, else error), as
+        kubelet's server does."""
         if not self.opts.stdin:
             self._stdin_eof()
         self._spawn(self._read())
+        first = p.STDOUT if self.opts.stdout else p.STDERR if self.opts.stderr else p.ERROR
+        with contextlib.suppress(ConnectionError):
+            await self.ws.send(p.ws_encode(p.CHANNELS[first], b"", base64_text=self.base64))
 
     async def _read(self) -> None:
         dec = p.ResizeDecoder()
@@ -230,11 +236,11 @@ class WsStreams(Streams):
             self.gone.set()
 
     async def finish(self, status: dict[str, Any]) -> None:
+        """The status on the error channel, then the WebSocket close (the client's stdout and
+        stderr end with the connection). No v5 close signal (255) goes this way: it is
+        client → server only, and client-go discards it as an unknown stream."""
         body = p.status_bytes(status, self.protocol)
         with contextlib.suppress(ConnectionError):
-            if self.protocol == p.V5:
-                for kind in (p.STDOUT, p.STDERR):
-                    await self.ws.send(p.ws_close_message(p.CHANNELS[kind]))
             if body:
                 await self.ws.send(p.ws_encode(p.CHANNELS[p.ERROR], body, base64_text=self.base64))
         await self.ws.close()

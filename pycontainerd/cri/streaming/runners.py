@@ -10,9 +10,12 @@ code goes back as the v4 status. When the client disappears first, the process i
 
 Attach: the container's output fifos are already read by the daemon (the CRI log copy);
 the attachment subscribes to that copy; stdin goes to the container's stdin fifo (created
-when the container config asks for ``stdin``); with ``stdin_once`` the end of the client's
-stdin closes the container's stdin. The attachment ends when the container exits or the
-client leaves; the container keeps running in the latter case.
+when the container config asks for ``stdin``). The end of the client's stdin, as in
+containerd: with ``stdin_once`` and no tty it closes the container's stdin and the
+attachment goes on until the container exits; otherwise it ends the attachment (a
+detach: client-go closes stdin on crictl's and kubectl's detach keys) and the container's
+stdin stays open. The attachment also ends when the container exits or the client leaves;
+the container keeps running unless it exits.
 """
 
 from __future__ import annotations
@@ -227,6 +230,7 @@ async def serve_attach(c, container_id: str, streams: Streams) -> None:
     tasks: list[asyncio.Task] = []
     fds: dict[str, int] = {}
     status = p.success_status()
+    detached = asyncio.Event()
     ct.io.listeners.add(on_output)
     try:
         fwd = loop.create_task(forward())
@@ -234,23 +238,28 @@ async def serve_attach(c, container_id: str, streams: Streams) -> None:
         stdin_path = container_stdin_path(c, ct) if opts.stdin else ""
         if stdin_path:
             fds["stdin"] = os.open(stdin_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-            stdin_once = ct.config.stdin_once
+            close_container_stdin = ct.config.stdin_once and not opts.tty
 
             async def feed() -> None:
                 while data := await streams.read_stdin():
                     await write_fd(fds["stdin"], data)
                 _close(fds.pop("stdin", None))
-                if stdin_once:
-                    with contextlib.suppress(ContainerdError):
-                        await c.backend.close_io(ct.id)
+                if not close_container_stdin:
+                    detached.set()
+                    return
+                with contextlib.suppress(ContainerdError):
+                    await c.backend.close_io(ct.id)
             tasks.append(loop.create_task(feed()))
         if opts.tty:
             tasks.append(loop.create_task(_resize_loop(c, streams, ct.id, "")))
         exited = loop.create_task(ct.exited.wait())
         gone = loop.create_task(streams.gone.wait())
-        tasks += [exited, gone]
-        await asyncio.wait({exited, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
+        detach = loop.create_task(detached.wait())
+        tasks += [exited, gone, detach]
+        await asyncio.wait({exited, gone, detach}, return_when=asyncio.FIRST_COMPLETED)
+        if detach.done() and not exited.done():
+            log.info("attach client closed stdin: detached", id=ct.id)
+        if exited.done() or detach.done():      # what was read so far still goes out
             queue.put_nowait(None)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fwd), DRAIN_TIMEOUT)

@@ -1,11 +1,15 @@
 """The CRI streaming server: HTTP/1.1 (h11) on ``stream_server_address:stream_server_port``
 (TLS with ``enable_tls_streaming``), serving the URLs that Exec, Attach and PortForward
-return::
+return, each for GET and POST as Kubernetes' streaming server routes them (client-go's
+SPDY executor, used by crictl, critest and kubelet, POSTs; WebSocket clients GET)::
 
-    GET /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
-    GET /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
-    GET /portforward/<token>  SPDY/3.1 (portforward.k8s.io) or WebSocket (?ports=80,8080)
+    /exec/<token>         remote command: SPDY/3.1 upgrade or WebSocket
+    /attach/<token>       remote command: SPDY/3.1 upgrade or WebSocket
+    /portforward/<token>  SPDY/3.1 (portforward.k8s.io), WebSocket (?ports=80,8080) or
+                          SPDY tunnelled in a WebSocket (SPDY/3.1+portforward.k8s.io)
 
+Another method on those paths is answered ``405 Method Not Allowed``; any other path
+``404 page not found``.
 A token is consumed by the first request that presents it; an unknown, used or expired
 token is answered ``404 Not Found`` with a text body saying so. A request that is neither
 upgrade gets ``400``; a SPDY upgrade offering no protocol we speak gets ``403`` naming
@@ -36,7 +40,7 @@ from .remotecommand import SpdyStreams, StreamOptions, StreamSetupError, WsStrea
 from .runners import serve_attach, serve_exec
 from .spdyconn import SpdyConnection
 from .tokens import AttachRequest, ExecRequest, PortForwardRequest, Request, TokenCache
-from .wsconn import WsConnection
+from .wsconn import WsConnection, WsTunnel
 
 log = get_logger("cri.streaming")
 
@@ -230,8 +234,12 @@ class StreamServer:
         if self.debug and target.path == "/debug/tasks":
             await respond(200, f"{len(asyncio.all_tasks())}\n")
             return
-        if len(parts) != 2 or parts[0] not in ("exec", "attach", "portforward") or request.method != b"GET":
+        if len(parts) != 2 or parts[0] not in _KINDS:
             await respond(404, f"404 page not found: {target.path}\n")
+            return
+        if request.method not in _METHODS:
+            await respond(405, f"405 method not allowed: {request.method.decode(errors='replace')} {target.path} "
+                               "(GET or POST)\n", [("Allow", "GET, POST")])
             return
         kind, token = parts
         req = self.tokens.consume(token)
@@ -271,7 +279,7 @@ class StreamServer:
         runner = loop.create_task(self._feed_and_run(spdy_conn, pending))
         try:
             if isinstance(req, PortForwardRequest):
-                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports))
+                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports), req.sandbox_id)
                 return
             streams = SpdyStreams(spdy_conn, chosen, _options(req))
             try:
@@ -313,7 +321,7 @@ class StreamServer:
                                f"server supports {list(supported)}\n")
             return
         ports: list[int] = []
-        if isinstance(req, PortForwardRequest):
+        if isinstance(req, PortForwardRequest) and chosen != p.PORT_FORWARD_TUNNEL:
             try:
                 ports = [int(x) for v in query.get("ports", []) for x in v.split(",") if x.strip()]
             except ValueError:
@@ -335,8 +343,20 @@ class StreamServer:
         loop = asyncio.get_running_loop()
         runner = loop.create_task(ws.run(pending))
         try:
+            if protocol == p.PORT_FORWARD_TUNNEL:
+                tunnel = WsTunnel(ws)
+                spdy_conn = SpdyConnection(tunnel, tunnel, server=True)
+                spdy_runner = loop.create_task(spdy_conn.run())
+                try:
+                    await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports),
+                                                 req.sandbox_id)
+                finally:
+                    spdy_runner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await spdy_runner
+                return
             if isinstance(req, PortForwardRequest):
-                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports)
+                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports, req.sandbox_id)
                 return
             streams = WsStreams(ws, protocol, _options(req))
             await streams.setup()
@@ -383,6 +403,7 @@ class StreamServer:
 
 
 _KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
+_METHODS = (b"GET", b"POST")
 
 
 def _options(req: ExecRequest | AttachRequest) -> StreamOptions:

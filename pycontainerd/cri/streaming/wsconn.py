@@ -112,4 +112,42 @@ class WsConnection:
             self.writer.close()
 
 
-__all__ = ["WsConnection"]
+class WsTunnel:
+    """A byte stream carried in a WebSocket's binary messages (Kubernetes' SPDY tunnel): the
+    reader and writer halves :class:`~.spdyconn.SpdyConnection` runs on. Closing it is the
+    WebSocket owner's business (a close frame)."""
+
+    def __init__(self, ws: WsConnection) -> None:
+        self.ws = ws
+        self._rest = b""
+        self._out: list[bytes] = []
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes; ``b""`` when the WebSocket ended (or sent text, which the
+        tunnel does not carry)."""
+        while not self._rest:
+            msg = await self.ws.recv()
+            if msg is None or isinstance(msg, str):
+                return b""
+            self._rest = msg
+        cut = len(self._rest) if n < 0 else n
+        data, self._rest = self._rest[:cut], self._rest[cut:]
+        return data
+
+    def write(self, data: bytes) -> None:
+        self._out.append(bytes(data))
+
+    async def drain(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            await self.ws.send(data)
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+__all__ = ["WsConnection", "WsTunnel"]
