@@ -81,7 +81,8 @@ class FakeRegistry:
     token_issued: dict[str, float] = field(default_factory=dict)  # token -> monotonic time issued
     delay: dict[str, float] = field(default_factory=dict)  # digest -> seconds before a GET answers
     stall_at: dict[str, int] = field(default_factory=dict)  # digest -> every GET is cut at this offset
-    bad_content_range: bool = False  # a 206 whose Content-Range starts at 0, whatever was asked
+    cut_every: dict[str, int] = field(default_factory=dict)  # digest -> every GET is cut after n bytes
+    bad_content_range: str = ""  # "start0": 206 from byte 0 whatever was asked; "garbage": unparsable
 
     # ---- content -------------------------------------------------------------------
 
@@ -272,6 +273,8 @@ class FakeRegistry:
         if rng and self.honor_range:
             start = 0 if self.bad_content_range else int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            if self.bad_content_range == "garbage":
+                headers["Content-Range"] = f"bytes */{len(data)}"
             data = data[start:]
             status = 206
         if request.method == "HEAD":
@@ -281,6 +284,8 @@ class FakeRegistry:
         cut = self.cut_after.pop(d, None)
         if d in self.stall_at:
             cut = max(0, self.stall_at[d] - start)
+        if d in self.cut_every and self.cut_every[d] < len(data):
+            cut = self.cut_every[d]
         if cut is not None:
             headers["Content-Length"] = str(len(data))  # promises all of it
             return httpx.Response(status, headers=headers, stream=_BrokenStream(data[:cut]))
