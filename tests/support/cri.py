@@ -210,9 +210,23 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _mentioned_under(base: Path, text: str, max_size: int = 64 << 20) -> bool:
+    """True when a regular file under ``base`` (the daemon's metadata, state, logs) holds ``text``."""
+    needle = text.encode()
+    for root, _dirs, files in os.walk(base):
+        for name in files:
+            path = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) <= max_size:
+                    with open(path, "rb") as f:
+                        if needle in f.read():
+                            return True
+    return False
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     """Kill shims of the daemon at ``base``, unmount what is left under it, remove netns
-    pins made since ``pins_before``. Returns what had to be cleaned (empty when the test
+    pins made since ``pins_before`` that the daemon's files name. Returns what had to be cleaned (empty when the test
     had cleaned up itself)."""
     leftovers = []
     for pid in processes_mentioning(str(base)):
@@ -223,7 +237,8 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
     for name in netns_pins() - pins_before:
-        if name.startswith("cni-"):
+        # only this daemon's: other tests on the machine make cni-* pins at the same time
+        if name.startswith("cni-") and _mentioned_under(base, name):
             leftovers.append(f"netns {name}")
             path = os.path.join(NETNS_DIR, name)
             _libc.umount2(path.encode(), 2)
