@@ -18,7 +18,7 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from tests.support.crictl import crictl, crictl_argv
-from tests.support.cri import container_config, cri_env, pod_config
+from tests.support.cri import container_config, cri_env, pod_config, process_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -46,16 +46,6 @@ def _container(env, pod, name: str, command=STUBBORN, start: bool = True, **labe
     return cid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _container_pid(env, cid: str) -> int:
-    return json.loads(env.client.status(cid, verbose=True).info["info"])["pid"]
 
 
 def test_unknown_ids_and_repeats_succeed(env):
@@ -91,17 +81,17 @@ def test_removing_a_running_pod_kills_its_containers(env):
     c = env.client
     pod = _pod(env, "running")
     cids = [_container(env, pod, f"c{i}") for i in range(2)]
-    pids = [_container_pid(env, cid) for cid in cids]
-    assert all(_alive(p) for p in pids)
+    pids = [env.client.pid(cid) for cid in cids]
+    assert all(process_alive(p) for p in pids)
     c.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod[0]))  # no StopPodSandbox first
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_alive(p) for p in pids)
     assert not c.ListContainers(cri.ListContainersRequest()).containers
     assert not c.ListPodSandbox(cri.ListPodSandboxRequest()).items
     # crictl's forced removal of a running pod does the same
     pod = _pod(env, "running2")
-    pid2 = _container_pid(env, _container(env, pod, "c"))
+    pid2 = env.client.pid(_container(env, pod, "c"))
     crictl(env, "rmp", "--force", pod[0])
-    assert not _alive(pid2)
+    assert not process_alive(pid2)
     assert json.loads(crictl(env, "pods", "-o", "json").stdout)["items"] == []
 
 
