@@ -93,7 +93,8 @@ class LineSplitter:
                 line = line[:-1]
             out.extend(self._split(line, final=True))
         if self.max_len > 0:
-            while len(self._buf) > self.max_len:
+            # a lone "\r" past the limit may be the start of "\r\n": not content, keep it back
+            while len(self._buf) > self.max_len and self._buf[self.max_len:] != b"\r":
                 out.append((PARTIAL, bytes(self._buf[: self.max_len])))
                 del self._buf[: self.max_len]
         return out

@@ -10,10 +10,14 @@ sets up a handler for that host and the request is retried:
   scopes (``repository:<name>:pull[,push]``). With a secret, containerd first POSTs an OAuth2
   form (``grant_type=password``, or ``refresh_token`` when the username is empty, i.e. an
   identity token; ``client_id=containerd-client``) and falls back to a GET on 400/401/404
-  (and 405 when a username is set); without one it GETs anonymously. The GET sends basic
-  auth when there is a secret. Tokens are cached per host and scope set until they expire
-  (``expires_in``, 60 s when absent, as the token spec says); concurrent requests for the
-  same scopes share one token request.
+  (and 405 when a username is set), and also when the POST answers 2xx with something that
+  is not a token (an HTML login page, a JSON without a token): that server does not speak
+  the OAuth form. Without a secret it GETs anonymously. The GET sends basic auth when there
+  is a secret. Either answer may carry the token as ``token`` or ``access_token``. Tokens are
+  cached per host and scope set until they expire (``expires_in``, 60 s when absent, as the
+  token spec says; renewed a little early, by at most a tenth of the lifetime, so a
+  2-second token is used for its 2 seconds); concurrent requests for the same scopes share
+  one token request.
 
 A challenge carrying ``error=`` for the same request twice in a row means the token or
 credentials were refused: :class:`~.errors.Unauthorized`. Credentials come from
@@ -51,6 +55,7 @@ CredentialsFunc = Callable[[str], "tuple[str, str] | None"]
 OAUTH_CLIENT_ID = "containerd-client"
 DEFAULT_TOKEN_LIFETIME = 60.0
 _EXPIRY_MARGIN = 5.0
+"""Renew a token this long before it expires, at most (never more than a tenth of its life)."""
 
 # ---------------------------------------------------------------------------------------
 # challenges
@@ -263,6 +268,20 @@ class Token:
     token: str = field(repr=False)
     expires_at: float
     refresh_token: str = field(default="", repr=False)
+    renew_at: float = 0.0  # when the cache stops handing it out (a little before expires_at)
+
+
+class NotATokenResponse(UnexpectedStatus):
+    """The token endpoint answered 2xx with a body that holds no token."""
+
+
+def _make_token(doc: Mapping, issued: float) -> Token:
+    token = doc.get("access_token") or doc.get("token")
+    if not token or not isinstance(token, str):
+        raise NotATokenResponse("authorization server did not include a token in the response")
+    life = _token_lifetime(doc)
+    return Token(token, issued + life, str(doc.get("refresh_token") or ""),
+                 renew_at=issued + life - min(_EXPIRY_MARGIN, life / 10))
 
 
 def _token_lifetime(doc: Mapping) -> float:
@@ -291,9 +310,12 @@ async def _token_request(client: httpx.AsyncClient, request: httpx.Request, what
     try:
         doc = resp.json()
     except ValueError as exc:
-        raise UnexpectedStatus(f"failed to fetch {what}: unable to decode token response") from exc
+        raise NotATokenResponse(f"failed to fetch {what}: unable to decode token response "
+                                f"({resp.headers.get('content-type') or 'no content type'})",
+                                status_code=resp.status_code, method=request.method) from exc
     if not isinstance(doc, Mapping):
-        raise UnexpectedStatus(f"failed to fetch {what}: unable to decode token response")
+        raise NotATokenResponse(f"failed to fetch {what}: unable to decode token response",
+                                status_code=resp.status_code, method=request.method)
     return doc
 
 
@@ -315,11 +337,7 @@ async def fetch_token_oauth(client: httpx.AsyncClient, headers: Mapping[str, str
         headers={**headers, "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
     )
     now = time.monotonic()
-    doc = await _token_request(client, req, "oauth token")
-    token = doc.get("access_token")
-    if not token:
-        raise Unauthorized("authorization server did not include a token in the response")
-    return Token(str(token), now + _token_lifetime(doc), str(doc.get("refresh_token") or ""))
+    return _make_token(await _token_request(client, req, "oauth token"), now)
 
 
 async def fetch_token_get(client: httpx.AsyncClient, headers: Mapping[str, str], to: TokenOptions) -> Token:
@@ -334,10 +352,10 @@ async def fetch_token_get(client: httpx.AsyncClient, headers: Mapping[str, str],
     req = client.build_request("GET", to.realm, params=params, headers=h)
     now = time.monotonic()
     doc = await _token_request(client, req, "token" if to.secret else "anonymous token")
-    token = doc.get("access_token") or doc.get("token")
-    if not token:
-        raise Unauthorized("authorization server did not include a token in the response")
-    return Token(str(token), now + _token_lifetime(doc), str(doc.get("refresh_token") or ""))
+    try:
+        return _make_token(doc, now)
+    except NotATokenResponse as exc:
+        raise Unauthorized(str(exc)) from None
 
 
 async def fetch_token(client: httpx.AsyncClient, headers: Mapping[str, str], to: TokenOptions) -> Token:
@@ -345,6 +363,9 @@ async def fetch_token(client: httpx.AsyncClient, headers: Mapping[str, str], to:
     if to.secret:
         try:
             return await fetch_token_oauth(client, headers, to)
+        except NotATokenResponse as exc:
+            log.debug("oauth token answer holds no token; trying GET", realm=to.realm, status=exc.status_code)
+            return await fetch_token_get(client, headers, to)
         except UnexpectedStatus as exc:
             code = exc.status_code
             if (code == 405 and to.username) or code in (400, 401, 404):
@@ -383,7 +404,7 @@ class _BearerHandler:
     async def authorization(self, scopes: Sequence[str]) -> str:
         key, merged = self._key(scopes)
         cached = self._tokens.get(key)
-        if cached is not None and cached.expires_at - _EXPIRY_MARGIN > time.monotonic():
+        if cached is not None and cached.renew_at > time.monotonic():
             return f"Bearer {cached.token}"
         fut = self._inflight.get(key)
         if fut is None:

@@ -8,15 +8,19 @@ and index types, ``/blobs/<digest>`` otherwise, on each pull host) and returns a
 else :class:`~pycontainerd.remotes.errors.DigestMismatch` (``FAILED_PRECONDITION``).
 
 Resuming: ``fetch(desc, offset=n)`` asks for ``Range: bytes=n-``; a registry that ignores
-it (200, no ``Content-Range``) has its first ``n`` bytes skipped, a ``Content-Range`` that
-starts elsewhere is an error. The digest can only be checked when the caller passes a
-``hasher`` that has already seen the first ``n`` bytes; otherwise only the size is.
-A connection that drops mid-stream is re-opened from the current offset up to
-``resume_attempts`` times, transparently.
+it (200) has its first ``n`` bytes skipped; a 206 whose ``Content-Range`` starts before ``n``
+has the difference skipped, and one that starts after ``n`` or cannot be parsed is dropped
+and the blob asked for again whole (then skipped to ``n``). The digest can only be checked
+when the caller passes a ``hasher`` that has already seen the first ``n`` bytes; otherwise
+only the size is. A connection that drops mid-stream is re-opened from the current offset,
+transparently, as long as the attempts make progress: ``resume_attempts`` drops in a row at
+the same offset give up with :class:`~pycontainerd.errdefs.Unavailable` naming the digest,
+the offset and the cause.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -64,7 +68,9 @@ class BlobStream:
         self._skip = response[1]
         self._iter: AsyncIterator[bytes] | None = None
         self._hasher = hasher
+        self._resume_attempts = resume_attempts
         self._resume_left = resume_attempts
+        self._resumed_at = -1  # the offset of the last resume
         self._done = False
 
     def __aiter__(self) -> BlobStream:
@@ -88,9 +94,15 @@ class BlobStream:
                 raise
             except httpx.TransportError as exc:
                 await self._drop()
+                if self.offset > self._resumed_at:  # progress since the last cut: a fresh budget
+                    self._resume_left = self._resume_attempts
+                self._resumed_at = self.offset
                 if self._resume_left <= 0 or self.offset >= self.desc.size:
+                    tries = self._resume_attempts - self._resume_left + 1
                     raise Unavailable(
-                        f"reading {self.desc.digest} failed at offset {self.offset}: {type(exc).__name__}"
+                        f"reading {self.desc.digest} failed at offset {self.offset} of {self.desc.size}"
+                        + (f", {tries} times in a row without progress" if tries > 1 else "")
+                        + f": {type(exc).__name__}"
                     ) from exc
                 self._resume_left -= 1
                 log.info("resuming download", digest=self.desc.digest, offset=self.offset)
@@ -218,13 +230,26 @@ class Fetcher:
             raise NotFound(f"content at {quote(url)}")
         if resp.status_code > 299:
             raise await unexpected_status(resp)
-        skip = 0
-        if offset > 0:
-            content_range = resp.headers.get("content-range")
-            if content_range:
-                if not content_range.startswith(f"bytes {offset}-"):
-                    await resp.aclose()
-                    raise UnexpectedStatus(f"unhandled content range in response: {content_range}")
-            else:
-                skip = offset  # the server ignored Range: the stream skips what we have
-        return resp, skip
+        if offset == 0:
+            return resp, 0
+        if resp.status_code != 206:
+            return resp, offset  # the server ignored Range: the stream skips what we have
+        start = _range_start(resp.headers.get("content-range", ""))
+        if start is not None and start <= offset:
+            return resp, offset - start
+        # a range we did not ask for: take the whole blob and skip what we have
+        log.info("registry answered an unusable Content-Range; fetching the whole blob",
+                 digest=desc.digest, offset=offset, content_range=resp.headers.get("content-range", ""))
+        await resp.aclose()
+        resp = await self.session.send(
+            "GET", url, host=host, headers={"Accept": headers["Accept"]}, scopes=self.scopes, anonymous=anonymous
+        )
+        if resp.status_code > 299:
+            raise await unexpected_status(resp)
+        return resp, offset
+
+
+def _range_start(content_range: str) -> int | None:
+    """The first byte of ``bytes START-END/TOTAL``; None when it is not that."""
+    m = re.fullmatch(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", content_range.strip())
+    return int(m.group(1)) if m else None

@@ -70,7 +70,7 @@ class Container:
         self.init = Process(self)
         self.execs: dict[str, Process] = {}
         self.cgroup: Cgroup | None = None
-        self.oom_watch = None  # cgroups.OomWatch once started
+        self.oom_watch = None  # cgroups.OomWatch from create on (before runc start)
         self.held_init_exit: tuple[int, int] | None = None  # (status, when): waits for exec exits
         self.kill_all_on_exit = should_kill_all_on_exit(bundle)
 

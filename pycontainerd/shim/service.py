@@ -220,6 +220,9 @@ class TaskService:
         self.containers[r.id] = c
         self._by_pid[p.pid] = p
         c.cgroup = Cgroup.for_pid(p.pid)
+        # watch for OOM kills now, between `runc create` and `runc start`: the cgroup exists but
+        # the user's process has not run, so a kill within milliseconds of start is not missed
+        self._watch_oom(c)
         ev = pb.TaskCreate(container_id=r.id, bundle=r.bundle, rootfs=r.rootfs, checkpoint=r.checkpoint, pid=p.pid,
                            io=pb.TaskIO(stdin=r.stdin, stdout=r.stdout, stderr=r.stderr, terminal=r.terminal))
         self._publish(topics.TASK_CREATE, ev)
@@ -244,9 +247,7 @@ class TaskService:
             if p.is_init:
                 if c.cgroup is None:
                     c.cgroup = Cgroup.for_pid(p.pid)
-                if c.cgroup is not None and c.oom_watch is None:
-                    c.oom_watch = c.cgroup.watch_oom(
-                        self.reactor, lambda: self._publish(topics.TASK_OOM, pb.TaskOOM(container_id=c.id)))
+                self._watch_oom(c)  # normally done at create already
                 self._publish(topics.TASK_START, pb.TaskStart(container_id=c.id, pid=p.pid))
             else:
                 self._publish(topics.TASK_EXEC_STARTED,
@@ -257,6 +258,11 @@ class TaskService:
             if held is not None:
                 self._exited(p, *held)
         return pb.StartResponse(pid=p.pid)
+
+    def _watch_oom(self, c: Container) -> None:
+        if c.cgroup is not None and c.oom_watch is None:
+            c.oom_watch = c.cgroup.watch_oom(
+                self.reactor, lambda: self._publish(topics.TASK_OOM, pb.TaskOOM(container_id=c.id)))
 
     def _start_exec(self, c: Container, p: Process) -> None:
         spec_path, pid_path = c.exec_paths(p.exec_id)

@@ -442,6 +442,32 @@ async def test_oom_event(env) -> None:
     await tm.delete_task("default", "oom")
 
 
+async def test_oom_watch_is_armed_between_create_and_start(env) -> None:
+    """C15: the shim watches for OOM kills from `runc create` on, so a kill that comes before
+    the user's process could even be watched after `runc start` is still reported, and
+    reported before the exit. The kill is made before Start: a host process joins the
+    container's memory cgroup and overruns its limit."""
+    from pycontainerd.shim.cgroups import Cgroup
+
+    tm = env.manager()
+    task = await env.create(tm, "oomc", ["true"], memory_limit=16 << 20)
+    cg = Cgroup.for_pid(task.pid)
+    memory = cg.paths["memory"] if cg.version == 1 else cg.path
+    hog = subprocess.run(["/bin/busybox", "sh", "-c",
+                          f"echo 1000 > /proc/self/oom_score_adj && echo $$ > {memory}/cgroup.procs && "
+                          "exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1"],
+                         capture_output=True, timeout=60)
+    assert hog.returncode == -signal.SIGKILL, hog
+    await env.events.wait_for("/tasks/oom", "oomc")
+    await task.start()
+    exit = await task.wait(timeout=60)
+    assert exit.exit_status == 0  # the container's own process was not the one killed
+    await env.events.wait_for("/tasks/exit", "oomc")
+    topics = env.events.topics("oomc")
+    assert topics.index("/tasks/oom") < topics.index("/tasks/start") < topics.index("/tasks/exit"), topics
+    await tm.delete_task("default", "oomc")
+
+
 async def test_containerd_default_spec_through_the_shim(env) -> None:
     from pycontainerd import oci
     from pycontainerd.oci.opts import (

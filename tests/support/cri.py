@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -231,6 +232,15 @@ def _named_under(base: Path, names: set[str], max_size: int = 256 << 20) -> set[
     return found
 
 
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
     pins made since ``pins_before`` that this daemon recorded (other test sessions on the
@@ -305,6 +315,10 @@ class CRIClient:
     def pod_status(self, pid: str, verbose: bool = False) -> cri.PodSandboxStatusResponse:
         return self.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pid, verbose=verbose))
 
+    def pid(self, cid: str) -> int:
+        """The host pid of a container's process (ContainerStatus verbose info)."""
+        return json.loads(self.status(cid, verbose=True).info["info"])["pid"]
+
     def wait_state(self, cid: str, state: int, timeout: float = 30.0) -> cri.ContainerStatus:
         deadline = time.monotonic() + timeout
         while True:
@@ -353,8 +367,6 @@ def container_config(name: str, image: str, *, command=(), args=(), log_path: st
 
 
 def bridge_conflist(name: str, bridge: str, subnet: str, data_dir: str, *, portmap: bool = True) -> str:
-    import json
-
     plugins = [
         {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
          "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],

@@ -5,9 +5,19 @@ by tag and digest, blobs with ``Range``, uploads (POST/PATCH/PUT, cross-repo mou
 or bearer auth (with a token server on ``auth.test``), 307 redirects of blob downloads to
 ``cdn.test``, corrupt content, and a record of every request seen.
 
+Misbehaviours seen in the wild, each a field: a token server whose POST answers an HTML
+page (``post_html``), that names the token ``token`` or ``access_token`` only
+(``token_key``), short-lived tokens it enforces (``token_expires_in``), challenges without
+a scope (``challenge_scope``), slow blobs (``delay``), connections cut once (``cut_after``)
+or at the same offset every time (``stall_at``), ``Range`` ignored (``honor_range``) or
+answered with a ``Content-Range`` that does not match (``bad_content_range``).
+
     reg = FakeRegistry(auth="bearer")
     desc = reg.add_image("library/busybox", tag="latest")
     resolver = Resolver(transport=reg.transport(), credentials=("u", "p"))
+
+:func:`serve_http` puts the same registry on a real 127.0.0.1 port (for a daemon to pull
+from), and :func:`mirror_image` copies an image built by real tools into it.
 """
 
 from __future__ import annotations
@@ -16,8 +26,13 @@ import base64
 import hashlib
 import json
 import re
+import contextlib
 import secrets
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import httpx
@@ -59,6 +74,15 @@ class FakeRegistry:
     token_requests: list[httpx.Request] = field(default_factory=list)
     uploads: dict[str, bytearray] = field(default_factory=dict)
     no_head_manifests: bool = False  # answer 405 to HEAD on manifests
+    post_html: bool = False  # the token POST answers 200 text/html (a login page)
+    token_key: str = ""  # "token" / "access_token": the only name the token gets ("": both ways)
+    challenge_scope: bool = True  # Bearer challenges name the scope
+    realm: str = f"https://{AUTH}/token"
+    token_issued: dict[str, float] = field(default_factory=dict)  # token -> monotonic time issued
+    delay: dict[str, float] = field(default_factory=dict)  # digest -> seconds before a GET answers
+    stall_at: dict[str, int] = field(default_factory=dict)  # digest -> every GET is cut at this offset
+    cut_every: dict[str, int] = field(default_factory=dict)  # digest -> every GET is cut after n bytes
+    bad_content_range: str = ""  # "start0": 206 from byte 0 whatever was asked; "garbage": unparsable
 
     # ---- content -------------------------------------------------------------------
 
@@ -110,7 +134,7 @@ class FakeRegistry:
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         host = request.url.host
-        if host == AUTH:
+        if host == AUTH or request.url.path == "/token":
             return self._token(request)
         if host == CDN:
             m = re.fullmatch(r"/blob/(sha256:[a-f0-9]{64})", request.url.path)
@@ -142,8 +166,8 @@ class FakeRegistry:
                 headers={"WWW-Authenticate": 'Basic realm="fake"'},
                 json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
             )
-        params = f'realm="https://{AUTH}/token",service="{self.host}"'
-        if scope:
+        params = f'realm="{self.realm}",service="{self.host}"'
+        if scope and self.challenge_scope:
             params += f',scope="{scope}"'
         if error:
             params += f',error="{error}"'
@@ -163,7 +187,8 @@ class FakeRegistry:
         if not header.startswith("Bearer "):
             return self._challenge(scope)
         granted = self.tokens.get(header[len("Bearer ") :])
-        if granted is None:
+        issued = self.token_issued.get(header[len("Bearer ") :], 0.0)
+        if granted is None or time.monotonic() - issued > self.token_expires_in:
             return self._challenge(scope, "invalid_token")
         if scope is None:
             return None
@@ -177,6 +202,9 @@ class FakeRegistry:
         if request.method == "POST":
             if not self.oauth_post:
                 return httpx.Response(404)
+            if self.post_html:
+                return httpx.Response(200, headers={"Content-Type": "text/html; charset=utf-8"},
+                                      content=b"<!DOCTYPE html><html><body><form>Sign in</form></body></html>")
             form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
             authed = form.get("username") == self.username and form.get("password") == self.password
             scopes = form.get("scope", "").split(" ") if form.get("scope") else []
@@ -202,7 +230,8 @@ class FakeRegistry:
             granted.add(s)
         token = secrets.token_hex(8)
         self.tokens[token] = granted
-        return httpx.Response(200, json={key: token, "expires_in": self.token_expires_in})
+        self.token_issued[token] = time.monotonic()
+        return httpx.Response(200, json={self.token_key or key: token, "expires_in": self.token_expires_in})
 
     def _manifest(self, request: httpx.Request, repo: str, ref: str) -> httpx.Response:
         store = self.manifests.setdefault(repo, {})
@@ -222,6 +251,8 @@ class FakeRegistry:
             return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
         media_type, data = store[d]
         data = self.corrupt.get(d, data)
+        if request.method == "GET":
+            time.sleep(self.delay.get(d, 0.0))
         headers = {"Content-Type": media_type, "Docker-Content-Digest": d, "Content-Length": str(len(data))}
         return httpx.Response(200, headers=headers, content=b"" if request.method == "HEAD" else data)
 
@@ -238,16 +269,25 @@ class FakeRegistry:
         headers = {"Docker-Content-Digest": d, "Content-Type": "application/octet-stream"}
         status = 200
         rng = request.headers.get("range")
+        start = 0
         if rng and self.honor_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
+            start = 0 if self.bad_content_range else int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            if self.bad_content_range == "garbage":
+                headers["Content-Range"] = f"bytes */{len(data)}"
             data = data[start:]
             status = 206
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(data))
             return httpx.Response(status, headers=headers)
+        time.sleep(self.delay.get(d, 0.0))
         cut = self.cut_after.pop(d, None)
+        if d in self.stall_at:
+            cut = max(0, self.stall_at[d] - start)
+        if d in self.cut_every and self.cut_every[d] < len(data):
+            cut = self.cut_every[d]
         if cut is not None:
+            headers["Content-Length"] = str(len(data))  # promises all of it
             return httpx.Response(status, headers=headers, stream=_BrokenStream(data[:cut]))
         return httpx.Response(status, headers=headers, content=data)
 
@@ -315,3 +355,85 @@ class _BrokenStream(httpx.AsyncByteStream):
 
 def platform_of(arch: str, variant: str = "") -> Platform:
     return Platform(os="linux", architecture=arch, variant=variant)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    registry: FakeRegistry
+
+    def _any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        request = httpx.Request(self.command, f"http://{host}{self.path}",
+                                headers=[(k, v) for k, v in self.headers.items() if k.lower() != "host"],
+                                content=body)
+        resp = self.registry.handle(request)
+        broken = resp.stream if isinstance(resp.stream, _BrokenStream) else None
+        payload = broken.data if broken is not None else (b"" if self.command == "HEAD" else resp.read())
+        self.send_response(resp.status_code)
+        for k, v in resp.headers.multi_items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(k, v)
+        if self.command == "HEAD" or broken is not None:  # a cut announces all, sends part, hangs up
+            self.send_header("Content-Length", resp.headers.get("content-length", "0"))
+        else:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        if broken is not None:
+            self.wfile.flush()
+            self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+    def log_message(self, format: str, *args) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def serve_http(reg: FakeRegistry) -> Iterator[str]:
+    """Serve ``reg`` over plain HTTP on a free 127.0.0.1 port; yields ``host:port``. The
+    registry's ``host`` and ``realm`` (token endpoint ``/token`` on the same port) are set to
+    it. The server thread is stopped and joined on exit."""
+    handler = type("Handler", (_Handler,), {"registry": reg})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    host = f"127.0.0.1:{server.server_address[1]}"
+    reg.host = host
+    reg.realm = f"http://{host}/token"
+    thread = threading.Thread(target=server.serve_forever, name=f"fake-registry-{host}", daemon=True)
+    thread.start()
+    try:
+        yield host
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def mirror_image(reg: FakeRegistry, source: str, repo: str, tag: str, *, as_repo: str | None = None) -> Descriptor:
+    """Copy ``source``'s ``repo:tag`` (a plain-HTTP registry, e.g. images made by umoci and
+    pushed by skopeo) into ``reg`` as ``as_repo:tag``, manifests and blobs byte for byte."""
+    dest = as_repo or repo
+    accept = ", ".join([mt.OCI_IMAGE_INDEX, mt.OCI_IMAGE_MANIFEST, mt.DOCKER_SCHEMA2_MANIFEST_LIST,
+                        mt.DOCKER_SCHEMA2_MANIFEST])
+    with httpx.Client(base_url=f"http://{source}/v2/{repo}", timeout=60) as c:
+        def copy_manifest(ref: str, tag: str | None) -> Descriptor:
+            r = c.get(f"/manifests/{ref}", headers={"Accept": accept})
+            r.raise_for_status()
+            media_type = r.headers["content-type"].split(";")[0]
+            d = sha256(r.content)
+            reg.manifests.setdefault(dest, {})[d] = (media_type, r.content)
+            if tag:
+                reg.tags.setdefault(dest, {})[tag] = d
+            doc = json.loads(r.content)
+            for child in doc.get("manifests", []):
+                copy_manifest(child["digest"], None)
+            for blob in [doc["config"], *doc.get("layers", [])] if "config" in doc else []:
+                b = c.get(f"/blobs/{blob['digest']}", follow_redirects=True)
+                b.raise_for_status()
+                reg.blobs.setdefault(dest, {})[blob["digest"]] = b.content
+            return Descriptor(media_type=media_type, digest=d, size=len(r.content))
+
+        return copy_manifest(tag, tag)

@@ -8,6 +8,8 @@ import re
 from datetime import timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pycontainerd.cri.logs import (
     FULL,
@@ -69,6 +71,62 @@ def test_splitter_is_independent_of_chunking(chunk):
     joined = b"".join(c + (b"\n" if t == FULL else b"") for t, c in out)
     assert joined == data
     assert all(len(c) <= 10 for _, c in out)
+
+
+def containerd_records(data: bytes, max_len: int) -> list[tuple[str, bytes]]:
+    """The records containerd's redirectLogs writes for ``data``, worked out line by line:
+    "\n" or "\r\n" ends a line (F), longer lines are cut into P chunks of exactly
+    ``max_len``, and what follows the last newline is written as P at end of stream."""
+    *lines, tail = data.split(b"\n")
+    out: list[tuple[str, bytes]] = []
+    for tag, line in [(FULL, (x[:-1] if x.endswith(b"\r") else x)) for x in lines] + [(PARTIAL, tail)]:
+        if tag == PARTIAL and not line:
+            break
+        while len(line) > max_len:
+            out.append((PARTIAL, line[:max_len]))
+            line = line[max_len:]
+        out.append((tag, line))
+    return out
+
+
+AROUND = (0, 1, 62, 63, 64, 65, 66, 127, 128, 129, 192, 200)
+
+
+@pytest.mark.parametrize("length", AROUND)
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b""])
+def test_splitter_lengths_at_and_around_the_limit(length, eol):
+    data = bytes(range(33, 33 + 64)) * 4
+    line = data[:length] + eol
+    for chunk in (1, 63, 64, 65, len(line) or 1):
+        s = LineSplitter(64)
+        out = []
+        for i in range(0, len(line), chunk):
+            out += s.feed(line[i:i + chunk])
+        out += s.close()
+        assert out == containerd_records(line, 64), (length, eol, chunk)
+    full, rest = divmod(length, 64)
+    if eol and length:
+        # P…P F, cut exactly at the limit; a multiple of the limit ends with a full chunk
+        assert [len(c) for _, c in out] == [64] * full + [rest] if rest else [64] * full
+        assert [t for t, _ in out] == [PARTIAL] * (len(out) - 1) + [FULL]
+    elif eol:
+        assert out == [(FULL, b"")]  # an empty line
+    else:
+        assert all(t == PARTIAL for t, _ in out)  # no newline before the end: partial, byte for byte
+        assert b"".join(c for _, c in out) == line
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"b" * 63, b"c" * 64, b"\n", b"\r", b"\r\n", b"\xff", b" "]),
+                max_size=40), st.integers(1, 70))
+def test_splitter_matches_containerd_for_any_stream_and_chunking(parts, chunk):
+    data = b"".join(parts)
+    s = LineSplitter(64)
+    out = []
+    for i in range(0, len(data), chunk):
+        out += s.feed(data[i:i + chunk])
+    out += s.close()
+    assert out == containerd_records(data, 64)
 
 
 async def test_container_io_copies_fifos_into_cri_log(tmp_path):

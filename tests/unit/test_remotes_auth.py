@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -15,7 +16,9 @@ from pycontainerd.remotes.auth import (
     make_credentials,
     parse_challenges,
 )
+from pycontainerd.remotes import platforms
 from pycontainerd.remotes.errors import Unauthorized
+from pycontainerd.remotes.fetch import fetch_image
 from pycontainerd.remotes.resolver import Resolver
 from tests.support.fake_registry import AUTH, FakeRegistry
 
@@ -164,12 +167,72 @@ async def test_concurrent_requests_share_one_token_request():
 
 
 async def test_expired_token_is_refetched():
-    reg = FakeRegistry(auth="bearer", anonymous_pull=True, token_expires_in=1)  # < safety margin
+    reg = FakeRegistry(auth="bearer", anonymous_pull=True, token_expires_in=1)
     reg.add_image("library/busybox")
     async with Resolver(transport=reg.transport()) as r:
         await r.resolve(REF)
         await r.resolve(REF)
+        assert len(reg.token_requests) == 1  # a 1-second token is used while it lives
+        await asyncio.sleep(1.1)
+        await r.resolve(REF)
     assert len(reg.token_requests) == 2
+
+
+async def test_two_second_tokens_cost_one_refresh_per_pull():
+    """A pull that outlives its 2-second token asks for one more, not one per request
+    (a renewal margin longer than the token's life made every request fetch one)."""
+    reg = FakeRegistry(auth="bearer", token_expires_in=2)
+    want = reg.add_image("library/busybox", layers=3)
+    manifest = json.loads(reg.manifests["library/busybox"][want.digest][1])
+    reg.delay[manifest["config"]["digest"]] = 2.2  # the pull outlives the first token
+    async with Resolver(transport=reg.transport(), credentials=("user", "secret")) as r:
+        result = await fetch_image(r, REF, platforms.only("linux/amd64"), _discard)
+    assert result.target == want
+    assert len(reg.token_requests) == 2, [t.method for t in reg.token_requests]
+
+
+async def _discard(desc, stream) -> None:
+    async for _ in stream:
+        pass
+
+
+async def test_oauth_post_answering_html_falls_back_to_get():
+    """A token server whose POST is a login page (200 text/html): containerd's resolver
+    falls back to the GET form, and so do we."""
+    reg = FakeRegistry(auth="bearer", post_html=True)
+    want = reg.add_image("library/busybox")
+    async with Resolver(transport=reg.transport(), credentials=("user", "secret")) as r:
+        name, desc = await r.resolve(REF)
+        await r.fetcher(name).fetch_bytes(desc)
+    assert desc == want
+    post, get = reg.token_requests
+    assert post.method == "POST" and get.method == "GET"
+    assert get.headers["authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()
+
+
+@pytest.mark.parametrize("key", ["token", "access_token"])
+@pytest.mark.parametrize("post", [True, False])
+async def test_token_answer_named_token_or_access_token(key, post):
+    reg = FakeRegistry(auth="bearer", token_key=key, oauth_post=post)
+    want = reg.add_image("library/busybox")
+    async with Resolver(transport=reg.transport(), credentials=("user", "secret")) as r:
+        name, desc = await r.resolve(REF)
+        await r.fetcher(name).fetch_bytes(desc)
+    assert desc == want
+    assert [t.method for t in reg.token_requests] == (["POST"] if post else ["POST", "GET"])
+
+
+async def test_challenge_without_scope_asks_for_the_repository_scope():
+    reg = FakeRegistry(auth="bearer", challenge_scope=False)
+    want = reg.add_image("library/busybox")
+    async with Resolver(transport=reg.transport(), credentials=("user", "secret")) as r:
+        name, desc = await r.resolve(REF)
+        assert await r.fetcher(name).fetch_bytes(desc)
+    assert desc == want
+    assert "scope=" not in reg.requests[0].url.query.decode()
+    (post,) = reg.token_requests
+    form = dict(x.split("=", 1) for x in post.content.decode().split("&"))
+    assert form["scope"] == "repository%3Alibrary%2Fbusybox%3Apull"
 
 
 async def test_revoked_token_is_replaced():
