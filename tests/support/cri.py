@@ -210,10 +210,19 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _daemon_logs(base: Path) -> str:
+    """The logs of the daemons run under ``base`` (they name each netns they create)."""
+    text = []
+    for path in Path(base).rglob("daemon.log"):
+        with contextlib.suppress(OSError):
+            text.append(path.read_text(errors="replace"))
+    return "\n".join(text)
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     """Kill shims of the daemon at ``base``, unmount what is left under it, remove netns
-    pins made since ``pins_before``. Returns what had to be cleaned (empty when the test
-    had cleaned up itself)."""
+    pins made since ``pins_before`` by a daemon under ``base`` (its log names them).
+    Returns what had to be cleaned (empty when the test had cleaned up itself)."""
     leftovers = []
     for pid in processes_mentioning(str(base)):
         leftovers.append(f"process {pid}")
@@ -222,8 +231,10 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
+    logs = _daemon_logs(base)
     for name in netns_pins() - pins_before:
-        if name.startswith("cni-"):
+        # only the daemon's own: other tests on the machine make cni-* pins meanwhile
+        if name.startswith("cni-") and name in logs:
             leftovers.append(f"netns {name}")
             path = os.path.join(NETNS_DIR, name)
             _libc.umount2(path.encode(), 2)
