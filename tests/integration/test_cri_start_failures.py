@@ -67,7 +67,10 @@ def test_failed_start_leaves_pod_and_neighbours_alone(env, pod, failure, tmp_pat
     # that container alone: EXITED, StartError, 128 and runc's message (containerd's CRI)
     st = c.status(cid).status
     assert (st.state, st.reason, st.exit_code) == (cri.CONTAINER_EXITED, "StartError", 128)
-    assert failure.expect in st.message and "failed to create containerd task" in st.message, st.message
+    assert failure.expect in st.message, st.message
+    # containerd's words around runc's
+    assert st.message.startswith("failed to create containerd task: failed to create shim task: "
+                                 "OCI runtime create failed: runc create failed: "), st.message
     assert st.finished_at > 0 and st.started_at == 0
     # the pod, its shim and the running container: untouched
     assert c.pod_status(pid).status.state == cri.SANDBOX_READY

@@ -72,6 +72,7 @@ def test_group_shim_survives_failed_starts(ctr_bin, daemon, busybox_image, tmp_p
             run = ctr(ctr_bin, daemon, "run", "-d", "--annotation", f"{GROUP}={group}", *flags, image, cid, *command,
                       check=False)
             assert run.returncode != 0 and expect in run.stderr, (name, run.stderr)
+            assert run.stderr.startswith("ctr: failed to create shim task: OCI runtime create failed: "), run.stderr
             tasks = ctr(ctr_bin, daemon, "tasks", "ls").stdout
             assert tasks == before and "RUNNING" in tasks, (name, tasks)
             assert shim_pids(keeper) == shims, name
