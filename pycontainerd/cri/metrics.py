@@ -11,14 +11,15 @@ running container:
 - cpu, memory, OOM kills and block I/O from the task's cgroup figures, which the shim reads
   (cgroup v1 — this host, hybrid — or v2) and the Tasks service hands out;
 - processes, threads, file descriptors, sockets and the ``nofile`` soft limit from ``/proc``
-  of the container's processes (its pids from the Tasks service);
+  of the container's processes (its pids from the Tasks service); pressure (PSI) from the
+  container's cgroup v2 directory (on a hybrid host, the unified hierarchy has it);
 - the writable layer's usage from the snapshotter, the filesystem's size and inodes from
   ``statvfs`` of the snapshotter's directory;
 - the ``spec`` figures from the container's current CRI resources.
 
 What the daemon's services provide comes through :class:`TaskSource`, a narrow seam (the
 gRPC :class:`~pycontainerd.cri.backend.Backend` today, the in-process services tomorrow).
-Hugepages, pressure (PSI) and the memory reservation are not reported (no descriptor).
+Hugepages and the memory reservation are not reported (no descriptor).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..api.cgroups.v1 import metrics_pb2 as cg1
 from ..api.cgroups.v2 import metrics_pb2 as cg2
 from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import ContainerdError
+from ..shim.cgroups import unified_dir
 from . import netns
 from .state import ContainerState, SandboxState
 from .store import Container, Sandbox
@@ -100,6 +102,12 @@ DESCRIPTORS: tuple[Descriptor, ...] = (
     _d("container_spec_cpu_shares", GAUGE, "CPU shares the container was given."),
     _d("container_spec_memory_limit_bytes", GAUGE, "Memory limit the container was given, in bytes."),
     _d("container_spec_memory_swap_limit_bytes", GAUGE, "Memory plus swap limit the container was given, in bytes."),
+    _d("container_pressure_cpu_waiting_seconds_total", COUNTER, "Time some tasks waited for CPU, in seconds."),
+    _d("container_pressure_cpu_stalled_seconds_total", COUNTER, "Time all tasks waited for CPU, in seconds."),
+    _d("container_pressure_memory_waiting_seconds_total", COUNTER, "Time some tasks waited for memory, in seconds."),
+    _d("container_pressure_memory_stalled_seconds_total", COUNTER, "Time all tasks waited for memory, in seconds."),
+    _d("container_pressure_io_waiting_seconds_total", COUNTER, "Time some tasks waited for I/O, in seconds."),
+    _d("container_pressure_io_stalled_seconds_total", COUNTER, "Time all tasks waited for I/O, in seconds."),
     _d("container_start_time_seconds", GAUGE, "When the container started, in seconds since the epoch."),
     _d("container_last_seen", GAUGE, "When these figures were read, in seconds since the epoch."),
     _d("container_network_receive_bytes_total", COUNTER, "Bytes received.", "interface"),
@@ -222,6 +230,7 @@ class Processes:
     fs_size: int = 0
     fs_inodes: int = 0
     fs_inodes_free: int = 0
+    pressure: dict[str, tuple[int, int]] = field(default_factory=dict)  # cpu/memory/io -> (some, full) µs
 
 
 def read_processes(pids: Iterable[int], init_pid: int, fs_path: str) -> Processes:
@@ -248,10 +257,28 @@ def read_processes(pids: Iterable[int], init_pid: int, fs_path: str) -> Processe
                 if line.startswith("Max open files"):
                     soft = line[len("Max open files"):].split()[0]
                     out.nofile_soft = None if soft == "unlimited" else int(soft)
+    out.pressure = read_pressure(unified_dir(init_pid)) if init_pid else {}
     if fs_path:
         with contextlib.suppress(OSError):
             st = os.statvfs(fs_path)
             out.fs_size, out.fs_inodes, out.fs_inodes_free = st.f_blocks * st.f_frsize, st.f_files, st.f_ffree
+    return out
+
+
+def read_pressure(cgroup_dir: str) -> dict[str, tuple[int, int]]:
+    """PSI totals of a cgroup v2 directory: ``{resource: (some µs, full µs)}`` (those it has)."""
+    out: dict[str, tuple[int, int]] = {}
+    if not cgroup_dir:
+        return out
+    for res in ("cpu", "memory", "io"):
+        totals = {}
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(cgroup_dir, f"{res}.pressure")) as f:
+                for line in f:
+                    kind, _, rest = line.partition(" ")
+                    totals[kind] = int(rest.rsplit("total=", 1)[1])
+        if "some" in totals:
+            out[res] = (totals["some"], totals.get("full", 0))
     return out
 
 
@@ -322,6 +349,9 @@ def container_metrics(ct: Container, cg: Cgroup | None, procs: Processes, fs_use
         b.add("container_fs_limit_bytes", procs.fs_size)
         b.add("container_fs_inodes_total", procs.fs_inodes)
         b.add("container_fs_inodes_free", procs.fs_inodes_free)
+    for res, (some, full) in sorted(procs.pressure.items()):
+        b.add(f"container_pressure_{res}_waiting_seconds_total", some // 1_000_000)
+        b.add(f"container_pressure_{res}_stalled_seconds_total", full // 1_000_000)
     r = ct.resources
     b.add("container_spec_cpu_period", r.cpu_period)
     b.add("container_spec_cpu_quota", r.cpu_quota)
@@ -366,10 +396,16 @@ async def sandbox_metrics(c, source: TaskSource, sb: Sandbox) -> cri.PodSandboxM
         fs_used = None
         with contextlib.suppress(ContainerdError):
             fs_used = (await source.snapshot_usage(ct.id))[0]
-        procs = await asyncio.to_thread(read_processes, pids, ct.pid, c.snapshotter_root)
-        metrics = container_metrics(ct, Cgroup.from_any(figures.get(ct.id)), procs, fs_used, now_ns())
+        metrics = await asyncio.to_thread(_measure, ct, figures.get(ct.id), pids, fs_used, c.snapshotter_root)
         out.container_metrics.append(cri.ContainerMetrics(container_id=ct.id, metrics=metrics))
     return out
+
+
+def _measure(ct: Container, figures: any_pb2.Any | None, pids: list[int], fs_used: int | None,
+             fs_path: str) -> list[cri.Metric]:
+    """Read ``/proc``, ``statvfs`` and sysfs (blocking: on a worker thread) and build the metrics."""
+    procs = read_processes(pids, ct.pid, fs_path)
+    return container_metrics(ct, Cgroup.from_any(figures), procs, fs_used, now_ns())
 
 
 async def all_sandbox_metrics(c, source: TaskSource) -> list[cri.PodSandboxMetrics]:

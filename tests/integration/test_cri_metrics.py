@@ -10,6 +10,7 @@ way the container moves: memory it allocates, bytes it writes, packets it sends.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -116,6 +117,9 @@ def test_pod_metrics_are_real(env):
     assert before[(cid, "container_file_descriptors")][()] >= 3
     assert before[(cid, "container_ulimits_soft")][("max_open_files",)] > 0
     assert before[(cid, "container_oom_events_total")][()] == 0
+    if os.path.exists("/proc/pressure/cpu"):  # PSI from the container's cgroup v2 dir (hybrid too)
+        assert {(cid, f"container_pressure_{r}_{k}_seconds_total") for r in ("cpu", "memory", "io")
+                for k in ("waiting", "stalled")} <= set(before)
     fs = before[(cid, "container_fs_limit_bytes")][()]
     assert fs > before[(cid, "container_fs_usage_bytes")][()] and before[(cid, "container_fs_inodes_total")][()] > 0
     # the pod's own network: eth0 (CNI's veth end), lo left out

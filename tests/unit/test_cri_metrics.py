@@ -60,7 +60,8 @@ def test_every_metric_has_a_value_per_label_key():
         metadata=cri.ContainerMetadata(name="web")), created_at=1, image_ref="busybox:1", image_id="sha256:x",
         started_at=7 * 10**9)
     cg = metrics.Cgroup(faults={("pgfault", "container"): 1}, io={(8, 0): {"rbytes": 1}})
-    procs = metrics.Processes(count=1, nofile_soft=1024, fs_size=10, fs_inodes=5, fs_inodes_free=4)
+    procs = metrics.Processes(count=1, nofile_soft=1024, fs_size=10, fs_inodes=5, fs_inodes_free=4,
+                              pressure={r: (3_000_000, 1_000_000) for r in ("cpu", "memory", "io")})
     out = metrics.container_metrics(ct, cg, procs, 3, 9 * 10**9)
     sb = Sandbox(id="s1", name="p", config=cri.PodSandboxConfig(), runtime_handler="", runtime_name="", created_at=1)
     out += metrics.network_metrics(sb, [Interface("lo", 1, True, (), 1, 0, 1, 0),
@@ -71,5 +72,15 @@ def test_every_metric_has_a_value_per_label_key():
         assert len(m.label_values) == len(metrics.BY_NAME[m.name].message().label_keys), m.name
     by = {(m.name, tuple(m.label_values)): m.value.value for m in out}
     assert by[("container_start_time_seconds", ("c1", "web", "busybox:1"))] == 7
+    assert by[("container_pressure_io_waiting_seconds_total", ("c1", "web", "busybox:1"))] == 3
+    assert by[("container_pressure_io_stalled_seconds_total", ("c1", "web", "busybox:1"))] == 1
     assert by[("container_network_receive_packets_total", ("s1", "POD", "", "eth0"))] == 3
     assert not any(m.label_values[-1] == "lo" for m in out if m.name.startswith("container_network"))
+
+
+def test_pressure_files(tmp_path):
+    (tmp_path / "cpu.pressure").write_text("some avg10=1.00 avg60=0.50 avg300=0.10 total=2500000\n"
+                                           "full avg10=0.00 avg60=0.00 avg300=0.00 total=700000\n")
+    (tmp_path / "io.pressure").write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=42\n")
+    assert metrics.read_pressure(str(tmp_path)) == {"cpu": (2_500_000, 700_000), "io": (42, 0)}
+    assert metrics.read_pressure("") == {}
