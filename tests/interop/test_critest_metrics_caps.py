@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,8 @@ def _run_here(critest: str) -> int:
     from tests.support.registry import start_registry
 
     reg = start_registry()
+    base = Path(tempfile.mkdtemp(prefix="pcd-critest-"))
     try:
-        base = Path(tempfile.mkdtemp(prefix="pcd-critest-"))
         subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
         with cri_env(base / "cri", reg, subnet=subnet, restrict_oom=True) as env:
             env.client.pull(env.images.busybox)
@@ -63,6 +64,7 @@ def _run_here(critest: str) -> int:
             return proc.returncode
     finally:
         reg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
