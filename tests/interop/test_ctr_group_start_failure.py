@@ -62,6 +62,7 @@ def test_group_shim_survives_failed_starts(ctr_bin, daemon, busybox_image, tmp_p
     ctr(ctr_bin, daemon, "images", "pull", "--plain-http", image)
     group = f"grp-{uuid.uuid4().hex[:8]}"
     keeper = f"keeper-{uuid.uuid4().hex[:8]}"
+    made = [keeper]
     try:
         ctr(ctr_bin, daemon, "run", "-d", "--annotation", f"{GROUP}={group}", image, keeper, "sleep", "100000")
         shims = shim_pids(keeper)
@@ -69,6 +70,7 @@ def test_group_shim_survives_failed_starts(ctr_bin, daemon, busybox_image, tmp_p
         before = ctr(ctr_bin, daemon, "tasks", "ls").stdout
         for name, flags, command, expect in failures(tmp_path):
             cid = f"{name}-{uuid.uuid4().hex[:6]}"
+            made.append(cid)
             run = ctr(ctr_bin, daemon, "run", "-d", "--annotation", f"{GROUP}={group}", *flags, image, cid, *command,
                       check=False)
             assert run.returncode != 0 and expect in run.stderr, (name, run.stderr)
@@ -82,13 +84,15 @@ def test_group_shim_survives_failed_starts(ctr_bin, daemon, busybox_image, tmp_p
             bundles = daemon.state / "io.containerd.runtime.v2.task" / "default"
             assert sorted(os.listdir(bundles)) == [keeper], name
         assert "shim disconnected" not in daemon.log()
-    finally:
-        ctr(ctr_bin, daemon, "tasks", "kill", "-s", "9", keeper, check=False)
-        for _ in range(100):
-            if ctr(ctr_bin, daemon, "tasks", "rm", keeper, check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        ctr(ctr_bin, daemon, "containers", "rm", keeper, check=False)
+    finally:  # whatever was made, even by a start that wrongly succeeded
+        for cid in reversed(made):
+            ctr(ctr_bin, daemon, "tasks", "kill", "-s", "9", cid, check=False)
+            for _ in range(100):
+                rm = ctr(ctr_bin, daemon, "tasks", "rm", cid, check=False)
+                if rm.returncode == 0 or "not found" in rm.stderr:
+                    break
+                time.sleep(0.1)
+            ctr(ctr_bin, daemon, "containers", "rm", cid, check=False)
     # the group's shim goes with its last task
     deadline = time.monotonic() + 10
     while shim_pids(keeper) and time.monotonic() < deadline:
