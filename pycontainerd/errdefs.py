@@ -142,3 +142,13 @@ BY_CODE: dict[str, type[ContainerdError]] = {
 def quote(value: object) -> str:
     """Quote a name for an error message the way containerd's ``%q`` does (``"name"``)."""
     return json.dumps(str(value), ensure_ascii=False)
+
+
+def wrap(exc: ContainerdError, context: str) -> ContainerdError:
+    """``exc`` with ``context`` in front of its message (containerd's ``fmt.Errorf("…: %w",
+    err)``): the same class, so the same status code."""
+    out = type(exc).__new__(type(exc))
+    out.__dict__.update(exc.__dict__)
+    Exception.__init__(out, f"{context}: {exc}")
+    out.context = f"{context}: {exc.context}" if getattr(exc, "context", "") else context
+    return out

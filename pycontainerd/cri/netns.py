@@ -135,6 +135,10 @@ class Interface:
     rx_errors: int
     tx_bytes: int
     tx_errors: int
+    rx_packets: int = 0
+    rx_dropped: int = 0
+    tx_packets: int = 0
+    tx_dropped: int = 0
 
 
 def interfaces(path: str) -> list[Interface]:
@@ -153,7 +157,9 @@ def interfaces(path: str) -> list[Interface]:
                     name=link.get_attr("IFLA_IFNAME"), index=link["index"], up=bool(link["flags"] & 1),
                     addresses=tuple(addrs.get(link["index"], ())),
                     rx_bytes=int(stats.get("rx_bytes", 0)), rx_errors=int(stats.get("rx_errors", 0)),
-                    tx_bytes=int(stats.get("tx_bytes", 0)), tx_errors=int(stats.get("tx_errors", 0))))
+                    tx_bytes=int(stats.get("tx_bytes", 0)), tx_errors=int(stats.get("tx_errors", 0)),
+                    rx_packets=int(stats.get("rx_packets", 0)), rx_dropped=int(stats.get("rx_dropped", 0)),
+                    tx_packets=int(stats.get("tx_packets", 0)), tx_dropped=int(stats.get("tx_dropped", 0))))
             return out
 
     return run_in(path, read)

@@ -33,7 +33,7 @@ from typing import Any
 from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import FailedPrecondition, InvalidArgument, NotImplementedYet, quote
 from ..oci import opts as o
-from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, KNOWN_CAPS, Spec, cgroup_mode
+from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
 
 ANN_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 ANN_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
@@ -179,14 +179,18 @@ def apparmor_opts(profile: cri.SecurityProfile | None, legacy: str, privileged: 
 
 
 def capability_opts(caps: cri.Capability | None) -> list[o.SpecOpt]:
-    """Add/drop with ``ALL`` first (so ``add ALL, drop CHOWN`` works), names without ``CAP_``."""
+    """Add/drop with ``ALL`` first (so ``add ALL, drop CHOWN`` works), names without ``CAP_``.
+
+    ``ALL`` is every capability the daemon itself holds (its effective set, as containerd's
+    ``cap.Current``), not every one the kernel knows: runc cannot give a container what its
+    caller lacks (``unable to apply caps: operation not permitted``)."""
     if caps is None:
         return []
     out: list[o.SpecOpt] = []
     adds = [c.upper() for c in caps.add_capabilities]
     drops = [c.upper() for c in caps.drop_capabilities]
     if "ALL" in adds:
-        out.append(o.with_capabilities(KNOWN_CAPS))
+        out.append(o.with_all_current_capabilities)
     if "ALL" in drops:
         out.append(o.with_capabilities([]))
 

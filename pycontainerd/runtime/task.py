@@ -43,7 +43,7 @@ from ..api.runtime.runc.options import oci_pb2 as runc_options
 from ..api.runtime.task.v2 import shim_pb2 as api
 from ..api.types import mount_pb2
 from ..api.types.task import task_pb2 as types
-from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote
+from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote, wrap
 from ..log import enabled, get_logger
 from .bundle import Bundle, empty_trash, remove_paths
 from .shim_manager import Shim, ShimManager
@@ -306,7 +306,10 @@ class TaskManager:
                                                       options=list(m.options)))
                 if options is not None:
                     req.options.CopyFrom(options)
-                resp = await shim.call("Create", req, api.CreateTaskResponse)
+                try:
+                    resp = await shim.call("Create", req, api.CreateTaskResponse)
+                except ContainerdError as exc:
+                    raise wrap(exc, "failed to create shim task") from exc  # containerd's words
                 if enabled(logging.DEBUG):
                     t3 = time.monotonic()
                     log.debug("task created", namespace=namespace, id=container_id, bundle_ms=round((t1 - t0) * 1e3, 1),
@@ -333,12 +336,18 @@ class TaskManager:
             raise
 
     async def _abandon(self, bundle: Bundle, shim: Shim | None) -> None:
-        """Undo a half-made task: stop its shim, clean up, remove the bundle."""
+        """Undo a half-made task: let its shim go, clean up, remove the bundle.
+
+        The shim may be shared (a pod's, or any ``io.containerd.runc.v2.group``) and serve
+        other tasks: it is asked to shut down only if it has nothing left to serve (no
+        ``now``, as containerd's ``shimTask.delete``), never forced — one container failing
+        to start must not take its neighbours down.
+        """
         if shim is not None:
+            # the shim may have the task after all (the call was cancelled or timed out)
             with contextlib.suppress(ContainerdError):
-                await shim.call("Shutdown", api.ShutdownRequest(id=bundle.id, now=True),
-                                empty_pb2.Empty, timeout=5)
-            await shim.close()
+                await shim.call("Delete", api.DeleteRequest(id=bundle.id), api.DeleteResponse, timeout=5)
+            await _release(shim, bundle.id)
         await self.shims.cleanup(bundle)
         with contextlib.suppress(ContainerdError, OSError):
             await asyncio.to_thread(bundle.delete)
@@ -363,11 +372,9 @@ class TaskManager:
         task._closing = True
         self._tasks.pop((namespace, id), None)
         if not shim_gone:
-            with contextlib.suppress(ContainerdError):
-                await task.shim.call("Shutdown", api.ShutdownRequest(id=id), empty_pb2.Empty,
-                                     timeout=3)
-        await task.shim.close()
-        if shim_gone:
+            await _release(task.shim, id)
+        else:
+            await task.shim.close()
             cleaned = await self.shims.cleanup(task.bundle)
             if cleaned is not None:
                 exit = Exit(cleaned.pid, cleaned.exit_status, _ts(cleaned.exited_at))
@@ -443,11 +450,9 @@ class TaskManager:
             try:
                 st = await shim.call("State", api.StateRequest(id=id), api.StateResponse, timeout=5)
             except NotFound:
-                # the shim is alive but never got the task (the daemon died mid-create)
-                with contextlib.suppress(ContainerdError):
-                    await shim.call("Shutdown", api.ShutdownRequest(id=id, now=True),
-                                    empty_pb2.Empty, timeout=3)
-                await shim.close()
+                # the shim is alive but never got the task (the daemon died mid-create); it
+                # may serve other tasks of its group: it goes only if it has none
+                await _release(shim, id)
                 result.cleaned.append(await self._cleanup_bundle(bundle, "task was never created in its shim"))
                 continue
             except ContainerdError as exc:
@@ -467,3 +472,11 @@ class TaskManager:
         self._tasks.clear()
         await self.wait_background()
         await self.shims.close()
+
+
+async def _release(shim: Shim, id: str) -> None:
+    """Done with ``shim`` for task ``id``: ask it to shut down if it serves no task any more
+    (a shim shared by a group keeps serving the others) and close the connection."""
+    with contextlib.suppress(ContainerdError):
+        await shim.call("Shutdown", api.ShutdownRequest(id=id), empty_pb2.Empty, timeout=5)
+    await shim.close()

@@ -87,6 +87,16 @@ def _join(mount: tuple[str, str], path: str) -> str:
     return os.path.normpath(os.path.join(mp, rel))
 
 
+def unified_dir(pid: int) -> str:
+    """The cgroup v2 directory of ``pid`` — on a hybrid host too, where the unified hierarchy
+    holds no controllers but does hold the pressure (PSI) files; "" when there is none."""
+    path = next((line[3:] for line in _read(f"/proc/{pid}/cgroup").splitlines() if line.startswith("0::")), None)
+    if path is None:
+        return ""
+    _, v2 = _mounts()
+    return _join(v2, path) if v2 is not None else ""
+
+
 class Cgroup:
     """The cgroup of one pid: ``version`` 1 with ``paths[controller]``, or 2 with ``path``."""
 

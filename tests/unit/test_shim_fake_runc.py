@@ -279,6 +279,47 @@ async def test_create_failure_leaves_nothing(daemon, state, runc_bin, monkeypatc
     assert tm.list("default") == []
 
 
+async def test_failed_create_leaves_a_shared_shim_serving(daemon, state, runc_bin) -> None:
+    """Two tasks of one group share a shim; the second's Create fails (its rootfs cannot be
+    mounted): the shim, with its pid, and the first task carry on (issue 13)."""
+    from pycontainerd.api.runtime.task.v2 import shim_pb2
+    from pycontainerd.mount import Mount
+
+    tm, ev, sink, _ = daemon
+
+    def grouped(args):
+        data = json.loads(spec(args))
+        data["annotations"] = {"io.containerd.runc.v2.group": "g1"}
+        return json.dumps(data).encode()
+
+    first = await tm.create("default", "first", grouped(["sleep", "100"]), [], runtime_options=options(runc_bin))
+    await first.start()
+    connect = shim_pb2.ConnectRequest(id="first")
+    shim_pid = (await first.shim.call("Connect", connect, shim_pb2.ConnectResponse)).shim_pid
+    bad = [Mount(type="bind", source=f"{state}/no-such-dir", target="", options=["rbind"])]
+    with pytest.raises(errdefs.InvalidArgument, match="failed to create shim task: failed to mount rootfs"):
+        await tm.create("default", "second", grouped(["true"]), bad, runtime_options=options(runc_bin))
+    await asyncio.sleep(0.3)  # a shim that was told to go would be gone by now
+    info = await first.shim.call("Connect", connect, shim_pb2.ConnectResponse)
+    assert info.shim_pid == shim_pid and (await first.state()).status == "running"
+    assert sink.got == [] and "/tasks/exit" not in ev.topics("first")
+    assert not os.path.exists(f"{state}/run/io.containerd.runtime.v2.task/default/second")
+    assert [t.id for t in tm.list("default")] == ["first"]
+    # the shim still starts a task of its group, and goes with its last one
+    third = await tm.create("default", "third", grouped(["sh", "-c", "exit 5"]), [], runtime_options=options(runc_bin))
+    await third.start()
+    assert (await third.wait(timeout=10)).exit_status == 5
+    await tm.delete_task("default", "third")
+    await first.kill(signal.SIGKILL)
+    await first.wait(timeout=10)
+    await tm.delete_task("default", "first")
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{shim_pid}"):
+            break
+        await asyncio.sleep(0.05)
+    assert not os.path.exists(f"/proc/{shim_pid}")
+
+
 async def test_killed_shim_is_cleaned_up(daemon, state, runc_bin) -> None:
     tm, ev, sink, _ = daemon
     task = await tm.create("default", "c3", spec(["sleep", "100"]), [], runtime_options=options(runc_bin))

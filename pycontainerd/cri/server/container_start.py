@@ -3,7 +3,9 @@ then the task is created and started; the container is RUNNING and its exit is w
 
 Only a CREATED container in a READY sandbox starts (FAILED_PRECONDITION otherwise). A
 start that fails leaves the container EXITED with reason ``StartError`` (exit code 128)
-and the error as message, and no task behind.
+and the error as message (containerd's words: ``failed to create containerd task: <the
+runtime's error>``), and no task behind. The failure is the container's alone: its pod's
+shim, shared with the pod's other containers, keeps serving them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import os
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
-from ...errdefs import ContainerdError
+from ...errdefs import ContainerdError, quote, wrap
 from ..logs import ContainerIO, make_fifo
 from ..service import START_ERROR_EXIT_CODE
 from ..state import (
@@ -43,11 +45,17 @@ async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContain
                 make_fifo(stdin)
             io.start()
             mounts = await c.backend.mounts(ct.id)
-            await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, stdin=stdin,
-                                        terminal=ct.config.tty)
+            try:
+                await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, stdin=stdin,
+                                            terminal=ct.config.tty)
+            except ContainerdError as exc:
+                raise wrap(exc, "failed to create containerd task") from exc
             created = True
             started_at = now_ns()  # before the process runs: it may well have exited when Start returns
-            pid = await c.backend.start_task(ct.id)
+            try:
+                pid = await c.backend.start_task(ct.id)
+            except ContainerdError as exc:
+                raise wrap(exc, f"failed to start containerd task {quote(ct.id)}") from exc
         except BaseException as exc:
             if created:
                 with contextlib.suppress(ContainerdError):

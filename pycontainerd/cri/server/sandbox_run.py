@@ -143,6 +143,7 @@ async def run_pod_sandbox(c, req: cri.RunPodSandboxRequest) -> cri.RunPodSandbox
                 raise NetworkError(message)
             sb.netns_path = await netns.create_async()
             path = sb.netns_path
+            log.debug("pod network namespace created", id=sid, netns=path)
 
             async def drop_netns() -> None:
                 netns.remove(path)

@@ -1,8 +1,8 @@
 """``PodSandboxStats``, ``ListPodSandboxStats`` (and ``StreamPodSandboxStats``): the pod's
 cpu, memory and process count (its pause task and containers together), its network
 counters (read inside its network namespace: ``eth0`` is the default interface) and each
-container's stats. ``ListPodSandboxMetrics`` / ``ListMetricDescriptors`` describe no extra
-metrics."""
+container's stats. ``ListMetricDescriptors`` / ``ListPodSandboxMetrics`` (and the stream):
+cAdvisor's ``container_*`` metrics, see :mod:`pycontainerd.cri.metrics`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
 from ...errdefs import ContainerdError
-from .. import netns
+from .. import metrics, netns
 from ..filters import chunks, filter_sandbox_stats
 from ..service import decode_metrics
 from ..state import ContainerState, SandboxState
@@ -82,14 +82,15 @@ async def stream_pod_sandbox_stats(c, req: cri.StreamPodSandboxStatsRequest
 
 
 async def list_metric_descriptors(c, req: cri.ListMetricDescriptorsRequest) -> cri.ListMetricDescriptorsResponse:
-    return cri.ListMetricDescriptorsResponse()
+    return cri.ListMetricDescriptorsResponse(descriptors=metrics.descriptors())
 
 
 async def list_pod_sandbox_metrics(c, req: cri.ListPodSandboxMetricsRequest) -> cri.ListPodSandboxMetricsResponse:
-    return cri.ListPodSandboxMetricsResponse()
+    await c.ensure_started()
+    return cri.ListPodSandboxMetricsResponse(pod_metrics=await metrics.all_sandbox_metrics(c, c.backend))
 
 
 async def stream_pod_sandbox_metrics(c, req) -> AsyncIterator[cri.StreamPodSandboxMetricsResponse]:
-    """No metrics: an empty stream (lists of at least one item are sent only when there are items)."""
-    return
-    yield  # an async generator
+    await c.ensure_started()
+    for chunk in chunks(await metrics.all_sandbox_metrics(c, c.backend)):
+        yield cri.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=chunk)
