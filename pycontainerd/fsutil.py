@@ -18,6 +18,27 @@ def running_in_userns() -> bool:
     return not (len(lines) == 1 and lines[0].split() == ["0", "0", "4294967295"])
 
 
+def cloexec_fds_under(directory: Path) -> list[int]:
+    """Mark close-on-exec every open descriptor of this process on a file under
+    ``directory``; return those it had to mark.
+
+    LMDB opens its data file without ``O_CLOEXEC``, and the daemon's children are spawned by
+    uvloop (libuv), which closes nothing but close-on-exec descriptors: without this every
+    zygote, shim, runc and CNI plugin would hold the metadata files open."""
+    prefix = os.path.join(os.path.realpath(directory), "")
+    marked = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith(prefix) or not os.get_inheritable(fd):
+                continue
+            os.set_inheritable(fd, False)
+        except OSError:  # closed meanwhile (the listing's own descriptor, another thread's)
+            continue
+        marked.append(fd)
+    return marked
+
+
 def fsync_dir(path: Path) -> None:
     """``fsync`` a directory so a rename or create inside it survives power loss."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from ..errdefs import FailedPrecondition, InvalidArgument, quote
+from ..fsutil import cloexec_fds_under
 
 SCHEMA_VERSION = 1
 SEP = b"\0"
@@ -155,6 +156,7 @@ class MetadataDB:
             metasync=True,
             max_readers=512,
         )
+        cloexec_fds_under(self.path)  # LMDB leaves its data file inheritable
         self.dbs = {name: self.env.open_db(name.encode()) for name in ("meta", "namespaces", "objects")}
         self._migrate()
 

@@ -44,6 +44,7 @@ import lmdb
 
 from .. import filters as filters_mod
 from .. import labels as labels_mod
+from ..fsutil import cloexec_fds_under
 from ..errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -89,6 +90,7 @@ class MetaStore:
             str(self.path), map_size=map_size, max_dbs=len(_DBS), subdir=True, sync=True, metasync=True,
             max_readers=256,
         )
+        cloexec_fds_under(self.path)  # LMDB leaves its data file inheritable
         self.dbs = {name: self.env.open_db(name.encode()) for name in _DBS}
         self.max_key_size = self.env.max_key_size()
         self._close_lock = threading.Lock()
