@@ -139,6 +139,16 @@ BY_CODE: dict[str, type[ContainerdError]] = {
 """Error class for each gRPC code name, for clients mapping statuses back."""
 
 
+def with_context(exc: ContainerdError, prefix: str) -> ContainerdError:
+    """The same kind of error with ``prefix: `` before its message (Go's
+    ``fmt.Errorf("prefix: %w", err)``, how containerd adds where an error passed)."""
+    new = type(exc).__new__(type(exc))  # no __init__: subclasses take other arguments
+    new.__dict__.update(exc.__dict__)
+    new.context = f"{prefix}: {exc.context}" if exc.context else prefix
+    new.args = (f"{prefix}: {exc}",)
+    return new
+
+
 def quote(value: object) -> str:
     """Quote a name for an error message the way containerd's ``%q`` does (``"name"``)."""
     return json.dumps(str(value), ensure_ascii=False)

@@ -43,7 +43,7 @@ from ..api.runtime.runc.options import oci_pb2 as runc_options
 from ..api.runtime.task.v2 import shim_pb2 as api
 from ..api.types import mount_pb2
 from ..api.types.task import task_pb2 as types
-from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote
+from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote, with_context
 from ..log import enabled, get_logger
 from .bundle import Bundle, empty_trash, remove_paths
 from .shim_manager import Shim, ShimManager
@@ -306,7 +306,10 @@ class TaskManager:
                                                       options=list(m.options)))
                 if options is not None:
                     req.options.CopyFrom(options)
-                resp = await shim.call("Create", req, api.CreateTaskResponse)
+                try:
+                    resp = await shim.call("Create", req, api.CreateTaskResponse)
+                except ContainerdError as exc:
+                    raise with_context(exc, "failed to create shim task") from None  # containerd's words
                 if enabled(logging.DEBUG):
                     t3 = time.monotonic()
                     log.debug("task created", namespace=namespace, id=container_id, bundle_ms=round((t1 - t0) * 1e3, 1),

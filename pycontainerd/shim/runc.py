@@ -82,7 +82,10 @@ class Runc:
         try:
             res = self.runner(self._argv(*args), stdio, input)
         except OSError as exc:
-            raise RuncError(f"{what}: {exec_error(self.binary, exc)}") from exc
+            detail = exec_error(self.binary, exc)
+            if self.log and not os.path.exists(self.log):  # containerd's runtimeError, word for word
+                detail = f"unable to retrieve OCI runtime error (open {self.log}: no such file or directory): {detail}"
+            raise RuncError(f"{what}: {detail}") from exc
         if res.returncode != 0:
             detail = _last_error(self.log, log_size) or res.stderr.decode(errors="replace").strip() \
                 or f"exit status {res.returncode}"

@@ -457,7 +457,9 @@ class TaskService:
         try:
             c.runc.checkpoint(c.id, r.path or work, work)
         except RuncError as exc:
-            raise RuncError(f"{exc} path= {os.path.join(work, 'dump.log')}") from None
+            dump_log = os.path.join(c.bundle, "criu-dump.log")  # kept for the user, as containerd does
+            _quietly(lambda: files.write(dump_log, files.read(os.path.join(work, "dump.log"))))
+            raise RuncError(f"{exc} path= {dump_log}") from None
         finally:
             _quietly(lambda: _remove_tree(work))
         raise NotImplementedYet("checkpoint")

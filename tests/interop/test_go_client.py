@@ -137,7 +137,11 @@ def test_legacy_runc_options_are_honoured(run, both, tmp_path):
 
 def test_a_missing_runtime_binary_reads_as_go_says(run, both):
     go_words = 'exec: "no-runc": executable file not found in $PATH'
+    errs = {}
     for name, d in both.items():
         err = run(d, "missing-runtime")["error"]
         assert go_words in err, (name, err)
+        errs[name] = err.replace(str(d.base / "state"), "<state>")
+    # word for word, but for the state dir in the path of the runtime's log
+    assert errs["pycontainerd"] == errs["containerd"]
     assert _bundles(both["pycontainerd"]) == []

@@ -7,6 +7,7 @@ order invariant (STYLE §4.9, containerd's ``preStart``/``handleStarted``)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import pytest
@@ -370,3 +371,8 @@ def test_a_runtime_that_cannot_be_run_reads_as_go_says(tmp_path) -> None:
     missing = str(tmp_path / "no-runc")
     with pytest.raises(RuncError, match=f"^OCI runtime start failed: fork/exec {missing}: no such file or directory$"):
         Runc(binary=missing, root=str(tmp_path)).start("c1")
+    log = tmp_path / "log.json"  # never written: containerd says it could not read it, then why
+    with pytest.raises(RuncError, match=re.escape(
+            f"OCI runtime create failed: unable to retrieve OCI runtime error (open {log}: no such file or directory): "
+            'exec: "no-runc": executable file not found in $PATH')):
+        Runc(binary="no-runc", root=str(tmp_path), log=str(log)).create("c1", str(tmp_path), str(tmp_path / "pid"))
