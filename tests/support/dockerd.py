@@ -104,8 +104,9 @@ class Dockerd:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dockerd exited {self.proc.returncode}: {self.log()[-3000:]}")
-            if self.docker("version", check=False, timeout=10).returncode == 0:
-                return self
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.docker("version", check=False, timeout=10).returncode == 0:
+                    return self
             time.sleep(0.2)
         raise TimeoutError(f"dockerd not ready after {timeout}s: {self.log()[-3000:]}")
 
@@ -161,7 +162,9 @@ class Dockerd:
 
     def cleanup(self) -> list[str]:
         """Remove every container, stop dockerd, kill what is left in its cgroup, unmount
-        what is left under ``base``, remove ``base``. Returns what had to be forced."""
+        what is left under ``base``, remove ``base``. Returns the container processes that
+        had to be killed (dockerd's own mounts of its data root, which it leaves behind
+        after a ``--live-restore`` restart, are unmounted without a word)."""
         forced = []
         with contextlib.suppress(Exception):
             self.remove_containers()
@@ -171,7 +174,6 @@ class Dockerd:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for mp in sorted(mounts_under(str(self.base)), key=len, reverse=True):
-            forced.append(f"mount {mp}")
             subprocess.run(["umount", "-l", mp], capture_output=True)
         remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.base, ignore_errors=True)
