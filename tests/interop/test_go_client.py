@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from pycontainerd.testing import Daemon
 from tests.support.containerd import Containerd
+from tests.support.cri import mounts_under
+from tests.support.dockerd import open_base
 from tests.support.gobuild import GoBuildError, go_program
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
@@ -34,28 +34,15 @@ def ctrclient() -> str:
         pytest.fail(str(exc), pytrace=False)
 
 
-def _base(prefix: str) -> Path:
-    # 0711, under /tmp (1777): a remapped root can reach the bundles below (pytest's tmp
-    # dirs are 0700), as it can under /run/containerd and /var/lib/containerd
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    base.chmod(0o711)
-    return base
-
-
-def _leftovers(base: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if str(base) in line.split()[4]]
-
-
 @pytest.fixture(scope="module")
 def ours():
-    d = Daemon(base=_base("pcd-go-"))
+    d = Daemon(base=open_base("pcd-go-"))
     d.start()
     try:
         yield d
     finally:
         d.stop()
-        leaked = _leftovers(d.base)
+        leaked = mounts_under(str(d.base))
         for mp in reversed(leaked):
             subprocess.run(["umount", "-l", mp], capture_output=True)
         shutil.rmtree(d.base, ignore_errors=True)
@@ -64,7 +51,7 @@ def ours():
 
 @pytest.fixture(scope="module")
 def theirs():
-    c = Containerd(_base("ctrd-go-")).start()
+    c = Containerd(open_base("ctrd-go-")).start()
     try:
         yield c
     finally:
