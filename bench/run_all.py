@@ -86,6 +86,8 @@ REGISTRY: list[Entry] = [
           about="50 clients list/get/subscribe while containers cycle: p50/p99, lost events"),
     Entry("cri_stream", about="CRI exec round trip, port-forward throughput"),
     Entry("restart", about="SIGTERM and restart with 30 running tasks: until all RUNNING again"),
+    Entry("docker", about="dockerd 20.10 on each daemon: docker run --rm, 20 parallel run -d, rm -f"),
+    Entry("goclient", about="containerd's Go client: Pull, NewContainer, NewTask, Start, Wait, Delete"),
     Entry("faults", standard=["--iterations", "10"], quick=["--iterations", "3"], long=["--iterations", "50"],
           rows=fault_rows, about="kill -9 of our daemon at random points (ours only)"),
 ]

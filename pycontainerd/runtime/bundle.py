@@ -2,7 +2,9 @@
 
 ::
 
-    <state>/io.containerd.runtime.v2.task/<namespace>/<id>/   the bundle (mode 0700)
+    <state>/io.containerd.runtime.v2.task/<namespace>/<id>/   the bundle (mode 0700; 0710 and
+                                                            group-owned by the remapped root's
+                                                            gid when the spec maps user ids)
         config.json        the OCI runtime spec, as the client sent it
         rootfs/            mount point of the task's rootfs (mounted by the shim)
         work -> <root>/io.containerd.runtime.v2.task/<ns>/<id>   (a plain dir without --root)
@@ -20,6 +22,7 @@ in ``.trash`` is removed by :func:`empty_trash` at the next start.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -67,6 +70,7 @@ class Bundle:
         b = cls(id, namespace, path)
         work = None
         try:
+            _open_to_remapped_root(path, spec)
             os.mkdir(b.rootfs, 0o711)
             if root is not None:
                 work = os.path.join(root, STATE_DIR, namespace, id)
@@ -176,6 +180,33 @@ class Bundle:
             except OSError as exc:
                 raise FailedPrecondition(f"unmount rootfs {self.rootfs}: {exc}") from exc
         return work
+
+
+def remapped_root_gid(spec: bytes) -> int | None:
+    """The host gid of the container's gid 0 when the spec has user-namespace mappings
+    (``linux.uidMappings``), else None (also for a spec that is not JSON: runc says why)."""
+    try:
+        linux = json.loads(spec).get("linux") or {}
+        if not linux.get("uidMappings"):
+            return None
+        for m in linux.get("gidMappings") or ():
+            start, size = int(m.get("containerID", 0)), int(m.get("size", 0))
+            if start <= 0 < start + size:
+                return int(m.get("hostID", 0)) - start
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def _open_to_remapped_root(path: str, spec: bytes) -> None:
+    """containerd's ``prepareBundleDirectoryPermissions``: with user-namespace mappings the
+    container's root (a host uid without rights here) must reach ``rootfs`` in the bundle,
+    so the bundle becomes 0710, group-owned by the remapped root's gid."""
+    gid = remapped_root_gid(spec)
+    if gid is None:
+        return
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o710)
 
 
 def remove_paths(paths: list[str]) -> None:

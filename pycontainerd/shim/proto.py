@@ -5,7 +5,7 @@ Field numbers, names and types are those of the ``.proto`` files under ``api/``:
 ``runtime/task/v2/shim.proto`` (the ``containerd.task.v2.Task`` service), ``types/mount.proto``,
 ``types/task/task.proto``, ``events/task.proto`` (the task events),
 ``services/ttrpc/events/v1/events.proto`` (``Forward``), ``runtime/runc/options/oci.proto``
-(runc options) and ``cgroups/v1|v2/metrics.proto`` (``Stats``). ``tests/unit/test_shim_proto.py``
+(runc options), ``runtime/linux/runctypes/runc.proto`` (the legacy runtime's options) and ``cgroups/v1|v2/metrics.proto`` (``Stats``). ``tests/unit/test_shim_proto.py``
 compares every class here with the generated descriptor of the same name and round-trips
 random values through ``google.protobuf``.
 
@@ -126,6 +126,14 @@ Options = _m(
     (4, "io_uid", U32), (5, "io_gid", U32), (6, "binary_name", S), (7, "root", S), (8, "criu_path", S),
     (9, "systemd_cgroup", B), (10, "criu_image_path", S), (11, "criu_work_path", S))
 ProcessDetails = _m("containerd.runc.v1.ProcessDetails", (1, "exec_id", S))
+
+# --- containerd.linux.runc (runtime/linux/runctypes/runc.proto): the legacy v1 runtime's options
+
+RuncOptions = _m("containerd.linux.runc.RuncOptions", (1, "runtime", S), (2, "runtime_root", S), (3, "criu_path", S),
+                 (4, "systemd_cgroup", B))
+LEGACY_OPTION_NAMES = {"runtime": "binary_name", "runtime_root": "root", "criu_path": "criu_path",
+                       "systemd_cgroup": "systemd_cgroup"}
+"""A :data:`RuncOptions` field → the :data:`Options` field that means the same."""
 
 
 def options_dict(opts: Message) -> dict:

@@ -82,7 +82,10 @@ class Runc:
         try:
             res = self.runner(self._argv(*args), stdio, input)
         except OSError as exc:
-            raise RuncError(f"{what}: {self.binary}: {exc.strerror or exc}") from exc
+            detail = exec_error(self.binary, exc)
+            if self.log and not os.path.exists(self.log):  # containerd's runtimeError, word for word
+                detail = f"unable to retrieve OCI runtime error (open {self.log}: no such file or directory): {detail}"
+            raise RuncError(f"{what}: {detail}") from exc
         if res.returncode != 0:
             detail = _last_error(self.log, log_size) or res.stderr.decode(errors="replace").strip() \
                 or f"exit status {res.returncode}"
@@ -145,9 +148,36 @@ class Runc:
     def update(self, id: str, resources_json: bytes) -> None:
         self._run("OCI runtime update failed", "update", "--resources", "-", id, input=resources_json)
 
+    def checkpoint(self, id: str, image_path: str, work_path: str, *, leave_running: bool = True) -> None:
+        """``runc checkpoint``; a failure reads as go-runc words it (``runc did not terminate
+        successfully: exit status N: <output>``), which containerd passes on."""
+        args = ["checkpoint", "--image-path", image_path, "--work-path", work_path]
+        if leave_running:
+            args.append("--leave-running")
+        log_size = _size(self.log)
+        try:
+            res = self.runner(self._argv(*args, id), None, None)
+        except OSError as exc:
+            raise RuncError(exec_error(self.binary, exc)) from exc
+        if res.returncode != 0:
+            output = res.stderr.decode(errors="replace").strip() or _last_error(self.log, log_size)
+            raise RuncError(f"{os.path.basename(self.binary)} did not terminate successfully: "
+                            f"exit status {res.returncode}: {output}")
+
     def state(self, id: str) -> dict:
         res = self._run("OCI runtime state failed", "state", id)
         return json.loads(res.stdout)
+
+
+def exec_error(binary: str, exc: OSError) -> str:
+    """Why ``binary`` could not be run, in the words of Go's ``os/exec`` (what containerd's
+    shim and every Go tool print, and what scripts match): a bare name not found on
+    ``$PATH`` is ``exec: "name": executable file not found in $PATH``; a path that cannot be
+    run is ``fork/exec /path: <errno text>``."""
+    if "/" not in binary and isinstance(exc, (FileNotFoundError, PermissionError)):
+        return f"exec: {json.dumps(binary)}: executable file not found in $PATH"
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"fork/exec {binary}: {text[:1].lower()}{text[1:]}"
 
 
 def _size(path: str) -> int:

@@ -51,6 +51,7 @@ from .stdio import ProcessIO
 
 SERVICE = "containerd.task.v2.Task"
 OPTIONS_URL = "containerd.runc.v1.Options"
+LEGACY_OPTIONS_URL = "containerd.linux.runc.RuncOptions"  # io.containerd.runtime.v1.linux
 VERSION = "pycontainerd-shim 0.1.0"
 
 _STATUS = {
@@ -91,22 +92,28 @@ def runc_for(bundle: str, namespace: str, options: dict, runner=None) -> Runc:
 
 
 def parse_options(opts: pb.Any | None) -> dict:
-    """The runc options of a CreateTaskRequest (an ``Any`` of ``containerd.runc.v1.Options``)
-    as a dict of the fields that are set (empty when none were given).
+    """The runc options of a CreateTaskRequest (an ``Any`` of ``containerd.runc.v1.Options``,
+    or of the legacy ``containerd.linux.runc.RuncOptions``, read as the same fields) as a
+    dict of the fields that are set (empty when none were given).
 
     Raises:
-        InvalidArgument: another type of options, or bytes that are not an ``Options``.
+        InvalidArgument: another type of options, or bytes that are not such a message.
     """
     if opts is None or not opts.type_url:
         return {}
     # "containerd.runc.v1.Options", also as "type.googleapis.com/containerd.runc.v1.Options"
-    if opts.type_url.rsplit("/", 1)[-1] != OPTIONS_URL:
+    name = opts.type_url.rsplit("/", 1)[-1]
+    cls = {OPTIONS_URL: pb.Options, LEGACY_OPTIONS_URL: pb.RuncOptions}.get(name)
+    if cls is None:
         raise InvalidArgument(f"unsupported runtime options {quote(opts.type_url)}")
     try:
-        msg = pb.Options.decode(opts.value)
+        msg = cls.decode(opts.value)
     except ValueError as exc:
         raise InvalidArgument(f"runtime options: {exc}") from exc
-    return pb.options_dict(msg)
+    found = pb.options_dict(msg)
+    if cls is pb.RuncOptions:
+        return {pb.LEGACY_OPTION_NAMES[k]: v for k, v in found.items()}
+    return found
 
 
 def write_options(bundle: str, options: dict) -> None:
@@ -396,8 +403,8 @@ class TaskService:
                 p.io.close()
             for path in c.exec_paths(p.exec_id):
                 _quietly(lambda path=path: os.unlink(path))
-            if not p.sm.exited:
-                p.set_exited(255, self.clock_ns())
+            if not p.sm.exited:  # created, never started: containerd reports status 0
+                p.set_exited(0, self.clock_ns())
                 p.release_waiters(self._wait_response(p))
             p.sm.transition(Status.DELETED)
             del c.execs[p.exec_id]
@@ -442,7 +449,25 @@ class TaskService:
         return pb.Empty()
 
     def checkpoint(self, r: pb.CheckpointTaskRequest) -> pb.Empty:
-        self._container(r.id)
+        """Without CRIU the runtime is asked anyway, so the caller reads the runtime's own
+        refusal, as from containerd (``UNKNOWN``, "CRIU version check failed: exec: "criu":
+        executable file not found in $PATH"); with CRIU: ``UNIMPLEMENTED`` (we do not keep
+        checkpoints), before anything is dumped."""
+        c = self._container(r.id)
+        c.init.sm.check(Op.CHECKPOINT)
+        criu = c.options.get("criu_path") or "criu"
+        if _which(criu):
+            raise NotImplementedYet("checkpoint")
+        work = os.path.join(c.bundle, "criu-work")
+        os.makedirs(work, exist_ok=True)
+        try:
+            c.runc.checkpoint(c.id, r.path or work, work)
+        except RuncError as exc:
+            dump_log = os.path.join(c.bundle, "criu-dump.log")  # kept for the user, as containerd does
+            _quietly(lambda: files.write(dump_log, files.read(os.path.join(work, "dump.log"))))
+            raise RuncError(f"{exc} path= {dump_log}") from None
+        finally:
+            _quietly(lambda: _remove_tree(work))
         raise NotImplementedYet("checkpoint")
 
     def kill(self, r: pb.KillRequest) -> pb.Empty:
@@ -471,8 +496,11 @@ class TaskService:
             raise InvalidArgument(f"exec {quote(r.exec_id)}: process spec is not JSON: {exc}") from exc
         if not isinstance(spec, dict) or not spec.get("args"):
             raise InvalidArgument(f"exec {quote(r.exec_id)}: process spec needs args")
+        # the request says whether the process gets a pty, not the spec (a client copies the
+        # container's process, terminal false, and asks for a tty): containerd's shim does this
+        spec["terminal"] = bool(r.terminal)
         c.execs[r.exec_id] = Process(c, r.exec_id, stdin=r.stdin, stdout=r.stdout, stderr=r.stderr,
-                                     terminal=r.terminal, spec=_any_value(r.spec))
+                                     terminal=r.terminal, spec=json.dumps(spec).encode())
         self._publish(topics.TASK_EXEC_ADDED, pb.TaskExecAdded(container_id=c.id, exec_id=r.exec_id))
         return pb.Empty()
 
@@ -555,6 +583,26 @@ def _quietly(fn: Callable[[], object]) -> None:
         fn()
     except (OSError, RuncError, NotFound):
         pass
+
+
+def _which(name: str) -> str | None:
+    """``shutil.which`` without importing shutil into the shim."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(d or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _remove_tree(path: str) -> None:
+    for root, dirs, names in os.walk(path, topdown=False):
+        for n in names:
+            os.unlink(os.path.join(root, n))
+        for d in dirs:
+            os.rmdir(os.path.join(root, d))
+    os.rmdir(path)
 
 
 def _unmount(path: str) -> None:

@@ -44,6 +44,7 @@ class Op(enum.Enum):
     EXEC = "exec"
     UPDATE = "update"
     RESIZE = "resize"
+    CHECKPOINT = "checkpoint"
 
 
 C, R, P, S, D = Status.CREATED, Status.RUNNING, Status.PAUSED, Status.STOPPED, Status.DELETED
@@ -66,10 +67,11 @@ OPERATIONS: dict[Op, frozenset[Status]] = {
     Op.EXEC: frozenset({C, R}),
     Op.UPDATE: frozenset({C, R, P}),
     Op.RESIZE: frozenset({C, R, P}),
+    Op.CHECKPOINT: frozenset({R, P}),
 }
 """The states in which each call is accepted."""
 
-INIT_ONLY = frozenset({Op.PAUSE, Op.RESUME, Op.EXEC, Op.UPDATE})
+INIT_ONLY = frozenset({Op.PAUSE, Op.RESUME, Op.EXEC, Op.UPDATE, Op.CHECKPOINT})
 
 
 class StateMachine:

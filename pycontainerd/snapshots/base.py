@@ -24,9 +24,8 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from ..errdefs import ContainerdError
+from ..errdefs import ContainerdError, wrap
 from ..log import get_logger
 from ..mount import Mount
 from . import storage
@@ -34,12 +33,6 @@ from .storage import MetaStore, Snapshot
 from .types import Info, Kind, Usage
 
 log = get_logger("snapshots")
-
-
-def rewrap(exc: ContainerdError, prefix: str) -> NoReturn:
-    """Raise an error of ``exc``'s class with ``prefix`` before its context, as Go's
-    ``fmt.Errorf("prefix: %w", err)`` does."""
-    raise type(exc)(f"{prefix}: {exc.context}" if exc.context else prefix) from exc
 
 
 def disk_usage(*roots: str | Path) -> Usage:
@@ -129,7 +122,7 @@ class LocalSnapshotter:
         try:
             snapshot = self.ms.view(lambda txn: storage.get_snapshot(txn, key))
         except ContainerdError as exc:
-            rewrap(exc, "failed to get active mount")
+            raise wrap(exc, "failed to get active mount") from exc
         return self._mounts(snapshot)
 
     def prepare_sync(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
@@ -145,7 +138,7 @@ class LocalSnapshotter:
             try:
                 storage.commit_active(txn, key, name, usage, labels)
             except ContainerdError as exc:
-                rewrap(exc, "failed to commit snapshot")
+                raise wrap(exc, "failed to commit snapshot") from exc
 
         self.ms.update(fn)
 
@@ -156,7 +149,7 @@ class LocalSnapshotter:
             try:
                 sid, _ = storage.remove(txn, key)
             except ContainerdError as exc:
-                rewrap(exc, "failed to remove")
+                raise wrap(exc, "failed to remove") from exc
             path, renamed = self.snapshot_dir(sid), self.snapshots_dir / f"rm-{sid}"
             try:
                 os.rename(path, renamed)
@@ -210,7 +203,7 @@ class LocalSnapshotter:
                 try:
                     snapshot = storage.create_snapshot(txn, kind, key, parent, labels)
                 except ContainerdError as exc:
-                    rewrap(exc, "failed to create snapshot")
+                    raise wrap(exc, "failed to create snapshot") from exc
                 if td is not None:
                     self._populate(td, snapshot)
                     path = self.snapshot_dir(snapshot.id)

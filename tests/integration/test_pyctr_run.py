@@ -213,34 +213,10 @@ def test_unreachable_daemon_and_env_address(tmp_path):
 
 
 def test_run_with_a_tty(daemon, image):
-    import pty
-    import select
+    from tests.support.ptyrun import run_in_pty
 
-    controller, worker = pty.openpty()
     cmd = [sys.executable, "-m", "pycontainerd_cmd.ctr", "-a", daemon.address, "run", "-t", "--rm", image, "tty1",
            "sh", "-c", "tty; read x; echo got=$x; exit 7"]
-    proc = subprocess.Popen(cmd, stdin=worker, stdout=worker, stderr=worker, start_new_session=True)
-    os.close(worker)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + 60
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if ready:
-                try:
-                    out += os.read(controller, 4096)
-                except OSError:
-                    break
-            if b"/dev/pts/" in out and not sent:
-                os.write(controller, b"abc\r")
-                sent = True
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(controller)
-    text = out.decode(errors="replace")
+    returncode, text = run_in_pty(cmd, timeout=60, answer=(b"/dev/pts/", b"abc\r"))
     assert "/dev/pts/" in text and "got=abc" in text, text
-    assert proc.returncode == 7
+    assert returncode == 7

@@ -5,14 +5,13 @@ events, bad input, and a daemon killed with SIGKILL while containers run."""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import time
 
 import pytest
 
 from tests.interop.test_ctr_foundation import ctr
+from tests.support.ptyrun import run_in_pty
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -57,25 +56,10 @@ def test_run_rm_prints_and_exit_codes_pass_through(ctr_bin, daemon, image):
 
 
 def test_run_with_tty(ctr_bin, daemon, image):
-    controller, worker = pty.openpty()
-    proc = subprocess.Popen([ctr_bin, "-a", daemon.address, "run", "-t", "--rm", image, "tty1", "sh", "-c",
-                             "tty; echo cols=$(stty size)"], stdin=worker, stdout=worker, stderr=worker,
-                            start_new_session=True)
-    os.close(worker)
-    out = b""
-    deadline = time.monotonic() + 30
-    while proc.poll() is None and time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 0.2)
-        if ready:
-            try:
-                out += os.read(controller, 4096)
-            except OSError:
-                break
-    proc.wait(10)
-    os.close(controller)
-    text = out.decode(errors="replace")
+    rc, text = run_in_pty([ctr_bin, "-a", daemon.address, "run", "-t", "--rm", image, "tty1", "sh", "-c",
+                           "tty; echo cols=$(stty size)"])
     assert "/dev/pts/" in text and "cols=" in text, text
-    assert proc.returncode == 0
+    assert rc == 0
 
 
 def test_detached_task_verbs_and_events(ctr_bin, daemon, image):

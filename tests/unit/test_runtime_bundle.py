@@ -3,12 +3,14 @@ two-step delete (detach into ``.trash``, remove later) the task manager uses."""
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 
 import pytest
 
 from pycontainerd import errdefs
-from pycontainerd.runtime.bundle import STATE_DIR, TRASH, Bundle, empty_trash, remove_paths
+from pycontainerd.runtime.bundle import STATE_DIR, TRASH, Bundle, empty_trash, remapped_root_gid, remove_paths
 
 
 def test_layout_without_root(tmp_path) -> None:
@@ -84,3 +86,26 @@ def test_empty_trash_removes_what_a_crash_left(tmp_path) -> None:
     empty_trash(str(state), str(root), None)
     assert not os.path.exists(state / STATE_DIR / TRASH) and not os.path.exists(root / STATE_DIR / TRASH)
     assert Bundle.list(str(state)) == [("default", "live")] and os.path.isdir(keep.path)
+
+
+def _userns_spec(gid_maps) -> bytes:
+    return json.dumps({"linux": {"uidMappings": [{"containerID": 0, "hostID": 300000, "size": 65536}],
+                                 "gidMappings": gid_maps}}).encode()
+
+
+@pytest.mark.root  # chown
+def test_bundle_of_a_user_namespace_is_reachable_by_the_remapped_root(tmp_path) -> None:
+    plain = Bundle.create(str(tmp_path), "ns", "plain", b'{"linux": {}}')
+    assert stat.S_IMODE(os.stat(plain.path).st_mode) == 0o700
+    spec = _userns_spec([{"containerID": 0, "hostID": 300000, "size": 65536}])
+    b = Bundle.create(str(tmp_path), "ns", "mapped", spec)
+    st = os.stat(b.path)
+    assert stat.S_IMODE(st.st_mode) == 0o710 and st.st_gid == 300000 and st.st_uid == os.getuid()
+
+
+def test_remapped_root_gid() -> None:
+    assert remapped_root_gid(b"{}") is None and remapped_root_gid(b"not json") is None
+    assert remapped_root_gid(_userns_spec([{"containerID": 0, "hostID": 5000, "size": 10}])) == 5000
+    # gid 0 inside a range that starts lower is mapped too; no mapping for gid 0: nothing to do
+    assert remapped_root_gid(_userns_spec([{"containerID": 1, "hostID": 7001, "size": 5}])) is None
+    assert remapped_root_gid(json.dumps({"linux": {"gidMappings": [{"hostID": 1, "size": 1}]}}).encode()) is None

@@ -26,7 +26,7 @@ GENERATED = (
     "pycontainerd.api.ttrpc.ttrpc_pb2", "pycontainerd.api.runtime.task.v2.shim_pb2",
     "pycontainerd.api.events.task_pb2", "pycontainerd.api.services.ttrpc.events.v1.events_pb2",
     "pycontainerd.api.runtime.runc.options.oci_pb2", "pycontainerd.api.cgroups.v1.metrics_pb2",
-    "pycontainerd.api.cgroups.v2.metrics_pb2",
+    "pycontainerd.api.cgroups.v2.metrics_pb2", "pycontainerd.api.runtime.linux.runctypes.runc_pb2",
 )
 for _mod in GENERATED:
     importlib.import_module(_mod)

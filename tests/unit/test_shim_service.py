@@ -7,6 +7,7 @@ order invariant (STYLE §4.9, containerd's ``preStart``/``handleStarted``)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import pytest
@@ -310,3 +311,68 @@ def test_held_init_exit_is_released_if_an_exec_never_exits(env) -> None:
     clock[0] = 11.0
     reactor.run_once(0)
     assert w.done and rec.topics[-1] == "/tasks/exit"
+
+
+def test_an_exec_gets_a_terminal_when_the_request_asks_not_the_spec(env) -> None:
+    svc, rec, rt, bundle, _ = env
+    create(svc, bundle)
+    svc.start(api.StartRequest(id="c1"))
+    spec = api.Any(value=b'{"args": ["sh"], "terminal": false, "cwd": "/"}')
+    svc.exec(api.ExecProcessRequest(id="c1", exec_id="tty", terminal=True, spec=spec))
+    svc.exec(api.ExecProcessRequest(id="c1", exec_id="plain", terminal=False,
+                                    spec=api.Any(value=b'{"args": ["sh"], "terminal": true}')))
+    execs = svc.containers["c1"].execs
+    assert json.loads(execs["tty"].spec) == {"args": ["sh"], "terminal": True, "cwd": "/"}
+    assert json.loads(execs["plain"].spec)["terminal"] is False
+
+
+def test_deleting_an_exec_never_started_reports_status_0(env) -> None:
+    svc, rec, rt, bundle, _ = env
+    create(svc, bundle)
+    svc.start(api.StartRequest(id="c1"))
+    svc.exec(api.ExecProcessRequest(id="c1", exec_id="e1", spec=api.Any(value=b'{"args": ["true"]}')))
+    assert svc.delete(api.DeleteRequest(id="c1", exec_id="e1")).exit_status == 0
+    assert [c for c in rt.calls if c[0] == "exec"] == []
+
+
+def test_legacy_runc_options_read_as_the_runc_shims_options() -> None:
+    from pycontainerd.api.runtime.linux.runctypes import runc_pb2
+    from pycontainerd.shim.service import parse_options
+
+    legacy = runc_pb2.RuncOptions(runtime="crun", runtime_root="/run/x", criu_path="/c", systemd_cgroup=True)
+    for url in ("containerd.linux.runc.RuncOptions", "type.googleapis.com/containerd.linux.runc.RuncOptions"):
+        got = parse_options(api.Any(type_url=url, value=legacy.SerializeToString()))
+        assert got == {"binary_name": "crun", "root": "/run/x", "criu_path": "/c", "systemd_cgroup": True}
+    assert parse_options(api.Any(type_url="containerd.linux.runc.RuncOptions", value=b"")) == {}
+    with pytest.raises(errdefs.InvalidArgument, match="unsupported runtime options"):
+        parse_options(api.Any(type_url="containerd.linux.runc.CreateOptions", value=b""))
+
+
+def test_checkpoint_without_criu_is_the_runtimes_refusal(env, monkeypatch) -> None:
+    svc, rec, rt, bundle, _ = env
+    create(svc, bundle)
+    with pytest.raises(errdefs.FailedPrecondition, match="cannot checkpoint task in created state"):
+        svc.checkpoint(api.CheckpointTaskRequest(id="c1"))
+    svc.start(api.StartRequest(id="c1"))
+    monkeypatch.setenv("PATH", str(os.path.dirname(bundle)))  # no criu there
+    rt.fail.add("checkpoint")
+    with pytest.raises(errdefs.ContainerdError) as err:
+        svc.checkpoint(api.CheckpointTaskRequest(id="c1"))
+    assert err.value.code == "UNKNOWN"
+    assert str(err.value).startswith("runc did not terminate successfully: exit status 1: checkpoint failed on purpose")
+    assert not os.path.exists(os.path.join(bundle, "criu-work"))
+
+
+def test_a_runtime_that_cannot_be_run_reads_as_go_says(tmp_path) -> None:
+    from pycontainerd.shim.runc import Runc, RuncError
+
+    with pytest.raises(RuncError, match=r'^OCI runtime start failed: exec: "no-runc": executable file not found in \$PATH$'):
+        Runc(binary="no-runc", root=str(tmp_path)).start("c1")
+    missing = str(tmp_path / "no-runc")
+    with pytest.raises(RuncError, match=f"^OCI runtime start failed: fork/exec {missing}: no such file or directory$"):
+        Runc(binary=missing, root=str(tmp_path)).start("c1")
+    log = tmp_path / "log.json"  # never written: containerd says it could not read it, then why
+    with pytest.raises(RuncError, match=re.escape(
+            f"OCI runtime create failed: unable to retrieve OCI runtime error (open {log}: no such file or directory): "
+            'exec: "no-runc": executable file not found in $PATH')):
+        Runc(binary="no-runc", root=str(tmp_path), log=str(log)).create("c1", str(tmp_path), str(tmp_path / "pid"))

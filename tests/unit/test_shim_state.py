@@ -19,6 +19,7 @@ ACCEPTS = {
     (Op.EXEC, C), (Op.EXEC, R),
     (Op.UPDATE, C), (Op.UPDATE, R), (Op.UPDATE, P),
     (Op.RESIZE, C), (Op.RESIZE, R), (Op.RESIZE, P),
+    (Op.CHECKPOINT, R), (Op.CHECKPOINT, P),
 }
 MOVES = {(C, R), (C, S), (C, D), (R, P), (R, S), (P, R), (P, S), (S, D)}
 

@@ -94,6 +94,17 @@ def test_unknown_errors_and_codes() -> None:
     assert isinstance(err, wire.RemoteError) and err.code == "INTERNAL" and str(err) == "internal thing"
 
 
+def test_wrap_prefixes_the_message_and_keeps_the_code() -> None:
+    wrapped = errdefs.wrap(errdefs.NotFound("container \"x\""), "failed to create shim task")
+    assert type(wrapped) is errdefs.NotFound and str(wrapped) == 'failed to create shim task: container "x": not found'
+    assert str(errdefs.wrap(errdefs.NotFound(), "p")) == "p: not found"
+    remote = wire.exception_from_status(status_pb2.Status(code=2, message="OCI runtime create failed: boom"))
+    wrapped = errdefs.wrap(remote, "failed to create shim task")
+    assert isinstance(wrapped, wire.RemoteError) and wrapped.code == "UNKNOWN"
+    assert str(wrapped) == "failed to create shim task: OCI runtime create failed: boom"
+    assert str(remote) == "OCI runtime create failed: boom"  # the original is left as it was
+
+
 def test_socket_path() -> None:
     assert wire.socket_path("unix:///run/x.sock") == "/run/x.sock"
     assert wire.socket_path("/run/x.sock") == "/run/x.sock"
