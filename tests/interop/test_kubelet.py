@@ -41,12 +41,16 @@ def env(tmp_path_factory, registry, ctr_bin):
 
 @pytest.fixture(scope="module")
 def kubelet(env, tmp_path_factory):
-    k = Kubelet(tmp_path_factory.mktemp("kubelet-node"), env).start()
+    k = Kubelet(tmp_path_factory.mktemp("kubelet-node"), env)
+    wrong = []
     try:
-        yield k
+        yield k.start()
     finally:
         k.stop()
         shutil.copy(env.daemon.log_path, k.base / "daemon.log")   # cri_env removes its base; keep both logs
+        env.client.remove_everything()     # what a failed test left, before its cgroups can go
+        wrong = k.remove_cgroups()
+    assert not wrong, f"kubelet's cgroups: {wrong}"
 
 
 def busybox(env, name: str, script: str, **extra) -> dict:
@@ -101,6 +105,19 @@ def test_static_pod_runs_and_its_logs_read_back(env, kubelet, hello):
     assert log_path == str(expected)
     first = expected.read_text().splitlines()[0].split(" ", 3)
     assert first[1:] == ["stdout", "F", "hello-from-kubelet"], first     # CRI log format: time stream tag text
+
+
+def test_containers_run_in_kubelets_pod_cgroup(env, kubelet, hello):
+    """kubelet makes a cgroup per pod under its QoS tree and hands it to the runtime as the
+    sandbox's cgroup parent: the container's process is in a cgroup of its own inside it."""
+    pod, c = hello
+    uid = kubelet.sandboxes(pod)[0]["labels"]["io.kubernetes.pod.uid"]
+    info = inspect(env, c["id"])["info"]
+    expected = f"{kubelet.cgroup_root}/kubepods/besteffort/pod{uid}/{c['id']}"
+    assert info["runtimeSpec"]["linux"]["cgroupsPath"] == expected
+    with open(f"/proc/{info['pid']}/cgroup") as f:
+        paths = {line.split(":")[1]: line.split(":", 2)[2].strip() for line in f}
+    assert paths["memory"] == paths["pids"] == expected, paths
 
 
 # -- crictl exec -it into a kubelet-made pod ------------------------------------------------------
@@ -217,6 +234,7 @@ def test_deleting_the_manifests_removes_the_pods(env, kubelet, hello):
         return not crictl_json(env, "pods")["items"] and not crictl_json(env, "ps", "-a")["containers"]
 
     kubelet.wait("every pod and container removed", gone, timeout=180)
+    kubelet.wait("kubelet removing the pods' cgroups", lambda: not kubelet.cgroups("kubepods/*/pod*"))
     base = str(env.daemon.base)
     assert mounts_under(base) == []
     assert [p for p in processes_mentioning(base) if p != env.daemon.proc.pid] == []

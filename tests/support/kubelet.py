@@ -14,8 +14,10 @@ Everything it touches is the test's:
   writes the host's;
 - its root, cert, volume-plugin, manifest and pod-log folders (``podLogsDir``) are under the
   test's temporary base;
-- ``cgroupsPerQOS: false`` (no ``kubepods`` hierarchy: each pod's cgroups are made by runc
-  for the runtime and removed with its containers), ``oomScoreAdj: 0`` (these machines grant
+- its ``cgroupRoot`` is a cgroup of the test's own, ``/pcd-kubelet-<random>`` in every v1
+  hierarchy: kubelet makes its ``kubepods`` QoS tree and a cgroup per pod there (which the
+  runtime's containers go under), and no other kubelet on the machine sees or cleans them;
+  :meth:`Kubelet.remove_cgroups` removes the tree. ``oomScoreAdj: 0`` (these machines grant
   no CAP_SYS_RESOURCE), no eviction thresholds, no image GC (the pods' netns cannot reach the
   registry to pull again).
 
@@ -32,6 +34,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from tests.support.crictl import crictl_json, tool
@@ -53,6 +56,14 @@ exec "$@"
 """
 
 
+def cgroup_hierarchies(*, unified: bool = False) -> list[Path]:
+    """The cgroup v1 hierarchies mounted under /sys/fs/cgroup (kubelet's cgroupfs driver runs
+    on v1 here), and with ``unified`` the hybrid v2 mount too (where kubelet's cgroup library
+    mirrors the tree it makes)."""
+    return [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir() and (unified or p.name != "unified")
+            and (p / "cgroup.procs").exists()]
+
+
 class Kubelet:
     """One kubelet on ``env``'s daemon; :meth:`start`, :meth:`stop`, static pods by name."""
 
@@ -68,6 +79,7 @@ class Kubelet:
         self.log_path = base / "kubelet.log"
         self.server_port = server_port
         self.healthz_port = healthz_port
+        self.cgroup_root = f"/pcd-kubelet-{uuid.uuid4().hex[:8]}"
         self.proc: subprocess.Popen | None = None
 
     # -- configuration ------------------------------------------------------------------------
@@ -84,8 +96,8 @@ class Kubelet:
             "volumePluginDir": str(self.base / "volume-plugins"),
             "failCgroupV1": False,
             "cgroupDriver": "cgroupfs",
-            "cgroupsPerQOS": False,
-            "enforceNodeAllocatable": [],
+            "cgroupsPerQOS": True,
+            "cgroupRoot": self.cgroup_root,
             "failSwapOn": False,
             "protectKernelDefaults": True,
             "makeIPTablesUtilChains": False,
@@ -111,6 +123,8 @@ class Kubelet:
     def _prepare(self) -> None:
         for d in (self.root, self.manifests, self.pod_logs, self.tunables):
             d.mkdir(parents=True, exist_ok=True)
+        for hierarchy in cgroup_hierarchies():
+            (hierarchy / self.cgroup_root.lstrip("/")).mkdir()
         for name, value in KERNEL_TUNABLES.items():
             (self.tunables / name.replace("/", ".")).write_text(f"{value}\n")
         self.resolv_conf.write_text("nameserver 127.0.0.53\nsearch pcd.test\noptions ndots:2\n")
@@ -153,6 +167,34 @@ class Kubelet:
         with contextlib.suppress(ProcessLookupError):   # helpers it started (mount, iptables, du)
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
+
+    def cgroups(self, pattern: str = "**/*") -> list[Path]:
+        """Cgroups under the kubelet's root (in every hierarchy) matching ``pattern``."""
+        return [p for h in cgroup_hierarchies(unified=True)
+                for p in (h / self.cgroup_root.lstrip("/")).glob(pattern) if p.is_dir()]
+
+    def remove_cgroups(self) -> list[str]:
+        """Remove the cgroup root kubelet ran under, deepest first (kubelet leaves its QoS
+        tree). Returns what was wrong: cgroups that still held processes (killed) or that
+        could not be removed."""
+        wrong = []
+        tops = [h / self.cgroup_root.lstrip("/") for h in cgroup_hierarchies(unified=True)]
+        for d in sorted(self.cgroups(), key=lambda p: len(p.parts), reverse=True) + [t for t in tops if t.is_dir()]:
+            pids = (d / "cgroup.procs").read_text().split()
+            if pids:
+                wrong.append(f"processes {pids} in {d}")
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:                 # EBUSY while killed processes exit
+                    time.sleep(0.1)
+            else:
+                wrong.append(f"cgroup {d} could not be removed")
+        return wrong
 
     def log(self, tail: int = 200) -> str:
         try:
