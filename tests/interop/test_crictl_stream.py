@@ -31,7 +31,8 @@ from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri import netns
 from tests.support import k8s_stream
 from tests.support.cri import container_config, cri_env, pod_config
-from tests.support.crictl import PTY_COLS, PTY_ROWS, crictl, crictl_argv, on_pty
+from tests.support.crictl import crictl, crictl_argv
+from tests.support.crictl_pty import PTY_COLS, PTY_ROWS, on_pty
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
