@@ -13,6 +13,7 @@ garbage collector.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import gc
 import os
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Config
-from ..errdefs import FailedPrecondition
+from ..errdefs import FailedPrecondition, InvalidArgument
 from ..log import get_logger
 from ..plugin import Registry, close_all, initialize
 from .debug import Operations
@@ -59,6 +60,24 @@ class RootLock:
         os.close(self.fd)
 
 
+def _lock_directory(path: Path, flag: str) -> RootLock:
+    """Create ``path`` (0711) if missing and lock it with a :class:`RootLock`.
+
+    Raises:
+        InvalidArgument: ``path`` cannot be a directory of ours (a file, under ``/proc``, on a
+            read-only file system, …); the message names ``flag`` and ``path``.
+        FailedPrecondition: another pycontainerd holds it.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o711)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        return RootLock(path)
+    except OSError as exc:
+        reason = "it exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise InvalidArgument(f"{flag} {path}: cannot use it as a state directory: {reason}") from exc
+
+
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """The daemon's event loop: uvloop's (an asyncio loop on libuv: about a tenth less CPU
     per gRPC call here), or asyncio's own when uvloop is missing or
@@ -86,15 +105,14 @@ async def run(cfg: Config, registry: Registry) -> None:
     Raises:
         FailedPrecondition: root locked by another daemon, socket in use, a required plugin
             failed, or a plugin dependency cycle.
-        InvalidArgument: bad listener configuration.
+        InvalidArgument: bad listener configuration, or a ``--root``/``--state`` that cannot
+            be a directory.
     """
     root, state = Path(cfg.root).absolute(), Path(cfg.state).absolute()
-    root.mkdir(parents=True, exist_ok=True, mode=0o711)
-    state.mkdir(parents=True, exist_ok=True, mode=0o711)
-    lock = RootLock(root)
+    lock = _lock_directory(root, "--root")
     try:
-        state_lock = RootLock(state)
-    except FailedPrecondition:
+        state_lock = _lock_directory(state, "--state")
+    except (FailedPrecondition, InvalidArgument):
         lock.release()
         raise
     plugins = None

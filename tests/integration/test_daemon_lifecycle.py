@@ -213,3 +213,29 @@ def test_socket_path_too_long_is_a_clear_error(daemon_factory, tmp_path):
     d.start(wait=False)
     assert d.proc.wait(20) == 1
     assert "longer than 107 bytes" in d.log() and "Traceback" not in d.log()
+
+
+@pytest.mark.parametrize("flag", ["--root", "--state"])
+@pytest.mark.parametrize("where", ["file", "under-file", "/proc/x"])
+def test_unusable_root_or_state_is_one_line_naming_flag_and_path(daemon_factory, tmp_path, flag, where):
+    """Issue 18.1: a --root/--state that cannot be a directory is one line, not a traceback."""
+    bad = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "sub", "/proc/x": "/proc/x"}[where]
+    (tmp_path / "a-file").write_text("not a directory")
+    d = daemon_factory(start=False)
+    d.extra_args += [flag, str(bad)]
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"pycontainerd: {flag} {bad}: "), d.log()
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+def test_start_up_error_is_printed_once(daemon_factory):
+    """Issue 18.1: a start-up error is one plain line, not also a structured log line."""
+    d = daemon_factory('required_plugins = ["io.containerd.grpc.v1.nonexistent"]\n', start=False)
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    errors = [line for line in d.log().splitlines() if "nonexistent did not load" in line]
+    assert errors == ["pycontainerd: required plugin io.containerd.grpc.v1.nonexistent did not load: "
+                      "not registered or disabled: failed precondition"], d.log()
+
