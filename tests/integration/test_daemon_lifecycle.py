@@ -213,6 +213,7 @@ def test_socket_path_too_long_is_a_clear_error(daemon_factory, tmp_path):
     d.start(wait=False)
     assert d.proc.wait(20) == 1
     assert "longer than 107 bytes" in d.log() and "Traceback" not in d.log()
+    assert "choose a shorter --address" in d.log()  # issue 18.2: the setting is named
 
 
 @pytest.mark.parametrize("flag", ["--root", "--state"])
