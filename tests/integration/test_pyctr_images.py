@@ -56,6 +56,17 @@ def test_pull_shows_progress_and_lists_the_image(daemon, busybox_image):
     assert image_names(daemon) == [ref]
 
 
+def test_pull_from_a_plain_http_registry_without_the_flag_says_what_to_do(daemon, busybox_image):
+    """Issue 18.3: not ``[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:992)``."""
+    out = pyctr(daemon, "images", "pull", busybox_image.oci.ref, check=False)
+    host = busybox_image.registry.host
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("pyctr: ") and "SSL" not in out.stderr
+    assert f"the registry {host} answered plain HTTP to an HTTPS request" in out.stderr
+    assert "use --plain-http" in out.stderr and "hosts.toml" in out.stderr
+    assert pyctr(daemon, "images", "ls", "-q").stdout.split() == []
+
+
 def test_export_import_round_trip(daemon, busybox_image, tmp_path):
     ref = busybox_image.oci.ref
     pyctr(daemon, "images", "pull", "--plain-http", ref)
