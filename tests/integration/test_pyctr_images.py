@@ -92,6 +92,33 @@ def test_export_import_round_trip(daemon, busybox_image, tmp_path):
     assert pyctr(daemon, "run", "--rm", ref, "from-import", "echo", "imported").stdout == "imported\n"
 
 
+def test_import_of_what_is_not_a_whole_image_archive(daemon, busybox_image, tmp_path):
+    """Issue 18.5: random bytes, an export cut inside a layer (read from a file and from
+    stdin): one line that says what is wrong and names the blob; nothing left behind."""
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(os.urandom(1 << 20))
+    out = pyctr(daemon, "images", "import", junk, check=False)
+    assert out.returncode == 1 and out.stderr == (
+        "pyctr: not an image archive: not a tar file (plain, gzip, bzip2 or xz): invalid argument\n")
+
+    archive = tmp_path / "busybox.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{busybox_image.layout}:latest",
+                    f"oci-archive:{archive}:example.com/busybox:1"], check=True, capture_output=True)
+    layer = busybox_image.oci.layer_digests[0].split(":")[1]
+    with tarfile.open(archive) as tf:
+        member = tf.getmember(f"blobs/sha256/{layer}")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:member.offset_data + member.size // 2])
+    for source in (cut, "-"):  # a file (read for its index first), then a stream
+        with open(cut if source == "-" else os.devnull, "rb") as stdin:
+            out = pyctr(daemon, "images", "import", source, check=False, stdin=stdin)
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"pyctr: blobs/sha256/{layer}: the archive ends or is damaged inside this "
+                                     "member"), out.stderr
+    assert image_names(daemon) == []
+    assert json.loads(pyctr(daemon, "content", "active", "--format", "json").stdout) == []
+
+
 def test_import_a_docker_archive_made_by_skopeo(daemon, busybox_image, tmp_path):
     archive = tmp_path / "docker.tar"
     subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{busybox_image.oci.ref}",
