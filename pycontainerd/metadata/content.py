@@ -369,6 +369,15 @@ class ContentStore:
 
     # --- ingests --------------------------------------------------------------------------
 
+    def drop_if_collected(self, ns: str, ref: str, bref: str) -> None:
+        """Remove the backend ingest ``bref`` when no namespace records it any more and no
+        writer holds it (see :meth:`NamespacedWriter.close`)."""
+        if self.db.view(lambda txn: self._backend_ref(txn, ns, ref)) == bref or self.local.locked(bref):
+            return
+        with contextlib.suppress(NotFound):
+            self.local.abort_sync(bref)
+            log.info("removed an ingest collected while it was being written", namespace=ns, ref=ref)
+
     def _backend_ref(self, txn: Txn, ns: str, ref: str) -> str | None:
         record = txn.get(OBJECTS, ingest_key(ns, ref))
         return (record or {}).get("ref") or None
@@ -667,10 +676,17 @@ class NamespacedWriter:
         return actual
 
     async def close(self) -> None:
-        """Stop writing, keeping the ingest for a later resume; idempotent."""
+        """Stop writing, keeping the ingest for a later resume; idempotent.
+
+        An ingest that garbage collection dropped from the namespace while this writer held
+        it (its lease was deleted mid-write: a client that gave up) is removed now, as the
+        collection would have done: nothing stays on disk that ``ListStatuses`` does not list.
+        """
         self._done = True
-        if self._w is not None:
-            await self._w.close()
+        w = self._w
+        if w is not None and not w.closed:
+            await w.close()
+            await asyncio.to_thread(self._store.drop_if_collected, self.namespace, self.ref, self._bref)
 
 
 __all__ = [
