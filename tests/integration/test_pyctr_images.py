@@ -205,7 +205,7 @@ def test_namespaces_leases_snapshots_plugins_version_info(daemon, busybox_image)
     pyctr(daemon, "-n", "team-a", "snapshots", "prepare", "work", top)
     mount_line = pyctr(daemon, "-n", "team-a", "snapshots", "mounts", "/mnt/x", "work").stdout
     assert mount_line.startswith("mount -t ") and "/mnt/x" in mount_line
-    assert json.loads(pyctr(daemon, "-n", "team-a", "snapshots", "info", "work").stdout)["Kind"] == "Active"
+    assert json.loads(pyctr(daemon, "-n", "team-a", "snapshots", "info", "work").stdout)["kind"] == "active"
     assert "\\_ work" in pyctr(daemon, "-n", "team-a", "snapshots", "tree").stdout
     assert "work" in pyctr(daemon, "-n", "team-a", "snapshots", "usage", "work").stdout
     pyctr(daemon, "-n", "team-a", "snapshots", "rm", "work")
