@@ -236,11 +236,11 @@ class ContentStore:
                     removed += 1
                     log.debug("removed content", digest=info.digest)
         for bref in self.local.walk_status_refs_sync():
-            if bref not in refs.ingests and not self.local.locked(bref):
+            if bref not in refs.ingests:
                 with contextlib.suppress(NotFound):
-                    self.local.abort_sync(bref)
-                    removed += 1
-                    log.debug("cleanup aborting ingest", ref=bref)
+                    if self.local.collect_ingest_sync(bref):  # else when its writer closes
+                        removed += 1
+                        log.debug("cleanup aborting ingest", ref=bref)
         backend_removed = getattr(result, "backend_removed", None)
         if isinstance(backend_removed, dict):
             backend_removed["content"] = backend_removed.get("content", 0) + removed
@@ -368,15 +368,6 @@ class ContentStore:
             return await ra.read(offset, size)
 
     # --- ingests --------------------------------------------------------------------------
-
-    def drop_if_collected(self, ns: str, ref: str, bref: str) -> None:
-        """Remove the backend ingest ``bref`` when no namespace records it any more and no
-        writer holds it (see :meth:`NamespacedWriter.close`)."""
-        if self.db.view(lambda txn: self._backend_ref(txn, ns, ref)) == bref or self.local.locked(bref):
-            return
-        with contextlib.suppress(NotFound):
-            self.local.abort_sync(bref)
-            log.info("removed an ingest collected while it was being written", namespace=ns, ref=ref)
 
     def _backend_ref(self, txn: Txn, ns: str, ref: str) -> str | None:
         record = txn.get(OBJECTS, ingest_key(ns, ref))
@@ -676,17 +667,11 @@ class NamespacedWriter:
         return actual
 
     async def close(self) -> None:
-        """Stop writing, keeping the ingest for a later resume; idempotent.
-
-        An ingest that garbage collection dropped from the namespace while this writer held
-        it (its lease was deleted mid-write: a client that gave up) is removed now, as the
-        collection would have done: nothing stays on disk that ``ListStatuses`` does not list.
-        """
+        """Stop writing, keeping the ingest for a later resume (unless garbage collection
+        took it meanwhile: see :meth:`LocalStore.collect_ingest_sync`); idempotent."""
         self._done = True
-        w = self._w
-        if w is not None and not w.closed:
-            await w.close()
-            await asyncio.to_thread(self._store.drop_if_collected, self.namespace, self.ref, self._bref)
+        if self._w is not None:
+            await self._w.close()
 
 
 __all__ = [
