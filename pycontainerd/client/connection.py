@@ -34,9 +34,11 @@ DEFAULT_TIMEOUT = 10.0
 SOCKET_POLL = 0.05
 """Seconds between looks for a unix socket's file while waiting for the daemon."""
 _TRANSPORT_MARKERS = ("failed to connect to all addresses", "Socket closed", "Connection reset",
-                      "Broken pipe", "Connection refused", "connect failed", "GOAWAY", "Stream removed",
-                      "recvmsg", "sendmsg", "End of TCP stream", "Transport closed")
-"""Texts of gRPC core's own ``UNAVAILABLE`` statuses (a connection failed or broke)."""
+                      "Broken pipe", "GOAWAY", "Stream removed", "recvmsg", "sendmsg", "End of TCP stream",
+                      "Transport closed")
+"""Texts of gRPC core's own ``UNAVAILABLE`` statuses (a connection failed or broke); not
+"Connection refused" alone, which a daemon's own message about a registry or shim may hold
+(gRPC says it after "failed to connect to all addresses")."""
 
 
 class DaemonUnreachable(Unavailable):
