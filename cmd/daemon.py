@@ -57,16 +57,21 @@ def main(ctx, config_path, root, state, address, log_level, log_format):
             cfg.debug.format = log_format
         log.configure(cfg.debug.level, cfg.debug.format)
     except (ContainerdError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        _exit_with(exc)
 
     from pycontainerd.services import daemon
 
     try:
         daemon.main(cfg, _registry())  # asyncio, on uvloop when available (services.daemon)
     except ContainerdError as exc:
-        log.get_logger("daemon").error("pycontainerd: exiting", error=str(exc))
-        click.echo(f"pycontainerd: {exc}", err=True)
-        sys.exit(1)
+        _exit_with(exc)
+
+
+def _exit_with(exc: Exception) -> None:
+    """A start-up error: one plain line ``pycontainerd: <what and how to fix it>`` on stderr
+    (not also a structured log line), exit status 1."""
+    click.echo(f"pycontainerd: {exc}", err=True)
+    sys.exit(1)
 
 
 @main.group()

@@ -14,6 +14,7 @@ the dependency named. Raising :class:`~pycontainerd.errdefs.PluginSkipped` marks
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import inspect
 import time
@@ -120,6 +121,29 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._registrations)
+
+    def unknown(self, names: Iterable[str]) -> list[tuple[str, str | None]]:
+        """The entries of ``names`` (URIs or bare ids, as ``disabled_plugins`` and
+        ``required_plugins`` take them) that name no registered plugin, each with the closest
+        registered URI or id (a likely misspelling), or None."""
+        regs = list(self)
+        known = {r.uri for r in regs} | {r.id for r in regs}
+        out = []
+        for name in names:
+            if name in known:
+                continue
+            # compare ids (within the type when the name carries a registered one): the shared
+            # "io.containerd." prefixes would make any two URIs look alike
+            same_type = [r for r in regs if name.startswith(f"{r.type}.")]
+            if same_type:
+                type_ = same_type[0].type
+                ids = {r.id: r.uri for r in same_type}
+                close = difflib.get_close_matches(name[len(type_) + 1:], list(ids), n=1, cutoff=0.8)
+                out.append((name, ids[close[0]] if close else None))
+            else:
+                close = difflib.get_close_matches(name, sorted(r.id for r in regs), n=1, cutoff=0.8)
+                out.append((name, close[0] if close else None))
+        return out
 
     def graph(self, disabled: Iterable[str] = ()) -> list[Registration]:
         """Registrations in init order: each after every plugin of the types it requires.

@@ -8,19 +8,24 @@ Installed with the package (entry point ``pytest11``), it offers:
   for several daemons or custom configuration;
 * ``pycontainerd_client`` — a connected sync :class:`pycontainerd.client.Client` on it;
 * ``pycontainerd_registry`` — Debian's ``docker-registry`` on 127.0.0.1 with temporary
-  storage (session scope), for pulling and pushing images.
+  storage (session scope), for pulling and pushing images; ``pycontainerd_registry.busybox()``
+  builds a small runnable image (Debian's ``busybox-static`` in one layer, made with ``umoci``
+  and pushed with ``skopeo``: tools we did not write) and returns its reference.
 
 Example::
 
-    def test_pull(pycontainerd_client, pycontainerd_registry):
-        assert pycontainerd_client.version().version
+    def test_run(pycontainerd_client, pycontainerd_registry):
+        ref = pycontainerd_registry.busybox()          # 127.0.0.1:PORT/library/busybox:latest
+        image = pycontainerd_client.pull(ref, plain_http=True)
 
-Running containers needs root (overlayfs mounts, runc), as with containerd.
+Running containers needs root (overlayfs mounts, runc), as with containerd. Building images
+needs the Debian packages ``umoci skopeo busybox-static``.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal as signals
 import socket
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +145,7 @@ class Registry:
     username: str | None = None
     password: str | None = None
     log_path: Path | None = None
+    _pushed: set[str] = field(default_factory=set, repr=False)
 
     @property
     def url(self) -> str:
@@ -155,6 +162,23 @@ class Registry:
         """A sync httpx client for this registry (with its credentials, if any)."""
         return httpx.Client(base_url=self.url, auth=self.auth, timeout=30, **kw)
 
+    def busybox(self, name: str = "library/busybox:latest") -> str:
+        """Build (once per registry and name) and push a small runnable image: ``/bin/busybox``
+        from Debian's ``busybox-static`` with the applets of :data:`BUSYBOX_APPLETS` as
+        symlinks, ``CMD ["sh"]``, this machine's platform. Returns ``HOST/name``; pull it over
+        plain HTTP (``plain_http=True``, ``--plain-http``)."""
+        ref = f"{self.host}/{name}"
+        if ref not in self._pushed:
+            work = Path(tempfile.mkdtemp(prefix="pcd-busybox-"))
+            try:
+                layout = work / "layout"
+                build_image_layout(layout, "image", add_busybox, ["--config.cmd", "sh"])
+                push_layout(layout, "image", ref, self)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            self._pushed.add(ref)
+        return ref
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -165,6 +189,100 @@ class Registry:
                 proc.kill()
                 proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- images built with real tools ---------------------------------------------------------
+
+BUSYBOX_APPLETS = ("sh", "true", "sleep", "echo", "cat", "ls")
+"""Symlinks (``bin/<name> -> busybox``) that :func:`add_busybox` makes besides ``bin/busybox``."""
+
+_DEB_TO_OCI = {
+    # dpkg --print-architecture -> (GOARCH, variant)
+    "amd64": ("amd64", ""),
+    "arm64": ("arm64", "v8"),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+    "i386": ("386", ""),
+    "ppc64el": ("ppc64le", ""),
+    "s390x": ("s390x", ""),
+    "riscv64": ("riscv64", ""),
+    "mips64el": ("mips64le", ""),
+}
+_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el"}
+
+
+def native_platform() -> tuple[str, str, str]:
+    """``(os, architecture, variant)`` of this machine in OCI terms (variant may be ``""``)."""
+    try:
+        deb = subprocess.run(
+            ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        deb = _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
+    arch, variant = _DEB_TO_OCI.get(deb, (deb, ""))
+    return "linux", arch, variant
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of the program ``name``; fails the test naming the Debian ``package``."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install {package} (the project's install step does)",
+                    pytrace=False)
+    return path
+
+
+def run_tool(*argv: str, cwd: Path | None = None) -> str:
+    """Run a program; its stdout, or the test fails with its output."""
+    r = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return r.stdout
+
+
+def add_busybox(rootfs: Path, applets: Sequence[str] = BUSYBOX_APPLETS) -> None:
+    """Put Debian's static ``/bin/busybox`` into ``rootfs/bin`` with ``applets`` as symlinks."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("/bin/busybox is missing: apt-get install busybox-static", pytrace=False)
+    bindir = rootfs / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, bindir / "busybox")
+    os.chmod(bindir / "busybox", 0o755)
+    for applet in applets:
+        os.symlink("busybox", bindir / applet)
+
+
+def build_image_layout(layout: Path, tag: str, fill: Callable[[Path], None], config: Sequence[str] = (), *,
+                       platform_: tuple[str, str, str] | None = None) -> Path:
+    """Add image ``tag`` to the OCI layout ``layout`` (made if missing) with ``umoci``: one
+    layer holding what ``fill(rootfs)`` puts in an empty root file system, then ``umoci
+    config`` with ``config`` (e.g. ``--config.cmd sh``) for ``platform_`` (default: this
+    machine's). Returns ``layout``."""
+    umoci = require_tool("umoci", "umoci")
+    os_, arch, _variant = platform_ or native_platform()
+    rootless = () if os.geteuid() == 0 else ("--rootless",)
+    if not (layout / "index.json").exists():
+        run_tool(umoci, "init", "--layout", str(layout))
+    run_tool(umoci, "new", "--image", f"{layout}:{tag}")
+    bundle = layout.parent / f"bundle-{tag}"
+    try:
+        run_tool(umoci, "unpack", *rootless, "--image", f"{layout}:{tag}", str(bundle))
+        fill(bundle / "rootfs")
+        run_tool(umoci, "repack", *rootless, "--image", f"{layout}:{tag}", str(bundle))
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
+    run_tool(umoci, "config", "--image", f"{layout}:{tag}", "--os", os_, "--architecture", arch, *config)
+    return layout
+
+
+def push_layout(layout: Path, tag: str, ref: str, registry: Registry | None = None, *skopeo_args: str) -> None:
+    """Push image ``tag`` of the OCI layout to ``ref`` (``HOST/repository:tag``) with
+    ``skopeo copy`` over plain HTTP, with the registry's credentials when it has some."""
+    skopeo = require_tool("skopeo", "skopeo")
+    creds = ("--dest-creds", f"{registry.username}:{registry.password}") if registry and registry.auth else ()
+    run_tool(skopeo, "copy", "--quiet", "--dest-tls-verify=false", *creds, *skopeo_args,
+             f"oci:{layout}:{tag}", f"docker://{ref}")
 
 
 def _registry_binary() -> str:
@@ -300,7 +418,8 @@ def pycontainerd_client(pycontainerd_daemon):
 
 @pytest.fixture(scope="session")
 def pycontainerd_registry():
-    """A real registry (Debian's docker-registry) on 127.0.0.1, without auth."""
+    """A real registry (Debian's docker-registry) on 127.0.0.1, without auth; its
+    :meth:`Registry.busybox` pushes a small runnable image in one call."""
     reg = start_registry()
     try:
         yield reg

@@ -20,7 +20,11 @@ after the first — is replaced by these rules.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
+import os
 import queue
 import tarfile
 import threading
@@ -143,9 +147,31 @@ def _data_end(m: tarfile.TarInfo) -> int:
     return m.offset_data
 
 
+def _seekable_size(fileobj) -> int | None:
+    """The size of an uncompressed, seekable archive file; None for a stream or a
+    decompressor (their seeks read everything before the target)."""
+    if isinstance(fileobj, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)):
+        return None
+    try:
+        if not fileobj.seekable():
+            return None
+        here = fileobj.tell()
+        size = fileobj.seek(0, os.SEEK_END)
+        fileobj.seek(here)
+        return size
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def _skip_to_header(tf: tarfile.TarFile, prev: tarfile.TarInfo) -> bool:
     """Move ``tf``'s stream to the next header; False when the stream ends in the padding."""
     fileobj = tf.fileobj
+    size = _seekable_size(fileobj)
+    if size is not None:  # an archive file: seek over the data instead of reading it
+        if _data_end(prev) > size:
+            raise InvalidArgument(f"truncated tar: unexpected end of data in {quote(prev.name)}")
+        fileobj.seek(min(tf.offset, size))
+        return tf.offset <= size
     pos = fileobj.tell()
     for end, in_data in ((_data_end(prev), True), (tf.offset, False)):
         while pos < end:

@@ -24,6 +24,7 @@ import grpc
 
 from .. import log
 from ..client import DEFAULT_ADDRESS, AsyncClient, TLSConfig
+from ..client.connection import is_transport_failure
 from ..errdefs import ContainerdError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -80,6 +81,10 @@ def run(settings: Settings, fn: Callable[[AsyncClient], Awaitable[Any]], connect
                 async with asyncio.timeout(settings.timeout):
                     return await fn(client)
             return await fn(client)
+        except grpc.RpcError as exc:  # a raw call outside the client's mapping
+            if is_transport_failure(exc):
+                raise await client.conn.lost(exc) from exc
+            raise
         finally:
             await client.close()
 

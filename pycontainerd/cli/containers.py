@@ -11,7 +11,7 @@ from ..client import AsyncClient
 from ..errdefs import NotFound
 from ..oci import spec as oci_spec
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
-from .output import echo_listing, labels_text, parse_labels, rfc3339
+from .output import echo_listing, labels_text, parse_labels, to_jsonable
 from .run import create_container, spec_flags
 
 
@@ -52,17 +52,17 @@ async def ls(client: AsyncClient, quiet: bool, fmt: str, filters: tuple[str, ...
 
 
 def info_dict(c, spec: bool = True) -> dict[str, Any]:
-    """A container record in ``ctr containers info``'s JSON shape."""
-    runtime: dict[str, Any] = {"Name": c.runtime.name}
-    if c.runtime.options is not None:
-        runtime["Options"] = {"type_url": c.runtime.options.type_url}
-    out: dict[str, Any] = {"ID": c.id, "Labels": dict(c.labels) or None, "Image": c.image, "Runtime": runtime,
-                           "SnapshotKey": c.snapshot_key, "Snapshotter": c.snapshotter,
-                           "CreatedAt": rfc3339(c.created_at), "UpdatedAt": rfc3339(c.updated_at),
-                           "Extensions": {k: {"type_url": v.type_url} for k, v in c.extensions.items()} or None}
+    """A container record as pyctr prints it (docs/pyctr.md: snake_case keys, RFC 3339
+    times); ``spec`` adds the OCI runtime spec, a document printed as it is."""
+    out: dict[str, Any] = {
+        "id": c.id, "image": c.image, "runtime": {"name": c.runtime.name, "options": c.runtime.options},
+        "snapshotter": c.snapshotter, "snapshot_key": c.snapshot_key, "labels": dict(c.labels),
+        "extensions": {k: {"type_url": v.type_url} for k, v in c.extensions.items()},
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    }
     if spec:
-        out["Spec"] = oci_spec.from_any(c.spec) if c.spec is not None else None
-    return out
+        out["spec"] = oci_spec.from_any(c.spec) if c.spec is not None else None
+    return to_jsonable(out)
 
 
 @containers.command("info")
@@ -73,7 +73,7 @@ async def info(client: AsyncClient, spec_only: bool, container_id: str) -> None:
     """Print a container's record (and spec) as JSON."""
     c = await client.get_container(container_id)
     doc = info_dict(c)
-    click.echo(json.dumps(doc["Spec"] if spec_only else doc, indent=4))
+    click.echo(json.dumps(doc["spec"] if spec_only else doc, indent=4))
 
 
 @containers.command("rm")

@@ -28,11 +28,11 @@ async def events(client: AsyncClient, fmt: str, filters: tuple[str, ...]) -> Non
     """
     async for env in client.subscribe(*filters):
         if fmt == "json":
-            line = json.dumps({"timestamp": env.timestamp_ns, "namespace": env.namespace, "topic": env.topic,
-                               "type": getattr(getattr(env.event, "DESCRIPTOR", None), "full_name", None)
-                               or getattr(env.event, "type_url", ""),
-                               "event": json.loads(event_json(env.event)) if env.event is not None else None},
-                              default=to_jsonable)
+            line = json.dumps(to_jsonable({
+                "timestamp": env.timestamp_ns, "namespace": env.namespace, "topic": env.topic,
+                "type": getattr(getattr(env.event, "DESCRIPTOR", None), "full_name", None)
+                or getattr(env.event, "type_url", ""),
+                "event": env.event}))
         else:
             line = f"{go_time(env.timestamp_ns)} {env.namespace} {env.topic} {event_json(env.event)}"
         sys.stdout.write(line + "\n")

@@ -137,7 +137,7 @@ async def ls(client: AsyncClient, quiet: bool, fmt: str, filters: tuple[str, ...
             platforms = []
         rows.append([img.name, img.target.media_type, img.target.digest, size_text, ",".join(platforms) or "-",
                      labels_text(img.labels)])
-        items.append({"name": img.name, "target": img.target.to_dict(), "size": size, "platforms": platforms,
+        items.append({"name": img.name, "target": img.target, "size": size, "platforms": platforms,
                       "labels": dict(img.labels), "created_at": img.created_at, "updated_at": img.updated_at})
     echo_listing(fmt, quiet, ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"], rows, items,
                  [i.name for i in imgs])
@@ -218,7 +218,7 @@ async def check(client: AsyncClient, quiet: bool, fmt: str, snapshotter: str, fi
 async def inspect(client: AsyncClient, platform_: str | None, ref: str) -> None:
     """Print an image's record, manifest and config as JSON."""
     img = await client.get_image(ref)
-    out = {"name": img.name, "target": img.target.to_dict(), "labels": dict(img.labels),
+    out = {"name": img.name, "target": img.target, "labels": dict(img.labels),
            "platforms": await img.platforms()}
     out["manifest"] = await img.manifest(platform_)
     out["config"] = await img.config(platform_)

@@ -6,6 +6,7 @@ Pure functions (no I/O besides the ``echo`` helpers), unit-tested on their own.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,9 +15,9 @@ from typing import Any
 
 import click
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from ..descriptor import Descriptor, Platform
 from ..typeurl import AnyValue
 
 FORMATS = ("table", "json")
@@ -147,24 +148,74 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], padding: int = 
     return "\n".join(lines) + "\n"
 
 
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses, descriptors, protobuf messages, ``AnyValue``, bytes, mappings and
-    sequences as plain JSON values."""
+def is_time_key(key: str) -> bool:
+    """Whether a JSON key holds a time (printed as an RFC 3339 string): ``*_at``, ``timestamp``."""
+    return key.endswith("_at") or key == "timestamp"
+
+
+def to_jsonable(value: Any, key: str = "") -> Any:
+    """A value as pyctr prints it in JSON (the convention of ``docs/pyctr.md``): records
+    (dataclasses, descriptors, protobuf messages) as objects with snake_case keys, enumerations
+    as lowercase names, times
+    (keys ``*_at`` and ``timestamp``, ns since the epoch) as RFC 3339 strings, sizes and
+    other integers as numbers, bytes as text. ``key`` is the key ``value`` is stored under."""
     if isinstance(value, Message):
-        return json_format.MessageToDict(value, preserving_proto_field_name=True)
-    if isinstance(value, (Descriptor, Platform)):
-        return value.to_dict()
+        return message_jsonable(value)
     if isinstance(value, AnyValue):
         return {"type_url": value.type_url, "value": value.value.hex()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+        return {f.name: to_jsonable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
                 if f.name != "client" and f.repr}
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, int) and not isinstance(value, bool) and is_time_key(key):
+        return rfc3339(value) or None
+    return value
+
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def message_jsonable(msg: Message) -> Any:
+    """A protobuf message as JSON with proto field names (snake_case), Timestamps as RFC 3339
+    strings and 64-bit integers as numbers (protobuf's JSON mapping makes them strings)."""
+    return _fix_int64(msg.DESCRIPTOR, json_format.MessageToDict(msg, preserving_proto_field_name=True))
+
+
+def _fix_int64(desc: Any, doc: Any) -> Any:
+    if not isinstance(doc, dict) or desc.full_name.startswith("google.protobuf."):
+        return doc  # well-known types have their own JSON forms
+    for field in desc.fields:
+        if field.name not in doc:
+            continue
+        value = doc[field.name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            doc[field.name] = {k: _fix_one(value_field, v) for k, v in value.items()}
+        elif _repeated(field):
+            doc[field.name] = [_fix_one(field, v) for v in value]
+        else:
+            doc[field.name] = _fix_one(field, value)
+    return doc
+
+
+def _repeated(field: Any) -> bool:
+    flag = getattr(field, "is_repeated", None)  # protobuf 6+; ``label`` before
+    return bool(flag) if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _fix_one(field: Any, value: Any) -> Any:
+    if field.type in _INT64 and isinstance(value, str):
+        return int(value)
+    if field.message_type is not None:
+        return _fix_int64(field.message_type, value)
     return value
 
 
@@ -175,8 +226,7 @@ def dumps(value: Any, indent: int | None = 2) -> str:
 def event_json(event: Any) -> str:
     """An event message as compact JSON with proto field names (``ctr events`` style)."""
     if isinstance(event, Message):
-        return json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True),
-                          separators=(",", ":"))
+        return json.dumps(message_jsonable(event), separators=(",", ":"))
     if isinstance(event, AnyValue):
         return json.dumps({"type_url": event.type_url}, separators=(",", ":"))
     return json.dumps(to_jsonable(event), separators=(",", ":"))

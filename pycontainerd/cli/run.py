@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from ..client import AsyncClient
+from ..client.connection import DaemonUnreachable
 from ..client.containers import AsyncContainer
-from ..errdefs import NotFound
+from ..errdefs import NotFound, Unavailable
 from .app import CONTEXT_SETTINGS, pass_client
 from .attach import foreground, raw_terminal, stdio_creator
 from .specs import RunOptions, labels_from, spec_options
@@ -115,6 +116,7 @@ async def run(client: AsyncClient, remove: bool, detach: bool, null_io: bool, lo
         raise click.UsageError("--rm and --detach do not go together")
     tty = bool(kw.get("tty"))
     container = await create_container(client, image, container_id, args, kw)
+    daemon_gone = False
     try:
         if detach:
             creator = stdio_creator(terminal=tty, null_io=null_io or not (log_uri or fifo_dir), log_uri=log_uri,
@@ -128,13 +130,16 @@ async def run(client: AsyncClient, remove: bool, detach: bool, null_io: bool, lo
                 raise
             return 0
         return await run_task(container, tty=tty, null_io=null_io, log_uri=log_uri, fifo_dir=fifo_dir)
+    except DaemonUnreachable:
+        daemon_gone = True  # nothing can be cleaned up through it: say what may be left
+        raise
     except BaseException:
         if detach:  # a detached run that did not start leaves nothing behind
             with contextlib.suppress(Exception):
                 await container.delete()
         raise
     finally:
-        if remove:
+        if remove and not daemon_gone:
             with contextlib.suppress(NotFound):
                 await container.delete()
 
@@ -149,7 +154,9 @@ async def run_task(container: AsyncContainer, *, tty: bool, null_io: bool = Fals
         try:
             async with foreground(task, terminal=tty):
                 await task.start()
-                status = await task.wait()
+                status = await _wait(task)
+        except DaemonUnreachable as exc:
+            raise _left_running(exc, container) from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 await task.kill(9)
@@ -160,3 +167,25 @@ async def run_task(container: AsyncContainer, *, tty: bool, null_io: bool = Fals
         await task.delete()
     return status.code
 
+
+
+async def _wait(task):
+    """``task.wait()``; once more if the daemon restarted while we waited (a wait changes
+    nothing, so asking again is safe)."""
+    try:
+        return await task.wait()
+    except DaemonUnreachable:
+        raise
+    except Unavailable:
+        return await task.wait()
+
+
+def _left_running(exc: DaemonUnreachable, container: AsyncContainer) -> DaemonUnreachable:
+    """``exc`` plus what a user needs when the daemon died under ``pyctr run``: the task's
+    shim outlives the daemon, so the container may still be running."""
+    ns = container._client.namespace
+    flag = "" if ns == "default" else f"-n {ns} "
+    return DaemonUnreachable(
+        f"{exc.context}; container {container.id} may still be running (its shim outlives the daemon): "
+        f"once the daemon is back, `pyctr {flag}tasks ls` lists it and `pyctr {flag}tasks kill {container.id}` "
+        "stops it")

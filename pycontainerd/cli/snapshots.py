@@ -3,15 +3,15 @@ mounts, info, label."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shlex
 
 import click
 
-from ..client import AsyncClient
+from ..client import AsyncClient, SnapshotInfo
 from ..mount import Mount
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
-from .output import echo_listing, human_size, labels_text, parse_labels, rfc3339, table
+from .output import dumps, echo_listing, human_size, labels_text, parse_labels, table
 
 
 @click.group("snapshots", context_settings=CONTEXT_SETTINGS)
@@ -51,7 +51,12 @@ async def ls(client: AsyncClient, quiet: bool, fmt: str, filters: tuple[str, ...
     """List snapshots."""
     infos = sorted(await client.snapshotter(_snapshotter()).list(*filters), key=lambda i: i.name)
     rows = [[i.name, i.parent, i.kind] for i in infos]
-    echo_listing(fmt, quiet, ["KEY", "PARENT", "KIND"], rows, infos, [i.name for i in infos])
+    echo_listing(fmt, quiet, ["KEY", "PARENT", "KIND"], rows, [_as_json(i) for i in infos], [i.name for i in infos])
+
+
+def _as_json(info: SnapshotInfo) -> SnapshotInfo:
+    """The record with its kind as docs/pyctr.md's JSON names enumerations (``active``)."""
+    return dataclasses.replace(info, kind=info.kind.lower())
 
 
 @snapshots.command("tree")
@@ -162,8 +167,7 @@ async def mounts(client: AsyncClient, target: str, key: str) -> None:
 async def info(client: AsyncClient, key: str) -> None:
     """Print a snapshot's info as JSON."""
     i = await client.snapshotter(_snapshotter()).stat(key)
-    click.echo(json.dumps({"Kind": i.kind, "Name": i.name, "Parent": i.parent, "Labels": dict(i.labels) or None,
-                           "Created": rfc3339(i.created_at), "Updated": rfc3339(i.updated_at)}, indent=4))
+    click.echo(dumps(_as_json(i), indent=4))
 
 
 @snapshots.command("label")

@@ -9,7 +9,6 @@ import secrets
 from typing import Any
 
 import click
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ..client import AsyncClient, cio
@@ -248,8 +247,7 @@ async def metrics(client: AsyncClient, fmt: str, ids: tuple[str, ...]) -> None:
         found += ms
     if fmt == "json":
         click.echo(dumps([{"id": m.id, "timestamp": m.timestamp,
-                           "data": json_format.MessageToDict(m.data, preserving_proto_field_name=True)
-                           if isinstance(m.data, Message) else None} for m in found]))
+                           "data": m.data if isinstance(m.data, Message) else None} for m in found]))
         return
     for m in found:
         click.echo(table(["ID", "TIMESTAMP"], [[m.id, go_time(m.timestamp)]]), nl=False)

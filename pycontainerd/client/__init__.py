@@ -73,7 +73,7 @@ from ..oci.opts import (
 from . import cio
 from ._sync import Client, Container, ContentStore, Image, Process, Snapshotter, Task
 from .client import DEFAULT_ADDRESS, AsyncClient, PluginInfo, ServerInfo, Version
-from .connection import TLSConfig
+from .connection import DaemonUnreachable, TLSConfig
 from .containers import AsyncContainer
 from .content import AsyncContentStore, ContentInfo, IngestStatus
 from .images import AsyncImage, CheckResult
@@ -100,6 +100,7 @@ __all__ = [
     "CheckResult",
     "Client",
     "Container",
+    "DaemonUnreachable",
     "ContainerdError",
     "ContentInfo",
     "ContentStore",

@@ -36,10 +36,10 @@ quietly when the archive does not carry that platform.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import posixpath
 import tarfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,11 +49,26 @@ from typing import IO, Any
 from .. import imagespec
 from ..archive.tarstream import next_member
 from ..descriptor import Descriptor
-from ..errdefs import AlreadyExists, InvalidArgument, NotFound
+from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound
 from ..metadata.images import Image
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import children, select_platforms
 from ..remotes.reference import parse_normalized
+from .archive_plan import (
+    DATA_ERRORS,
+    METADATA,
+    READ_ERRORS,
+    blob_path,
+    damaged,
+    docker_paths,
+    is_blob_path,
+    normal_name,
+    not_a_tar,
+    not_an_image,
+    plausible,
+    scan,
+    unreadable,
+)
 from .images import matcher_for
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
@@ -116,11 +131,6 @@ class _TarWriter:
         flush = getattr(self.out, "flush", None)
         if flush is not None:
             await asyncio.to_thread(flush)
-
-
-def _blob_path(digest: str) -> str:
-    alg, _, hexpart = digest.partition(":")
-    return f"blobs/{alg}/{hexpart}"
 
 
 @dataclass(frozen=True)
@@ -188,8 +198,8 @@ async def export_archive(client, out: IO[bytes], images: list[Image], *, platfor
                 tag = [parse_normalized(img.name).familiar()]
             except InvalidArgument:
                 tag = []
-            docker_entries.append({"Config": _blob_path(config.digest), "RepoTags": tag,
-                                   "Layers": [_blob_path(x.digest) for x in layers]})
+            docker_entries.append({"Config": blob_path(config.digest), "RepoTags": tag,
+                                   "Layers": [blob_path(x.digest) for x in layers]})
 
     writer = _TarWriter(out)
     await writer.data("oci-layout", OCI_LAYOUT)
@@ -207,7 +217,7 @@ async def export_archive(client, out: IO[bytes], images: list[Image], *, platfor
                     progress(key, done, d.size)
                 yield chunk
 
-        await writer.file(_blob_path(digest), desc.size, stream())
+        await writer.file(blob_path(digest), desc.size, stream())
     index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_IMAGE_INDEX, "manifests": index_entries}
     await writer.data("index.json", json.dumps(index, separators=(",", ":")).encode())
     if docker_entries:
@@ -235,11 +245,6 @@ def _detect_layer_type(head: bytes, oci: bool = False) -> str:
     if head[:4] == b"\x28\xb5\x2f\xfd":
         return mediatypes.OCI_LAYER_ZSTD
     return mediatypes.OCI_LAYER if oci else mediatypes.DOCKER_SCHEMA2_LAYER
-
-
-def _normal_name(name: str) -> str:
-    name = posixpath.normpath(name.lstrip("/"))
-    return "" if name in (".", "") else name
 
 
 def _image_name(annotations: dict[str, str], base_name: str | None) -> str:
@@ -273,29 +278,50 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
     record the whole index under that name (OCI layouts). Raises ``InvalidArgument`` for an
     archive that is neither format or names no image.
     """
-    tf = await asyncio.to_thread(tarfile.open, fileobj=source, mode="r|*")
+    plan = await asyncio.to_thread(scan, source)  # refuses a non-image file before any upload
+    try:
+        tf = await asyncio.to_thread(tarfile.open, fileobj=source, mode="r|*")
+    except DATA_ERRORS as exc:
+        raise not_a_tar() from exc
     files: dict[str, _File] = {}
     blob_files: dict[str, str] = {}  # archive path → digest
     index_doc: dict | None = None
     docker_doc: list | None = None
+    docker_refs: set[str] | None = None  # paths manifest.json names, once read
     created: list[Image] = []
+
+    def wanted(name: str) -> bool:
+        if plan is not None:
+            return name in plan.wanted
+        if docker_refs is not None:
+            return name in docker_refs or (index_doc is not None and is_blob_path(name))
+        return plausible(name)
+
     async with client.lease():
+        last = ""
         try:
             member = None
             while True:
                 # Go's reader rules: the archive may end right after the last file's data
-                member = await asyncio.to_thread(next_member, tf, member)
+                try:
+                    member = await asyncio.to_thread(next_member, tf, member)
+                except READ_ERRORS as exc:
+                    raise unreadable(last, exc) from exc
                 if member is None:
                     break
-                name = _normal_name(member.name)
-                if not member.isreg() or not name:
+                name = normal_name(member.name)
+                last = name or member.name
+                if not member.isreg() or not name or not (name in METADATA or wanted(name)):
                     continue
                 fobj = await asyncio.to_thread(tf.extractfile, member)
                 if fobj is None:
                     continue
                 parts = name.split("/")
-                if name in ("index.json", "manifest.json", "oci-layout", "repositories"):
-                    data = await asyncio.to_thread(fobj.read, imagespec.MAX_MANIFEST_SIZE + 1)
+                if name in METADATA:
+                    try:
+                        data = await asyncio.to_thread(fobj.read, imagespec.MAX_MANIFEST_SIZE + 1)
+                    except DATA_ERRORS as exc:
+                        raise damaged(name, exc) from exc
                     if name == "index.json":
                         index_doc = imagespec.parse_json(data, "index.json")
                     elif name == "manifest.json":
@@ -305,6 +331,7 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
                             raise InvalidArgument(f"manifest.json is not valid JSON: {exc}") from exc
                         if not isinstance(docker_doc, list):
                             raise InvalidArgument("manifest.json is not a JSON list")
+                        docker_refs = docker_paths(docker_doc)
                     elif name == "oci-layout":
                         layout = imagespec.parse_json(data, "oci-layout")
                         if layout.get("imageLayoutVersion") != "1.0.0":
@@ -313,7 +340,7 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
                     continue
                 if len(parts) == 3 and parts[0] == "blobs":
                     digest = f"{parts[1]}:{parts[2]}"
-                    await _write_blob(client, fobj, member.size, digest, progress)
+                    await _write_blob(client, fobj, member.size, digest, name, progress)
                     blob_files[name] = digest
                     continue
                 files[name] = await _write_file(client, fobj, member.size, name, progress)
@@ -350,7 +377,7 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
                     if base_name:
                         records.append((f"{base_name}@{desc.digest}", desc))
         else:
-            raise InvalidArgument("not an image archive: no index.json (OCI layout) or manifest.json (docker)")
+            raise not_an_image()
         if not records:
             raise InvalidArgument("the archive names no image: give a base name (--base-name) "
                                   "or an index name (--index-name)")
@@ -377,16 +404,36 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
     return created
 
 
-async def _write_blob(client, fobj, size: int, digest: str, progress: Progress | None) -> None:
+async def _read_chunks(fobj, name: str) -> AsyncIterator[bytes]:
+    """A member's data in chunks; a read error names the member (a truncated archive)."""
+    while True:
+        try:
+            chunk = await asyncio.to_thread(fobj.read, CHUNK)
+        except DATA_ERRORS as exc:
+            raise damaged(name, exc) from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _upload(client, ref: str, chunks: AsyncIterator[bytes], **kw: Any) -> str:
+    """``client.content.write``; when the archive fails under it, the partial ingest is
+    aborted (an import is not resumed from the same broken file)."""
+    try:
+        return await client.content.write(ref, chunks, **kw)
+    except InvalidArgument:
+        with contextlib.suppress(ContainerdError):
+            await client.content.abort(ref)
+        raise
+
+
+async def _write_blob(client, fobj, size: int, digest: str, name: str, progress: Progress | None) -> None:
     key = f"import-{digest}"
     done = 0
 
     async def chunks() -> AsyncIterator[bytes]:
         nonlocal done
-        while True:
-            chunk = await asyncio.to_thread(fobj.read, CHUNK)
-            if not chunk:
-                return
+        async for chunk in _read_chunks(fobj, name):
             done += len(chunk)
             if progress is not None:
                 progress(digest, done, size)
@@ -397,7 +444,7 @@ async def _write_blob(client, fobj, size: int, digest: str, progress: Progress |
         return  # present already (the tar stream skips the unread bytes)
     except NotFound:
         pass
-    await client.content.write(key, chunks(), expected=digest, total=size)
+    await _upload(client, key, chunks(), expected=digest, total=size)
 
 
 async def _write_file(client, fobj, size: int, name: str, progress: Progress | None) -> _File:
@@ -409,10 +456,7 @@ async def _write_file(client, fobj, size: int, name: str, progress: Progress | N
 
     async def chunks() -> AsyncIterator[bytes]:
         nonlocal head, done
-        while True:
-            chunk = await asyncio.to_thread(fobj.read, CHUNK)
-            if not chunk:
-                return
+        async for chunk in _read_chunks(fobj, name):
             if not head:
                 head = chunk[:8]
             h.update(chunk)
@@ -423,8 +467,8 @@ async def _write_file(client, fobj, size: int, name: str, progress: Progress | N
                 progress(name, done, size)
             yield chunk
 
-    digest = await client.content.write(f"import-{time.time_ns()}-{os.getpid()}-{abs(hash(name))}", chunks(),
-                                        total=size)
+    digest = await _upload(client, f"import-{time.time_ns()}-{os.getpid()}-{abs(hash(name))}", chunks(),
+                           total=size)
     if digest != "sha256:" + h.hexdigest():
         raise InvalidArgument(f"{name}: the daemon computed {digest}, we computed sha256:{h.hexdigest()}")
     return _File(digest, size, head, bytes(kept) if keep else None)
@@ -437,7 +481,7 @@ async def _docker_manifest(client, entry: dict, files: dict[str, _File], blob_fi
         raise InvalidArgument(f"manifest.json entry {index}: no Config")
 
     async def descriptor_of(path: str, what: str) -> tuple[Descriptor, bytes]:
-        p = _normal_name(path)
+        p = normal_name(path)
         if p in blob_files:
             digest = blob_files[p]
             info = await client.content.info(digest)

@@ -565,7 +565,7 @@ class AsyncClient:
         Events service does."""
         call = self._events.Subscribe(events_pb2.SubscribeRequest(filters=list(filters)), metadata=self.md())
         try:
-            async for env in mapped_stream(call):
+            async for env in mapped_stream(call, self.conn):
                 raw = AnyValue(env.event.type_url, env.event.value)
                 yield Envelope(env.timestamp.ToNanoseconds(), env.namespace, env.topic, decode(raw) or raw)
         finally:

@@ -29,6 +29,22 @@ LEASE_HEADER = "containerd-lease"
 
 T = TypeVar("T")
 
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for the daemon when none is given (containerd's client waits 10 s)."""
+SOCKET_POLL = 0.05
+"""Seconds between looks for a unix socket's file while waiting for the daemon."""
+_TRANSPORT_MARKERS = ("failed to connect to all addresses", "Socket closed", "Connection reset",
+                      "Broken pipe", "GOAWAY", "Stream removed", "recvmsg", "sendmsg", "End of TCP stream",
+                      "Transport closed")
+"""Texts of gRPC core's own ``UNAVAILABLE`` statuses (a connection failed or broke); not
+"Connection refused" alone, which a daemon's own message about a registry or shim may hold
+(gRPC says it after "failed to connect to all addresses")."""
+
+
+class DaemonUnreachable(Unavailable):
+    """The daemon is not there: never started, stopped, or died under a call (the message
+    is always ``cannot connect to ADDRESS within Ns (is the daemon running?)``)."""
+
 _lease: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_lease", default=None)
 
 
@@ -106,11 +122,28 @@ class Connection:
         return tuple(md)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait for the channel to connect. Raises :class:`Unavailable` after ``timeout`` s."""
+        """Wait for the channel to connect (for a unix socket, first for its file to exist).
+        Raises :class:`DaemonUnreachable` after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            await asyncio.wait_for(self.channel.channel_ready(), timeout)
+            # a channel asked to connect to a missing file backs off (1 s, 1.6 s, …) and would
+            # notice the daemon late: poll for the file, then let gRPC connect
+            while self._socket_missing():
+                if loop.time() >= deadline:
+                    raise TimeoutError
+                await asyncio.sleep(min(SOCKET_POLL, max(deadline - loop.time(), 0.001)))
+            await asyncio.wait_for(self.channel.channel_ready(), max(deadline - loop.time(), 0.001))
         except TimeoutError as exc:
-            raise Unavailable(f"cannot connect to {self.address} within {_seconds(timeout)}s") from exc
+            raise self.unreachable(timeout) from exc
+
+    def unreachable(self, timeout: float | None = None) -> DaemonUnreachable:
+        """The one error for a daemon that is not there (never started, stopped, or died
+        under a call): ``cannot connect to ADDRESS within Ns (is the daemon running?)``."""
+        if timeout is None:
+            timeout = self.timeout or DEFAULT_TIMEOUT
+        return DaemonUnreachable(f"cannot connect to {self.address} within {_seconds(timeout)}s "
+                                 "(is the daemon running?)")
 
     async def connect(self, probe: Callable[[], Awaitable[Any]], timeout: float, retries: int = 3,
                       backoff: float = 0.2) -> Any:
@@ -118,11 +151,10 @@ class Connection:
         with ``UNAVAILABLE`` — up to ``retries`` more times, waiting ``backoff`` seconds,
         doubling — all within ``timeout`` seconds. Returns what ``probe`` returned.
 
-        Raises :class:`Unavailable` naming the address when the daemon cannot be reached —
-        at once, without waiting, when the address is a unix socket path with no file there
-        (``no socket at PATH (is the daemon running?)``).
+        Raises :class:`DaemonUnreachable` (an ``Unavailable``) naming the address when the
+        daemon cannot be reached within ``timeout`` (a unix socket whose file appears
+        meanwhile is connected to: a daemon still starting is waited for).
         """
-        self._check_socket()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         attempt = 0
@@ -135,19 +167,28 @@ class Connection:
                 last: BaseException = exc
             attempt += 1
             if attempt > retries or loop.time() + backoff >= deadline:
-                self._check_socket()  # it went away meanwhile
-                raise Unavailable(f"cannot connect to {self.address} within {_seconds(timeout)}s "
-                                  "(is the daemon running?)") from last
+                raise self.unreachable(timeout) from last
             await asyncio.sleep(backoff)
             backoff *= 2
 
-    def _check_socket(self) -> None:
-        """Raise :class:`Unavailable` when the address is a unix socket path that does not exist."""
+    async def lost(self, exc: grpc.RpcError) -> Unavailable:
+        """The error to raise for ``exc``, a call that failed because the daemon went away
+        (:func:`is_transport_failure`): waits up to the connect timeout for the daemon; if it
+        is still gone, :meth:`unreachable`; if it is back, an ``Unavailable`` saying the call
+        was cut (it may or may not have taken effect)."""
+        try:
+            await self.wait_ready(self.timeout or DEFAULT_TIMEOUT)
+        except DaemonUnreachable as gone:
+            return gone
+        return Unavailable(f"the connection to {self.address} broke during the call ({exc.details()}); "
+                           "the daemon is answering again: check the state and retry")
+
+    def _socket_missing(self) -> bool:
+        """True when the address is a unix socket path and no file is there."""
         target = channel_target(self.address)
         if target.startswith("unix:") and not target.startswith("unix:@"):
-            path = target[len("unix:"):]
-            if not os.path.lexists(path):
-                raise Unavailable(f"no socket at {path} (is the daemon running?)")
+            return not os.path.lexists(target[len("unix:"):])
+        return False
 
     async def close(self) -> None:
         await self.channel.close()
@@ -173,23 +214,63 @@ def using_lease(lease_id: str | None):
         _lease.reset(token)
 
 
+def is_transport_failure(exc: BaseException) -> bool:
+    """True when ``exc`` is gRPC's own ``UNAVAILABLE`` for a connection that failed or broke
+    (the daemon is gone), not an ``UNAVAILABLE`` status the daemon sent."""
+    if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "code"):
+        return False
+    details = exc.details() or ""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _TRANSPORT_MARKERS)
+
+
+def never_sent(exc: grpc.RpcError) -> bool:
+    """True when gRPC failed the call before sending it (no connection could be made)."""
+    return (exc.details() or "").startswith("failed to connect to all addresses")
+
+
+def _connection_of(obj: Any) -> Connection | None:
+    """The :class:`Connection` a client object calls through (``.conn``, or its client's)."""
+    conn = getattr(obj, "conn", None)
+    for attr in ("_client", "client"):
+        if conn is None:
+            conn = getattr(getattr(obj, attr, None), "conn", None)
+    return conn if isinstance(conn, Connection) else None
+
+
 def mapped(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: turn ``grpc.RpcError`` raised by an async call into the typed error."""
+    """Decorator for methods of client objects: turn ``grpc.RpcError`` raised by an async
+    call into the typed error. A call that never reached the daemon because it is gone is
+    retried once if the daemon answers again within the connect timeout; otherwise it raises
+    :meth:`Connection.unreachable`."""
 
     @functools.wraps(fn)
     async def wrapper(*args, **kwargs):
         try:
             return await fn(*args, **kwargs)
         except grpc.RpcError as exc:
+            conn = _connection_of(args[0]) if args else None
+            if conn is None or not is_transport_failure(exc):
+                raise from_rpc_error(exc) from exc
+            error = await conn.lost(exc)
+            if isinstance(error, DaemonUnreachable) or not never_sent(exc):
+                raise error from exc
+        try:  # the daemon is back and the first call never left: send it again, once
+            return await fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            if is_transport_failure(exc):
+                raise conn.unreachable() from exc
             raise from_rpc_error(exc) from exc
 
     return wrapper
 
 
-async def mapped_stream(stream) -> AsyncIterator[Any]:
-    """Iterate a server stream, mapping errors."""
+async def mapped_stream(stream, conn: Connection | None = None) -> AsyncIterator[Any]:
+    """Iterate a server stream, mapping errors (a lost daemon as :meth:`Connection.lost`
+    says, when ``conn`` is given)."""
     try:
         async for item in stream:
             yield item
     except grpc.RpcError as exc:
+        if conn is not None and is_transport_failure(exc):
+            raise await conn.lost(exc) from exc
         raise from_rpc_error(exc) from exc

@@ -18,7 +18,7 @@ from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
 from ..errdefs import AlreadyExists, FailedPrecondition
 from ..services.errors import from_rpc_error
-from .connection import Connection, mapped, mapped_stream
+from .connection import Connection, is_transport_failure, mapped, mapped_stream
 
 CHUNK = 1 << 20  # bytes per Write message
 
@@ -76,7 +76,7 @@ class AsyncContentStore:
         """Every blob matching any of ``filters`` (containerd's filter syntax)."""
         out = []
         async for resp in mapped_stream(self.stub.List(pb.ListContentRequest(filters=filters or []),
-                                                       metadata=self.conn.metadata())):
+                                                       metadata=self.conn.metadata()), self.conn):
             out.extend(_info(i) for i in resp.info)
         return out
 
@@ -96,7 +96,7 @@ class AsyncContentStore:
         """Stream the blob's bytes from ``offset`` (``size`` 0 = to the end)."""
         call = self.stub.Read(pb.ReadContentRequest(digest=digest, offset=offset, size=size),
                               metadata=self.conn.metadata())
-        async for resp in mapped_stream(call):
+        async for resp in mapped_stream(call, self.conn):
             yield resp.data
 
     async def read_all(self, digest: str) -> bytes:
@@ -159,6 +159,8 @@ class AsyncContentStore:
             while await call.read() is not grpc.aio.EOF:
                 pass
         except grpc.RpcError as exc:
+            if is_transport_failure(exc):
+                raise await self.conn.lost(exc) from exc
             err = from_rpc_error(exc)
             if isinstance(err, AlreadyExists) and expected:
                 return expected

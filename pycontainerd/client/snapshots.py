@@ -111,7 +111,7 @@ class AsyncSnapshotter:
         out: list[SnapshotInfo] = []
         call = self.stub.List(pb.ListSnapshotsRequest(snapshotter=self.name, filters=list(filters)),
                               metadata=self.conn.metadata())
-        async for resp in mapped_stream(call):
+        async for resp in mapped_stream(call, self.conn):
             out.extend(_snapshot_info(i) for i in resp.info)
         return out
 

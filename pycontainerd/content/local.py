@@ -234,6 +234,7 @@ class LocalStore:
         (self.root / "blobs" / ALGORITHM).mkdir(parents=True, exist_ok=True)
         self._mu = threading.Lock()
         self._locks: dict[str, int] = {}  # ref -> locked since (ns)
+        self._collected: set[str] = set()  # refs to remove when their writer lets go
         self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}  # ref -> (offset, state)
         self._remove_unnamed_ingests()
 
@@ -437,6 +438,24 @@ class LocalStore:
     def _unlock(self, ref: str) -> None:
         with self._mu:
             self._locks.pop(ref, None)
+            collected = ref in self._collected
+            self._collected.discard(ref)
+        if collected:
+            shutil.rmtree(self.ingest_path(ref), ignore_errors=True)
+            log.info("removed an ingest collected while it was being written", ref=ref)
+
+    def collect_ingest_sync(self, ref: str) -> bool:
+        """Garbage collection of the ingest of ``ref``: removed now (True), or — while a
+        writer holds it — as soon as that writer closes (False), the way containerd's
+        collector removes an ingest whatever writes to it. So an ingest that no namespace
+        records never stays on disk, unlisted by ``ListStatuses``. Raises
+        :class:`NotFound` when there is no such ingest."""
+        with self._mu:
+            if ref in self._locks:
+                self._collected.add(ref)
+                return False
+        self.abort_sync(ref)
+        return True
 
     def locked(self, ref: str) -> bool:
         """True while a :class:`Writer` holds ``ref``."""

@@ -236,11 +236,11 @@ class ContentStore:
                     removed += 1
                     log.debug("removed content", digest=info.digest)
         for bref in self.local.walk_status_refs_sync():
-            if bref not in refs.ingests and not self.local.locked(bref):
+            if bref not in refs.ingests:
                 with contextlib.suppress(NotFound):
-                    self.local.abort_sync(bref)
-                    removed += 1
-                    log.debug("cleanup aborting ingest", ref=bref)
+                    if self.local.collect_ingest_sync(bref):  # else when its writer closes
+                        removed += 1
+                        log.debug("cleanup aborting ingest", ref=bref)
         backend_removed = getattr(result, "backend_removed", None)
         if isinstance(backend_removed, dict):
             backend_removed["content"] = backend_removed.get("content", 0) + removed
@@ -667,7 +667,8 @@ class NamespacedWriter:
         return actual
 
     async def close(self) -> None:
-        """Stop writing, keeping the ingest for a later resume; idempotent."""
+        """Stop writing, keeping the ingest for a later resume (unless garbage collection
+        took it meanwhile: see :meth:`LocalStore.collect_ingest_sync`); idempotent."""
         self._done = True
         if self._w is not None:
             await self._w.close()

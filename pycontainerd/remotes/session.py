@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -99,6 +100,28 @@ def _registry_errors(body: bytes) -> list[dict]:
 def _url_for_message(url: httpx.URL) -> str:
     # never echo query strings (upload state, signed blob URLs) into messages
     return str(url.copy_with(query=None, fragment=None))
+
+
+_PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                                  "HTTP_REQUEST", "UNKNOWN_PROTOCOL"})
+"""OpenSSL's reasons when the bytes that came back to a TLS ClientHello are not TLS (an
+HTTP response: ``WRONG_VERSION_NUMBER`` in OpenSSL 1.1/3.0, ``RECORD_LAYER_FAILURE`` or
+``PACKET_LENGTH_TOO_LONG`` in later ones)."""
+
+
+def _transport_error(url: httpx.URL, exc: httpx.TransportError) -> str:
+    """The reason for a failed request; says what to do when an HTTPS request reached a
+    registry that speaks plain HTTP (the usual local ``docker-registry``)."""
+    if url.scheme == "https":
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _PLAIN_HTTP_REASONS:
+                host = url.netloc.decode()
+                return (f"the registry {host} answered plain HTTP to an HTTPS request; to talk to it over "
+                        f"plain HTTP use --plain-http (pyctr, ctr), plain_http=True (the client library) or "
+                        f'a hosts.toml with server = "http://{host}" (the CRI registry config_path)')
+            cause = cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def unexpected_status(resp: httpx.Response, context: str = "") -> UnexpectedStatus:
@@ -241,7 +264,7 @@ class RegistrySession:
                 resp = await self.client.send(request, stream=True)
             except httpx.TransportError as exc:
                 raise Unavailable(
-                    f"failed to do request: {method} {_url_for_message(current)}: {type(exc).__name__}: {exc}"
+                    f"failed to do request: {method} {_url_for_message(current)}: {_transport_error(current, exc)}"
                 ) from exc
             location = resp.headers.get("location")
             if resp.status_code in _REDIRECTS and location:

@@ -13,6 +13,7 @@ garbage collector.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import gc
 import os
@@ -22,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Config
-from ..errdefs import FailedPrecondition
+from ..errdefs import FailedPrecondition, InvalidArgument
 from ..log import get_logger
-from ..plugin import Registry, close_all, initialize
+from ..plugin import PluginSet, Registry, close_all, initialize
 from .debug import Operations
 from .server import Server
 
@@ -59,6 +60,38 @@ class RootLock:
         os.close(self.fd)
 
 
+def _lock_directory(path: Path, flag: str) -> RootLock:
+    """Create ``path`` (0711) if missing and lock it with a :class:`RootLock`.
+
+    Raises:
+        InvalidArgument: ``path`` cannot be a directory of ours (a file, under ``/proc``, on a
+            read-only file system, …); the message names ``flag`` and ``path``.
+        FailedPrecondition: another pycontainerd holds it.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o711)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        return RootLock(path)
+    except OSError as exc:
+        reason = "it exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise InvalidArgument(f"{flag} {path}: cannot use it as a state directory: {reason}") from exc
+
+
+def _log_booted(plugins: PluginSet, root: Path, state: Path) -> None:
+    """The boot line: at warning level, naming each plugin that failed and why, when any
+    did (a skipped plugin — not for this host — is no failure)."""
+    failed = [p for p in plugins if not p.ok and not p.skipped]
+    ok = sum(1 for p in plugins if p.ok)
+    fields = dict(plugins=ok, skipped=len(plugins.by_uri) - ok - len(failed), failed=len(failed),
+                  root=str(root), state=str(state), pid=os.getpid())
+    if failed:
+        log.warning("pycontainerd booted, but plugins failed to load", **fields,
+                    failures="; ".join(f"{p.registration.uri}: {p.error}" for p in failed))
+    else:
+        log.info("pycontainerd successfully booted", **fields)
+
+
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """The daemon's event loop: uvloop's (an asyncio loop on libuv: about a tenth less CPU
     per gRPC call here), or asyncio's own when uvloop is missing or
@@ -86,15 +119,14 @@ async def run(cfg: Config, registry: Registry) -> None:
     Raises:
         FailedPrecondition: root locked by another daemon, socket in use, a required plugin
             failed, or a plugin dependency cycle.
-        InvalidArgument: bad listener configuration.
+        InvalidArgument: bad listener configuration, or a ``--root``/``--state`` that cannot
+            be a directory.
     """
     root, state = Path(cfg.root).absolute(), Path(cfg.state).absolute()
-    root.mkdir(parents=True, exist_ok=True, mode=0o711)
-    state.mkdir(parents=True, exist_ok=True, mode=0o711)
-    lock = RootLock(root)
+    lock = _lock_directory(root, "--root")
     try:
-        state_lock = RootLock(state)
-    except FailedPrecondition:
+        state_lock = _lock_directory(state, "--state")
+    except (FailedPrecondition, InvalidArgument):
         lock.release()
         raise
     plugins = None
@@ -106,12 +138,20 @@ async def run(cfg: Config, registry: Registry) -> None:
         # in worker threads; LMDB writers queue on its write lock, so give the rest room.
         loop.set_default_executor(ThreadPoolExecutor(max_workers=BLOCKING_WORKERS,
                                                      thread_name_prefix="pycontainerd-blocking"))
+        unknown_required = dict(registry.unknown(cfg.required_plugins))
+        for setting in ("disabled_plugins", "required_plugins"):
+            for name, close in registry.unknown(getattr(cfg, setting)):
+                log.warning(f"unknown plugin in {setting}", plugin=name, did_you_mean=close)
         order = registry.graph(cfg.disabled_plugins)
         plugins = await initialize(order, cfg, cfg.plugins, root, state)
         for uri in cfg.required_plugins:
             plugin = plugins.by_uri.get(uri)
             if plugin is None or not plugin.ok:
-                reason = "not registered or disabled" if plugin is None else str(plugin.error)
+                if uri in unknown_required:
+                    close = unknown_required[uri]
+                    reason = "no such plugin" + (f" (did you mean {close}?)" if close else "")
+                else:
+                    reason = "disabled" if plugin is None else str(plugin.error)
                 raise FailedPrecondition(f"required plugin {uri} did not load: {reason}")
 
         server = Server(cfg.grpc, plugins)
@@ -133,9 +173,7 @@ async def run(cfg: Config, registry: Registry) -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        ok = sum(1 for p in plugins if p.ok)
-        log.info("pycontainerd successfully booted", plugins=ok, failed=len(plugins.by_uri) - ok,
-                 root=str(root), state=str(state), pid=os.getpid())
+        _log_booted(plugins, root, state)
         await stop.wait()
         log.info("stopping: waiting for in-flight calls", grace_seconds=SHUTDOWN_GRACE)
     finally:

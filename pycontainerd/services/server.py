@@ -54,7 +54,7 @@ def prepare_unix_socket(path: Path, setting: str = "--address") -> None:
     """
     if len(os.fsencode(path)) > 107:
         raise InvalidArgument(f"socket path {path} is longer than 107 bytes, the limit of a unix socket "
-                              "address; choose a shorter {setting}")
+                              f"address; choose a shorter {setting}")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     try:
         st = path.lstat()

@@ -213,3 +213,55 @@ def test_socket_path_too_long_is_a_clear_error(daemon_factory, tmp_path):
     d.start(wait=False)
     assert d.proc.wait(20) == 1
     assert "longer than 107 bytes" in d.log() and "Traceback" not in d.log()
+    assert "choose a shorter --address" in d.log()  # issue 18.2: the setting is named
+
+
+@pytest.mark.parametrize("flag", ["--root", "--state"])
+@pytest.mark.parametrize("where", ["file", "under-file", "/proc/x"])
+def test_unusable_root_or_state_is_one_line_naming_flag_and_path(daemon_factory, tmp_path, flag, where):
+    """Issue 18.1: a --root/--state that cannot be a directory is one line, not a traceback."""
+    bad = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "sub", "/proc/x": "/proc/x"}[where]
+    (tmp_path / "a-file").write_text("not a directory")
+    d = daemon_factory(start=False)
+    d.extra_args += [flag, str(bad)]
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"pycontainerd: {flag} {bad}: "), d.log()
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+def test_start_up_error_is_printed_once(daemon_factory):
+    """Issue 18.1: a start-up error is one plain line, not also a structured log line."""
+    d = daemon_factory('required_plugins = ["io.containerd.grpc.v1.nonexistent"]\n', start=False)
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    errors = [line for line in d.log().splitlines() if "nonexistent did not load" in line]
+    assert errors == ["pycontainerd: required plugin io.containerd.grpc.v1.nonexistent did not load: "
+                      "no such plugin: failed precondition"], d.log()
+
+
+def test_unknown_plugin_ids_in_config_are_warned_about(daemon_factory):
+    """Issue 18.9: a misspelt id in disabled_plugins is named at warning level, with the
+    registered id it probably means; the daemon still starts."""
+    d = daemon_factory('disabled_plugins = ["io.containerd.snapshotter.v1.overlayfss"]\n')
+    warnings = [line for line in d.log().splitlines() if "level='warning'" in line and "disabled_plugins" in line]
+    assert len(warnings) == 1, d.log()
+    assert "plugin='io.containerd.snapshotter.v1.overlayfss'" in warnings[0]
+    assert "did_you_mean='io.containerd.snapshotter.v1.overlayfs'" in warnings[0]
+
+
+def test_required_plugin_misspelt_says_did_you_mean(daemon_factory):
+    d = daemon_factory('required_plugins = ["io.containerd.snapshotter.v1.overlayfss"]\n', start=False)
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    assert ("pycontainerd: required plugin io.containerd.snapshotter.v1.overlayfss did not load: no such plugin "
+            "(did you mean io.containerd.snapshotter.v1.overlayfs?): failed precondition") in d.log().splitlines()
+
+
+def test_failed_plugin_is_a_warning_with_its_reason_at_boot(daemon_factory):
+    """Issue 18.9: a plugin that failed to load shows at warning level on the boot line."""
+    d = daemon_factory('[plugins."io.containerd.grpc.v1.cri"]\nsandbox_imag = "pause:3.9"\n')
+    booted = [line for line in d.log().splitlines() if "booted" in line]
+    assert len(booted) == 1 and "level='warning'" in booted[0], d.log()
+    assert "io.containerd.grpc.v1.cri:" in booted[0] and "sandbox_imag" in booted[0]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -62,7 +63,7 @@ def test_every_listing_as_json_and_quiet(daemon, image, busybox_image):
 
     # snapshots ls / usage
     snaps = as_json(daemon, "snapshots", "ls", "--format", "json")
-    assert [s["kind"] for s in snaps] == ["Committed"] and snaps[0]["parent"] == ""
+    assert [s["kind"] for s in snaps] == ["committed"] and snaps[0]["parent"] == ""
     key = snaps[0]["name"]
     assert key.startswith("sha256:") and pyctr(daemon, "snapshots", "ls", "-q").stdout.split() == [key]
     [usage] = as_json(daemon, "snapshots", "usage", "--format", "json", key)
@@ -163,7 +164,7 @@ def test_images_mount_rw_and_unmount_keeping_the_snapshot(daemon, image, tmp_pat
         assert out.strip() == str(target) and os.path.ismount(target)
         (target / "written-by-test").write_text("kept\n")
         info = as_json(daemon, "snapshots", "info", target)
-        assert info["Kind"] == "Active" and info["Name"] == str(target)
+        assert info["kind"] == "active" and info["name"] == str(target)
         # a second mount on the same target is refused, and leaves the first alone
         again = pyctr(daemon, "images", "mount", image, target, check=False)
         one_line_error(again, str(target), "already used", "unmount --rm")
@@ -248,9 +249,10 @@ def test_events_as_json_with_filters(daemon, image):
     docs = [json.loads(line) for line in out.splitlines()]
     assert [d["topic"] for d in docs] == ["/tasks/exit", "/containers/delete"], (out, err)
     exit_ev, delete_ev = docs
-    assert exit_ev["namespace"] == "default" and exit_ev["timestamp"] > 0
+    assert exit_ev["namespace"] == "default" and RFC3339.fullmatch(exit_ev["timestamp"])
     assert exit_ev["type"].endswith("TaskExit") and exit_ev["event"]["container_id"] == "evjson"
-    assert exit_ev["event"]["exit_status"] == 9
+    assert exit_ev["event"]["exit_status"] == 9 and RFC3339.fullmatch(exit_ev["event"]["exited_at"])
+    follows_json_convention(docs, "events")
     assert delete_ev["event"]["id"] == "evjson"
 
 
@@ -287,3 +289,96 @@ def test_commands_on_missing_objects_fail_with_one_line(daemon, image, busybox_i
     missing = f"{busybox_image.registry.host}/library/absent:1"
     one_line_error(pyctr(daemon, "content", "fetch", "--plain-http", missing, check=False), "not found")
     assert pyctr(daemon, "images", "ls", "-q").stdout.split() == [image]
+
+
+SNAKE_KEY = re.compile(r"[a-z][a-z0-9_]*")
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+FREE_FORM = {"labels", "annotations", "exports", "spec", "manifest", "config"}
+"""Keys whose value is user data or a document with its own format (docs/pyctr.md)."""
+SIZE_KEYS = {"size", "offset", "total", "inodes", "present_size", "required_size"}
+
+
+def follows_json_convention(value, where="$") -> None:
+    """docs/pyctr.md "JSON output": snake_case keys, RFC 3339 times, integer sizes."""
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            follows_json_convention(v, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            at = f"{where}.{k}"
+            assert SNAKE_KEY.fullmatch(k), f"{at}: not a snake_case key"
+            if k in FREE_FORM:
+                continue
+            if k.endswith("_at") or k == "timestamp":
+                assert v is None or (isinstance(v, str) and RFC3339.fullmatch(v)), f"{at}: {v!r} is no RFC 3339 time"
+            elif k in SIZE_KEYS:
+                assert isinstance(v, int) and not isinstance(v, bool), f"{at}: {v!r} is no byte count"
+            else:
+                follows_json_convention(v, at)
+
+
+def test_issue18_one_json_convention_over_every_listing(daemon, image):
+    """Issue 18.7: every listing (and record) pyctr prints as JSON has one shape."""
+    pyctr(daemon, "run", "-d", "--label", "team=a", image, "shape", "sleep", "1000")
+    pyctr(daemon, "leases", "create", "--id", "shape-lease", "why=json")
+
+    async def unfinished_write():
+        async with AsyncClient(daemon.address) as client:
+            async def data():
+                yield b"x" * 4096
+                await asyncio.sleep(0.2)
+                raise RuntimeError("interrupted on purpose")
+
+            with contextlib.suppress(Exception):
+                await client.content.write("shape-ingest", data(), total=8192)
+
+    asyncio.run(unfinished_write())
+    try:
+        snapshot = as_json(daemon, "snapshots", "ls", "--format", "json")[0]["name"]
+        listings = {
+            ("images", "ls"): "name", ("images", "check"): "name", ("content", "ls"): "digest",
+            ("content", "active"): "ref", ("containers", "ls"): "id", ("tasks", "ls"): "container_id",
+            ("tasks", "ps", "shape"): "pid", ("tasks", "metrics", "shape"): "timestamp",
+            ("snapshots", "ls"): "kind", ("snapshots", "usage"): "size", ("leases", "ls"): "created_at",
+            ("namespaces", "ls"): "name", ("plugins", "ls"): "status",
+        }
+        for args, key in listings.items():
+            rows = as_json(daemon, *args, "--format", "json")
+            assert isinstance(rows, list) and rows and all(key in r for r in rows), (args, rows)
+            follows_json_convention(rows, " ".join(args))
+        records = [("containers", "info", "shape"), ("snapshots", "info", snapshot), ("images", "inspect", image),
+                   ("version", "--format", "json"), ("info",)]
+        for args in records:
+            follows_json_convention(as_json(daemon, *args), " ".join(args))
+
+        [c] = as_json(daemon, "containers", "ls", "--format", "json")
+        assert c["id"] == "shape" and c["labels"]["team"] == "a" and c["image"] == image
+        assert c["created_at"] == as_json(daemon, "containers", "info", "shape")["created_at"]
+        assert as_json(daemon, "snapshots", "info", snapshot)["kind"] == "committed"
+        [active] = as_json(daemon, "content", "active", "--format", "json")
+        assert (active["ref"], active["offset"], active["total"]) == ("shape-ingest", 4096, 8192)
+        [metrics] = as_json(daemon, "tasks", "metrics", "--format", "json", "shape")
+        values = list(_leaves(metrics["data"]["memory"]))  # cgroup v1 or v2: uint64 counters
+        assert values and all(isinstance(v, int) for v in values), values  # numbers, not strings
+    finally:
+        pyctr(daemon, "tasks", "rm", "-f", "shape", check=False)
+        pyctr(daemon, "containers", "rm", "shape", check=False)
+        pyctr(daemon, "leases", "rm", "shape-lease", check=False)
+        asyncio.run(_abort(daemon, "shape-ingest"))
+
+
+def _leaves(doc):
+    if isinstance(doc, dict):
+        for v in doc.values():
+            yield from _leaves(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _leaves(v)
+    else:
+        yield doc
+
+
+async def _abort(daemon, ref):
+    async with AsyncClient(daemon.address) as client:
+        with contextlib.suppress(Exception):
+            await client.content.abort(ref)

@@ -56,6 +56,17 @@ def test_pull_shows_progress_and_lists_the_image(daemon, busybox_image):
     assert image_names(daemon) == [ref]
 
 
+def test_pull_from_a_plain_http_registry_without_the_flag_says_what_to_do(daemon, busybox_image):
+    """Issue 18.3: not ``[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:992)``."""
+    out = pyctr(daemon, "images", "pull", busybox_image.oci.ref, check=False)
+    host = busybox_image.registry.host
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("pyctr: ") and "SSL" not in out.stderr
+    assert f"the registry {host} answered plain HTTP to an HTTPS request" in out.stderr
+    assert "use --plain-http" in out.stderr and "hosts.toml" in out.stderr
+    assert pyctr(daemon, "images", "ls", "-q").stdout.split() == []
+
+
 def test_export_import_round_trip(daemon, busybox_image, tmp_path):
     ref = busybox_image.oci.ref
     pyctr(daemon, "images", "pull", "--plain-http", ref)
@@ -79,6 +90,33 @@ def test_export_import_round_trip(daemon, busybox_image, tmp_path):
     assert image_names(daemon) == [ref]
     assert "complete (3/3)" in pyctr(daemon, "images", "check").stdout
     assert pyctr(daemon, "run", "--rm", ref, "from-import", "echo", "imported").stdout == "imported\n"
+
+
+def test_import_of_what_is_not_a_whole_image_archive(daemon, busybox_image, tmp_path):
+    """Issue 18.5: random bytes, an export cut inside a layer (read from a file and from
+    stdin): one line that says what is wrong and names the blob; nothing left behind."""
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(os.urandom(1 << 20))
+    out = pyctr(daemon, "images", "import", junk, check=False)
+    assert out.returncode == 1 and out.stderr == (
+        "pyctr: not an image archive: not a tar file (plain, gzip, bzip2 or xz): invalid argument\n")
+
+    archive = tmp_path / "busybox.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{busybox_image.layout}:latest",
+                    f"oci-archive:{archive}:example.com/busybox:1"], check=True, capture_output=True)
+    layer = busybox_image.oci.layer_digests[0].split(":")[1]
+    with tarfile.open(archive) as tf:
+        member = tf.getmember(f"blobs/sha256/{layer}")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:member.offset_data + member.size // 2])
+    for source in (cut, "-"):  # a file (read for its index first), then a stream
+        with open(cut if source == "-" else os.devnull, "rb") as stdin:
+            out = pyctr(daemon, "images", "import", source, check=False, stdin=stdin)
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"pyctr: blobs/sha256/{layer}: the archive ends or is damaged inside this "
+                                     "member"), out.stderr
+    assert image_names(daemon) == []
+    assert json.loads(pyctr(daemon, "content", "active", "--format", "json").stdout) == []
 
 
 def test_import_a_docker_archive_made_by_skopeo(daemon, busybox_image, tmp_path):
@@ -167,7 +205,7 @@ def test_namespaces_leases_snapshots_plugins_version_info(daemon, busybox_image)
     pyctr(daemon, "-n", "team-a", "snapshots", "prepare", "work", top)
     mount_line = pyctr(daemon, "-n", "team-a", "snapshots", "mounts", "/mnt/x", "work").stdout
     assert mount_line.startswith("mount -t ") and "/mnt/x" in mount_line
-    assert json.loads(pyctr(daemon, "-n", "team-a", "snapshots", "info", "work").stdout)["Kind"] == "Active"
+    assert json.loads(pyctr(daemon, "-n", "team-a", "snapshots", "info", "work").stdout)["kind"] == "active"
     assert "\\_ work" in pyctr(daemon, "-n", "team-a", "snapshots", "tree").stdout
     assert "work" in pyctr(daemon, "-n", "team-a", "snapshots", "usage", "work").stdout
     pyctr(daemon, "-n", "team-a", "snapshots", "rm", "work")

@@ -151,11 +151,11 @@ def test_detached_task_verbs(daemon, image):
 def test_containers_create_then_tasks_start(daemon, image):
     pyctr(daemon, "containers", "create", "--label", "team=a", image, "later", "sh", "-c", "echo started; exit 4")
     info = json.loads(pyctr(daemon, "containers", "info", "later").stdout)
-    assert info["ID"] == "later" and info["Image"] == image and info["Labels"]["team"] == "a"
-    assert info["Spec"]["process"]["args"] == ["sh", "-c", "echo started; exit 4"]
+    assert info["id"] == "later" and info["image"] == image and info["labels"]["team"] == "a"
+    assert info["spec"]["process"]["args"] == ["sh", "-c", "echo started; exit 4"]
     assert "team=b,x=1" in pyctr(daemon, "containers", "label", "later", "team=b", "x=1").stdout
     listed = json.loads(pyctr(daemon, "containers", "ls", "--format", "json").stdout)
-    assert listed[0]["ID"] == "later" and listed[0]["Labels"]["x"] == "1"
+    assert listed[0]["id"] == "later" and listed[0]["labels"]["x"] == "1"
     out = pyctr(daemon, "tasks", "start", "later", check=False)
     assert out.returncode == 4 and out.stdout == "started\n"
     pyctr(daemon, "c", "rm", "later")

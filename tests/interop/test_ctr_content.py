@@ -328,3 +328,67 @@ def test_lease_header_holds_what_is_written(d):
             write_stream(stub, [pb.WriteContentRequest(action=pb.STAT, ref="x")],
                          metadata=NS + [("containerd-lease", "missing")])
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def ingest_dirs(daemon) -> list[str]:
+    return sorted(os.listdir(daemon.root / "io.containerd.content.v1.content" / "ingest"))
+
+
+def active_refs(ctr_bin, daemon) -> list[str]:
+    return [row.split()[0] for row in ctr(ctr_bin, daemon, "content", "active").stdout.splitlines()[1:]]
+
+
+def test_issue18_an_ingest_collected_while_written_leaves_nothing_unlisted(ctr_bin, d):
+    """Issue 18.6: ``ctr images import`` that fails deletes its lease while its write stream
+    is still open; the collection that follows drops the ingest from the namespace. Its data
+    must not stay behind where ``ctr content active`` cannot see it: once the stream ends
+    it is gone, as containerd's collector removes it."""
+    lease = "import-lease"
+    ctr(ctr_bin, d, "leases", "create", "--id", lease)
+    release = threading.Event()
+
+    def requests():
+        yield pb.WriteContentRequest(action=pb.STAT, ref="tar-blobs/sha256/layer", total=1 << 20)
+        yield pb.WriteContentRequest(action=pb.WRITE, offset=0, data=b"x" * 4096)
+        release.wait(30)
+
+    with d.channel() as ch:
+        stream = content_pb2_grpc.ContentStub(ch).Write(
+            requests(), metadata=[("containerd-namespace", "default"), ("containerd-lease", lease)], timeout=60)
+        try:
+            next(stream), next(stream)
+            rows = ctr(ctr_bin, d, "content", "active").stdout.splitlines()[1:]
+            assert [row.split()[:2] for row in rows] == [["tar-blobs/sha256/layer", "4.096kB"]]
+            assert len(ingest_dirs(d)) == 1
+            ctr(ctr_bin, d, "leases", "rm", "--sync", lease)  # the client gives up
+            assert active_refs(ctr_bin, d) == []  # collected from the namespace
+        finally:
+            release.set()
+        list(stream)
+    deadline = time.monotonic() + 10
+    while ingest_dirs(d) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingest_dirs(d) == [] and active_refs(ctr_bin, d) == []
+
+
+def test_issue18_ctr_import_cut_short_leaves_only_listed_ingests(ctr_bin, d, busybox_image, tmp_path):
+    """The same through Debian's ``ctr images import`` of an archive cut in a layer (a
+    download that stopped): whatever ingest stays on disk is one ``ctr content active``
+    lists (here none: ctr deletes its lease when the import fails)."""
+    archive = tmp_path / "busybox.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{busybox_image.layout}:latest",
+                    f"oci-archive:{archive}:example.com/busybox:1"], check=True, capture_output=True)
+    data = archive.read_bytes()
+    layer = busybox_image.oci.layer_digests[0].split(":")[1]
+    import tarfile
+
+    with tarfile.open(archive) as tf:
+        member = tf.getmember(f"blobs/sha256/{layer}")
+    cut = data[:member.offset_data + member.size // 2]
+    failed = ctr(ctr_bin, d, "images", "import", "-", stdin=cut, text=False, check=False)
+    assert failed.returncode != 0 and layer.encode() in failed.stderr, failed.stderr
+    deadline = time.monotonic() + 10
+    while ingest_dirs(d) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingest_dirs(d) == [] and active_refs(ctr_bin, d) == []
+    assert ctr(ctr_bin, d, "images", "ls", "-q").stdout.split() == []

@@ -34,8 +34,9 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
+from pycontainerd.testing import build_image_layout
 from tests.support.daemon import Daemon
-from tests.support.registry import _run, _tool, native_platform
+from tests.support.registry import _run, _tool
 
 HERE = Path(__file__).resolve().parent
 PAUSE_SOURCE = HERE / "pause.c"
@@ -61,18 +62,7 @@ _built: dict[str, CRIImages] = {}
 
 
 def _umoci_image(work: Path, tag: str, fill, config: list[str]) -> Path:
-    umoci = _tool("umoci", "umoci")
-    os_, arch, _ = native_platform()
-    layout = work / f"layout-{tag}"
-    _run(umoci, "init", "--layout", str(layout))
-    _run(umoci, "new", "--image", f"{layout}:{tag}")
-    bundle = work / f"bundle-{tag}"
-    _run(umoci, "unpack", "--image", f"{layout}:{tag}", str(bundle))
-    fill(bundle / "rootfs")
-    _run(umoci, "repack", "--image", f"{layout}:{tag}", str(bundle))
-    _run(umoci, "config", "--image", f"{layout}:{tag}", "--os", os_, "--architecture", arch, *config)
-    shutil.rmtree(bundle, ignore_errors=True)
-    return layout
+    return build_image_layout(work / f"layout-{tag}", tag, fill, config)
 
 
 def build_cri_images(registry) -> CRIImages:

@@ -43,7 +43,16 @@ from pathlib import Path
 
 import pytest
 
-from pycontainerd.testing import Registry, start_registry  # noqa: F401 - re-exported for the tests
+from pycontainerd.testing import (  # noqa: F401 - re-exported for the tests
+    BUSYBOX_APPLETS,
+    Registry,
+    add_busybox,
+    build_image_layout,
+    native_platform,
+    require_tool,
+    run_tool,
+    start_registry,
+)
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -55,36 +64,6 @@ MANIFEST_ACCEPT = ", ".join(
 )
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-BUSYBOX_APPLETS = ("sh", "true", "sleep", "echo", "cat", "ls")
-"""Symlinks (``bin/<name> -> busybox``) in the image besides ``bin/busybox`` itself."""
-
-_DEB_TO_OCI = {
-    # dpkg --print-architecture -> (GOARCH, variant)
-    "amd64": ("amd64", ""),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v6"),
-    "i386": ("386", ""),
-    "ppc64el": ("ppc64le", ""),
-    "s390x": ("s390x", ""),
-    "riscv64": ("riscv64", ""),
-    "mips64el": ("mips64le", ""),
-}
-_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el"}
-
-
-def native_platform() -> tuple[str, str, str]:
-    """``(os, architecture, variant)`` of this machine in OCI terms (variant may be ``""``)."""
-    try:
-        deb = subprocess.run(
-            ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        deb = _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
-    arch, variant = _DEB_TO_OCI.get(deb, (deb, ""))
-    return "linux", arch, variant
-
 
 def _format_platform(os_: str, arch: str, variant: str) -> str:
     return "/".join(p for p in (os_, arch, variant) if p)
@@ -186,59 +165,22 @@ class BusyboxImages:
         return self.oci.config_digest
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed: apt-get install {package} (the project's install step does)", pytrace=False
-        )
-    return path
-
-
-def _run(*argv: str, cwd: Path | None = None) -> str:
-    r = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        pytest.fail(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
-    return r.stdout
-
-
-def _umoci_rootless() -> tuple[str, ...]:
-    return () if os.geteuid() == 0 else ("--rootless",)
+_tool = require_tool
+_run = run_tool
 
 
 def _build_layout(work: Path, os_: str, arch: str, variant: str, other: tuple[str, str, str]) -> Path:
     """Build the OCI layout: tag ``latest`` (busybox), ``other`` (a tiny placeholder for the
     other platform) and ``multi`` (an index of both, ``other`` listed first)."""
-    umoci = _tool("umoci", "umoci")
-    busybox = Path("/bin/busybox")
-    if not busybox.exists():
-        pytest.fail("/bin/busybox is missing: apt-get install busybox-static", pytrace=False)
     layout = work / "layout"
-    rootless = _umoci_rootless()
-    _run(umoci, "init", "--layout", str(layout))
-
-    # the real image
-    _run(umoci, "new", "--image", f"{layout}:latest")
-    bundle = work / "bundle"
-    _run(umoci, "unpack", *rootless, "--image", f"{layout}:latest", str(bundle))
-    bindir = bundle / "rootfs" / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, bindir / "busybox")
-    os.chmod(bindir / "busybox", 0o755)
-    for applet in BUSYBOX_APPLETS:
-        os.symlink("busybox", bindir / applet)
-    _run(umoci, "repack", *rootless, "--image", f"{layout}:latest", str(bundle))
-    _run(umoci, "config", "--image", f"{layout}:latest", "--config.cmd", "sh", "--os", os_, "--architecture", arch)
+    build_image_layout(layout, "latest", add_busybox, ["--config.cmd", "sh"], platform_=(os_, arch, variant))
 
     # the placeholder for the other platform: one tiny layer
-    oos, oarch, _ovariant = other
-    _run(umoci, "new", "--image", f"{layout}:other")
-    bundle2 = work / "bundle-other"
-    _run(umoci, "unpack", *rootless, "--image", f"{layout}:other", str(bundle2))
-    (bundle2 / "rootfs" / "README").write_text(f"placeholder image for {_format_platform(*other)}\n")
-    _run(umoci, "repack", *rootless, "--image", f"{layout}:other", str(bundle2))
-    _run(umoci, "config", "--image", f"{layout}:other", "--os", oos, "--architecture", oarch)
-    _run(umoci, "gc", "--layout", str(layout))
+    def placeholder(rootfs: Path) -> None:
+        (rootfs / "README").write_text(f"placeholder image for {_format_platform(*other)}\n")
+
+    build_image_layout(layout, "other", placeholder, platform_=other)
+    _run(_tool("umoci", "umoci"), "gc", "--layout", str(layout))
 
     # the index, written by hand (umoci has no command for it)
     index_path = layout / "index.json"
@@ -269,8 +211,6 @@ def _build_layout(work: Path, os_: str, arch: str, variant: str, other: tuple[st
         }
     )
     index_path.write_text(json.dumps(top))
-    shutil.rmtree(bundle, ignore_errors=True)
-    shutil.rmtree(bundle2, ignore_errors=True)
     return layout
 
 

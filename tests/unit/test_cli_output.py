@@ -29,6 +29,7 @@ from pycontainerd.cli.tasks import metric_rows
 from pycontainerd.client import ExitStatus, SnapshotInfo
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.mount import Mount
+from pycontainerd.snapshots.types import Kind
 
 
 def test_table_aligns_columns_and_trims_the_last():
@@ -78,13 +79,23 @@ def test_labels():
 
 
 def test_json_of_dataclasses_descriptors_and_messages():
-    doc = json.loads(dumps([ExitStatus(3, 5), SnapshotInfo("k", kind="Active"),
+    """docs/pyctr.md's convention: snake_case keys, RFC 3339 times, enums as lowercase
+    names, 64-bit integers of messages as numbers."""
+    doc = json.loads(dumps([ExitStatus(3, 5), SnapshotInfo("k", kind=Kind.ACTIVE, created_at=0),
                             Descriptor("m", "sha256:" + "a" * 64, 3)]))
-    assert doc[0] == {"code": 3, "exited_at": 5, "pid": 0}
-    assert doc[1]["name"] == "k" and doc[1]["kind"] == "Active"
-    assert doc[2] == {"mediaType": "m", "digest": "sha256:" + "a" * 64, "size": 3}
+    assert doc[0] == {"code": 3, "exited_at": "1970-01-01T00:00:00.000000005Z", "pid": 0}
+    assert doc[1]["name"] == "k" and doc[1]["kind"] == "active" and doc[1]["created_at"] is None
+    assert doc[2] == {"media_type": "m", "digest": "sha256:" + "a" * 64, "size": 3, "annotations": {}, "urls": [],
+                      "platform": None}
     ev = task_pb2.TaskExit(container_id="web", id="web", pid=7, exit_status=137)
-    assert json.loads(event_json(ev)) == {"container_id": "web", "id": "web", "pid": 7, "exit_status": 137}
+    ev.exited_at.FromNanoseconds(1_700_000_000_123_456_789)
+    assert json.loads(event_json(ev)) == {"container_id": "web", "id": "web", "pid": 7, "exit_status": 137,
+                                          "exited_at": "2023-11-14T22:13:20.123456789Z"}
+    m = v2.Metrics()
+    m.memory.usage = 10 << 40
+    m.pids.limit = 4
+    assert json.loads(dumps({"timestamp": 1_000_000_000, "data": m})) == {
+        "timestamp": "1970-01-01T00:00:01.000000000Z", "data": {"memory": {"usage": 10 << 40}, "pids": {"limit": 4}}}
 
 
 def test_metric_rows_v1_and_v2():

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -32,6 +33,7 @@ class FakeContent:
         self.blobs: dict[str, bytes] = {}
         self.labels: dict[str, dict[str, str]] = {}
         self.writes = 0
+        self.aborted: list[str] = []
 
     async def info(self, digest: str) -> ContentInfo:
         if digest not in self.blobs:
@@ -62,6 +64,9 @@ class FakeContent:
         self.labels.setdefault(digest, {}).update(labels or {})
         self.writes += 1
         return digest
+
+    async def abort(self, ref) -> None:
+        self.aborted.append(ref)
 
     async def update_labels(self, digest, labels, paths=None) -> ContentInfo:
         self.labels.setdefault(digest, {}).update(labels)
@@ -222,3 +227,166 @@ async def test_import_an_archive_that_ends_right_after_the_last_file():
     assert [r.name for r in records] == ["docker.io/library/busybox:latest"]
     with pytest.raises(InvalidArgument, match="unexpected end of data"):
         await import_archive(FakeClient(), io.BytesIO(data[:end - 1]), unpack=False)
+
+
+# --- issue 18.5: bad archives are refused early and name what is broken ---------------------
+
+
+class Stream(io.RawIOBase):
+    """A non-seekable source (as stdin is) over ``chunks``; counts the bytes read."""
+
+    def __init__(self, chunks) -> None:
+        self.chunks = iter(chunks)
+        self.pending = b""
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buf), len(self.pending))
+        buf[:n], self.pending = self.pending[:n], self.pending[n:]
+        self.read_bytes += n
+        return n
+
+
+class Counted(io.FileIO):
+    """A real file that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def readinto(self, buf) -> int:
+        n = super().readinto(buf)
+        self.read_bytes += n or 0
+        return n
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+async def export_bytes(src: FakeClient, img: Image) -> bytes:
+    out = io.BytesIO()
+    await export_archive(src, out, [img])
+    return out.getvalue()
+
+
+def layer_digest(src: FakeClient) -> str:
+    return next(d for d, b in src.content.blobs.items() if b.startswith(b"\x1f\x8b"))
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+async def test_random_bytes_are_not_an_image_archive(seekable):
+    data = os.urandom(256 << 10)
+    client = FakeClient()
+    source = io.BytesIO(data) if seekable else Stream([data])
+    with pytest.raises(InvalidArgument) as err:
+        await import_archive(client, source, unpack=False)
+    assert str(err.value) == "not an image archive: not a tar file (plain, gzip, bzip2 or xz): invalid argument"
+    assert client.content.writes == 0
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+async def test_truncated_export_names_the_blob_it_ends_inside(tmp_path, seekable):
+    src = FakeClient()
+    img = make_image(src, "registry.test/team/big:v1", layer_data=os.urandom(64 << 10))
+    whole = await export_bytes(src, img)
+    layer = layer_digest(src)
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tf:
+        member = tf.getmember(f"blobs/sha256/{layer.split(':')[1]}")
+    cut = whole[:member.offset_data + member.size // 2]  # in the middle of the layer, like a cut download
+    path = tmp_path / "cut.tar"
+    path.write_bytes(cut)
+    client = FakeClient()
+    chunks = [cut[i:i + 4096] for i in range(0, len(cut), 4096)]
+    with open(path, "rb") if seekable else contextlib.nullcontext(Stream(chunks)) as source:
+        with pytest.raises(InvalidArgument) as err:
+            await import_archive(client, source, unpack=False)
+    msg = str(err.value)
+    assert msg.startswith(f"blobs/sha256/{layer.split(':')[1]}: the archive ends or is damaged inside this member"), msg
+    assert layer not in client.content.blobs and not client.images
+    if seekable:
+        assert client.content.writes == 0  # refused before anything was uploaded
+    else:
+        assert client.content.aborted == [f"import-{layer}"]  # the partial ingest does not stay
+
+
+def sparse_non_image_tar(path, size: int) -> None:
+    """A tar holding one ``size``-byte file of zeros, written sparse (a hole, not ``size`` bytes)."""
+    info = tarfile.TarInfo("disk.img")
+    info.size = size
+    with open(path, "wb") as f:
+        f.write(info.tobuf(tarfile.PAX_FORMAT))
+        f.seek(size + (-size % 512), os.SEEK_CUR)
+        f.write(b"\0" * 1024)
+
+
+async def test_a_1gib_tar_that_is_not_an_image_is_refused_before_reading_it(tmp_path):
+    path = tmp_path / "not-an-image.tar"
+    sparse_non_image_tar(path, 1 << 30)
+    assert os.stat(path).st_blocks * 512 < (1 << 20)  # sparse: the test writes no GiB to disk
+    client = FakeClient()
+    with Counted(path, "rb") as source:
+        with pytest.raises(InvalidArgument, match="^not an image archive: no index.json"):
+            await import_archive(client, source, unpack=False)
+        assert source.read_bytes < (1 << 20)  # the headers only, not the GiB
+    assert client.content.writes == 0
+
+
+async def test_a_1gib_non_image_stream_uploads_nothing():
+    info = tarfile.TarInfo("disk.img")
+    info.size = 1 << 30
+    zeros = bytes(1 << 20)
+    chunks = [info.tobuf(tarfile.PAX_FORMAT), *(zeros for _ in range(1024)), bytes(1024)]
+    client = FakeClient()
+    with pytest.raises(InvalidArgument, match="^not an image archive: no index.json"):
+        await import_archive(client, Stream(chunks), unpack=False)
+    assert client.content.writes == 0
+
+
+async def test_blobs_the_index_does_not_reference_are_not_uploaded():
+    """The index comes last (as ctr and docker write it); a seekable archive is read for its
+    index first, so an unreferenced blob before it is skipped, not uploaded."""
+    src = FakeClient()
+    img = make_image(src, "registry.test/team/app:v2")
+    stray = os.urandom(4096)
+    rebuilt = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(await export_bytes(src, img))) as tin, \
+            tarfile.open(fileobj=rebuilt, mode="w") as tout:
+        for m in tin.getmembers():
+            if m.name == "blobs/sha256":
+                tout.addfile(m)
+                extra = tarfile.TarInfo(f"blobs/sha256/{hashlib.sha256(stray).hexdigest()}")
+                extra.size = len(stray)
+                tout.addfile(extra, io.BytesIO(stray))
+                continue
+            tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    client = FakeClient()
+    records = await import_archive(client, io.BytesIO(rebuilt.getvalue()), unpack=False)
+    assert [r.name for r in records] == ["registry.test/team/app:v2"]
+    assert set(client.content.blobs) == set(src.content.blobs) and sha(stray) not in client.content.blobs
+
+
+async def test_a_stream_with_index_and_manifest_before_the_blobs_imports():
+    """From stdin, an archive may name its images (index.json and docker's manifest.json)
+    before it holds the blobs: every blob the index reaches is still taken."""
+    src = FakeClient()
+    img = make_image(src, "registry.test/team/early:v1")
+    whole = await export_bytes(src, img)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tf, tarfile.open(fileobj=out, mode="w") as tw:
+        members = tf.getmembers()
+        first = [m for m in members if m.name in ("index.json", "manifest.json", "oci-layout")]
+        for m in first + [m for m in members if m not in first]:
+            tw.addfile(m, tf.extractfile(m) if m.isreg() else None)
+    data = out.getvalue()
+    dst = FakeClient()
+    records = await import_archive(dst, Stream([data[i:i + 4096] for i in range(0, len(data), 4096)]), unpack=False)
+    assert [r.name for r in records] == ["registry.test/team/early:v1"]
+    assert dst.content.blobs == src.content.blobs

@@ -101,19 +101,19 @@ async def test_connecting_to_nothing_fails_fast_with_the_address(tmp_path):
     assert str(sock) in str(err.value) and "is the daemon running?" in str(err.value)
 
 
-async def test_missing_socket_fails_at_once_and_a_dead_one_says_unavailable_once(tmp_path):
-    """No file at the socket path: ``no socket at PATH`` without waiting out the timeout (a
-    wait would end in "cannot connect ... within"); a socket nobody listens on: the timeout
-    as given, rounded, and ``unavailable`` once."""
+async def test_missing_and_dead_sockets_say_the_one_documented_message(tmp_path):
+    """Issue 18.4: no file at the socket path and a socket nobody listens on both give
+    docs/client.md's ``cannot connect to ADDRESS within Ns (is the daemon running?)``, the
+    timeout as given, rounded, and ``unavailable`` once."""
     import socket
 
-    from pycontainerd.client.connection import _seconds
+    from pycontainerd.client.connection import DaemonUnreachable, _seconds
 
-    c = AsyncClient(str(tmp_path / "none.sock"), timeout=30, retries=5)
-    with pytest.raises(Unavailable) as err:
+    c = AsyncClient(str(tmp_path / "none.sock"), timeout=0.3, retries=5)
+    with pytest.raises(DaemonUnreachable) as err:
         await c.connect()
     await c.close()
-    assert str(err.value) == f"no socket at {tmp_path / 'none.sock'} (is the daemon running?): unavailable"
+    assert str(err.value) == f"cannot connect to {tmp_path / 'none.sock'} within 0.3s (is the daemon running?): unavailable"
 
     dead = tmp_path / "dead.sock"
     with socket.socket(socket.AF_UNIX) as s:
@@ -122,8 +122,30 @@ async def test_missing_socket_fails_at_once_and_a_dead_one_says_unavailable_once
         with pytest.raises(Unavailable) as err:
             await c.connect()
         await c.close()
-    assert str(err.value) == f"cannot connect to {dead} within 0.3s (is the daemon running?): unavailable"
+        assert str(err.value) == f"cannot connect to {dead} within 0.3s (is the daemon running?): unavailable"
+        # a call without connect() first: the same words, not gRPC's "failed to connect to all addresses"
+        c = AsyncClient(str(dead), timeout=0.3)
+        with pytest.raises(DaemonUnreachable) as err:
+            await c.version()
+        await c.close()
+        assert str(err.value) == f"cannot connect to {dead} within 0.3s (is the daemon running?): unavailable"
     assert [_seconds(v) for v in (1.9999986469993019, 2.0, 0.25, 10)] == ["2", "2", "0.25", "10"]
+
+
+def test_sync_client_says_the_same(tmp_path):
+    from pycontainerd.client import Client
+
+    with pytest.raises(Unavailable) as err:
+        with Client(str(tmp_path / "none.sock"), timeout=0.3):
+            pass
+    assert str(err.value) == f"cannot connect to {tmp_path / 'none.sock'} within 0.3s (is the daemon running?): unavailable"
+    client = Client(str(tmp_path / "none.sock"), timeout=0.3)
+    try:
+        with pytest.raises(Unavailable) as err:
+            client.version()
+    finally:
+        client.close()
+    assert str(err.value) == f"cannot connect to {tmp_path / 'none.sock'} within 0.3s (is the daemon running?): unavailable"
 
 
 def test_sync_client_connect_failure_stops_its_thread(tmp_path):

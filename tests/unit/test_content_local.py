@@ -285,3 +285,27 @@ def test_timestamps_round_trip_go_format():
     assert parse_timestamp("2023-11-15T00:13:20.1234+02:00") == 1_700_000_000_123_400_000
     with pytest.raises(ValueError):
         parse_timestamp("yesterday")
+
+
+async def test_collecting_an_ingest_a_writer_holds_removes_it_when_the_writer_closes(store):
+    """Issue 18.6: garbage collection never leaves an ingest on disk that no namespace
+    records (ListStatuses could not show it): one held by a writer goes when it closes."""
+    w = await store.writer("held", total=10)
+    await w.write(b"12345")
+    assert store.collect_ingest_sync("held") is False  # in use: deferred
+    assert store.ingest_path("held").exists()
+    await w.close()
+    assert not store.ingest_path("held").exists()
+    assert await store.list_statuses() == []
+
+    w = await store.writer("idle", total=10)
+    await w.write(b"12345")
+    await w.close()
+    assert store.collect_ingest_sync("idle") is True and not store.ingest_path("idle").exists()
+    with pytest.raises(NotFound):
+        store.collect_ingest_sync("idle")
+    # a later write of the same ref starts afresh
+    w = await store.writer("held")
+    assert w.offset == 0
+    await w.close()
+    assert [s.ref for s in await store.list_statuses()] == ["held"]

@@ -197,3 +197,15 @@ def test_version_flag_prints_like_containerd(flag):
                           "HEAD"], capture_output=True, text=True)
     if git.returncode == 0:  # a checkout: the revision is its commit
         assert words[3] == git.stdout.strip()
+
+
+@pytest.mark.parametrize("setting", ["--address", "[debug] address"])
+def test_long_socket_path_names_the_setting(tmp_path, setting):
+    """Issue 18.2: the message names the flag or config key to change (an f-string)."""
+    from pycontainerd.services.server import prepare_unix_socket
+
+    path = tmp_path / ("x" * 120) / "s.sock"
+    with pytest.raises(InvalidArgument) as err:
+        prepare_unix_socket(path, setting)
+    assert str(err.value).endswith(f"choose a shorter {setting}: invalid argument")
+    assert not path.parent.exists()

@@ -98,3 +98,19 @@ async def test_init_context_paths_and_config(tmp_path):
     plugins = await initialize(r.graph(), None, {"io.x.v1.thing": {"size": 9}}, tmp_path / "r", tmp_path / "s")
     assert seen == {"root": tmp_path / "r" / "io.x.v1.thing", "state": tmp_path / "s" / "io.x.v1.thing", "config": Cfg(size=9)}
     assert plugins.by_uri["io.x.v1.thing"].exports == {"root": str(tmp_path / "r" / "io.x.v1.thing")}
+
+
+def test_unknown_plugin_names_with_the_likely_one():
+    """Issue 18.9: names in disabled_plugins/required_plugins that match no plugin, with the
+    registered one a misspelling most likely meant (compared within the plugin's type)."""
+    from pycontainerd.plugin import Registration, Registry
+
+    reg = Registry()
+    for type_, id_ in [("io.containerd.snapshotter.v1", "overlayfs"), ("io.containerd.snapshotter.v1", "native"),
+                       ("io.containerd.grpc.v1", "content"), ("io.containerd.grpc.v1", "cri")]:
+        reg.register(Registration(type=type_, id=id_, init=lambda ic: None))
+    assert reg.unknown(["io.containerd.snapshotter.v1.overlayfs", "native", "cri"]) == []
+    assert reg.unknown(["io.containerd.snapshotter.v1.overlayfss", "io.containerd.grpc.v1.nonexistent",
+                        "nativ", "zfs"]) == [
+        ("io.containerd.snapshotter.v1.overlayfss", "io.containerd.snapshotter.v1.overlayfs"),
+        ("io.containerd.grpc.v1.nonexistent", None), ("nativ", "native"), ("zfs", None)]
