@@ -210,10 +210,23 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _netns_in_use() -> set[tuple[int, int]]:
+    """(device, inode) of every network namespace a live process is in."""
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{d}/ns/net")
+                out.add((st.st_dev, st.st_ino))
+    return out
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     """Kill shims of the daemon at ``base``, unmount what is left under it, remove netns
-    pins made since ``pins_before``. Returns what had to be cleaned (empty when the test
-    had cleaned up itself)."""
+    pins made since ``pins_before`` that no process is in any more (once the daemon's
+    processes are gone; a pin some live process uses belongs to another daemon on this
+    machine, /var/run/netns being shared). Returns what had to be cleaned (empty when the
+    test had cleaned up itself)."""
     leftovers = []
     for pid in processes_mentioning(str(base)):
         leftovers.append(f"process {pid}")
@@ -222,7 +235,12 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
+    in_use = _netns_in_use()
     for name in netns_pins() - pins_before:
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(NETNS_DIR, name))
+            if (st.st_dev, st.st_ino) in in_use:
+                continue
         if name.startswith("cni-"):
             leftovers.append(f"netns {name}")
             path = os.path.join(NETNS_DIR, name)
@@ -403,7 +421,8 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
-            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384):
+            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
+            bin_dir: str = CNI_BIN):
     """A daemon configured for the CRI and our client. With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
@@ -419,8 +438,8 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
         (conf_dir / "10-pods.conflist").write_text(
             bridge_conflist("pods", f"pcd{uuid.uuid4().hex[:8]}", subnet, str(base / "ipam")))
     cfg = base / "config.toml"
-    cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), config_path=config_path,
-                              extra=extra, restrict_oom=restrict_oom, max_line=max_line))
+    cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), bin_dir=bin_dir,
+                              config_path=config_path, extra=extra, restrict_oom=restrict_oom, max_line=max_line))
     daemon = NetnsDaemon(base=base / "daemon", config=cfg, netns=tns)
     client = None
     env = None
