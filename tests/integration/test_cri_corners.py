@@ -1,0 +1,199 @@
+"""Hard corners of the CRI from public bug reports (issue 15, cases C17–C19 of
+``../shared/cases``, which ``ctr`` cannot reach), driven through Kubernetes' ``crictl``:
+
+- **C17** ExecSync returns at its timeout even when the command leaves a child holding its
+  stdout (``sh -c 'sleep 300 &'``: containerd #9568, kubernetes #123931), its captured output
+  is capped at 16 MiB per stream like containerd's (CVE-2022-31030), and after many such calls
+  the daemon's open files, asyncio tasks and RSS have not grown.
+- **C18** ReopenContainerLog while a container prints every 10 ms and the log is renamed away
+  (the kubelet's rotation): every file parses as CRI log lines, no line is split or lost; it
+  fails at once for a container that is not running, and it never waits behind a
+  StopContainer in its grace period (cri-o #6297, cri PR #609).
+- **C19** a hostNetwork pod (network NamespaceMode NODE): no network namespace of its own and
+  no CNI call, the host's interfaces and ports, no pod IP, /etc/hosts and resolv.conf that are
+  the runtime's own copies, and stopping or removing it leaves the host's networking as it was
+  (containerd cri #28).
+
+Every daemon here runs in a network namespace the test creates (``cri_env(netns=True)``), so
+"the host" of a hostNetwork pod is that namespace, never the machine's own network.
+``PCD_C17_EXECS`` sets how many orphaning ExecSync calls C17 makes (default 20; the issue's
+200 is ``PCD_C17_EXECS=200``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import json_format
+
+from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
+from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
+from pycontainerd.cri.logs import parse_entry
+from tests.support.cri import container_config, cri_env, pod_config
+from tests.integration.test_metrics import wait_until
+from tests.support.crictl import crictl, crictl_json
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+EXEC_CAP = 16 << 20          # containerd's maxStreamSize for ExecSync (per stream)
+SEND_LIMIT = 64 << 20        # our daemon may send that much here, so a capped reply can be read
+
+
+def _debug_extra(sock: Path) -> str:
+    return (f'[debug]\naddress = "{sock}"\n'
+            f"[grpc]\nmax_send_message_size = {SEND_LIMIT}\n")
+
+
+@pytest.fixture
+def env(tmp_path, registry, ctr_bin):
+    dbg = tmp_path / "debug.sock"
+    with cri_env(tmp_path / "cri", registry, netns=True, ctr=ctr_bin, extra=_debug_extra(dbg)) as e:
+        e.debug_socket = dbg
+        yield e
+
+
+# --------------------------------------------------------------------------------------
+# helpers: configs as crictl reads them, pods and containers made by crictl
+
+
+def _write_config(path: Path, msg) -> str:
+    path.write_text(json.dumps(json_format.MessageToDict(msg, preserving_proto_field_name=True,
+                                                         use_integers_for_enums=True)))
+    return str(path)
+
+
+class Pod:
+    def __init__(self, env, name: str, **kw) -> None:
+        self.env = env
+        self.name = name
+        self.config = pod_config(name, log_dir=str(env.log_dir / name), host_network=True, **kw)
+        self.config.hostname = ""        # a hostNetwork pod keeps the host's UTS namespace
+        self.config_file = _write_config(env.base / f"{name}-pod.json", self.config)
+        self.id = crictl(env, "runp", self.config_file).stdout.strip()
+
+    def container(self, name: str, command: list[str], start: bool = True) -> str:
+        cfg = container_config(name, self.env.images.busybox, command=command, log_path=f"{name}.log")
+        path = _write_config(self.env.base / f"{self.name}-{name}.json", cfg)
+        cid = crictl(self.env, "create", self.id, path, self.config_file).stdout.strip()
+        if start:
+            crictl(self.env, "start", cid)
+        return cid
+
+
+def exec_sync(env, cid: str, *cmd: str, timeout: int = 0, check: bool = True):
+    args = ["exec", "--sync"] + (["--timeout", str(timeout)] if timeout else []) + [cid, *cmd]
+    return crictl(env, *args, check=check)
+
+
+def wait_for(predicate, what: str):
+    value = wait_until(predicate)
+    if not value:
+        pytest.fail(f"timed out waiting for {what}")
+    return value
+
+
+def daemon_pid(env) -> int:
+    pid = env.daemon.proc.pid          # nsenter execs the daemon itself
+    assert b"pycontainerd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return pid
+
+
+def process_usage(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+    return {"rss": rss_kib << 10, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def asyncio_tasks(env) -> int:
+    """The daemon's asyncio task count, from its debug endpoint's stack dump (the smallest of
+    three reads, so a request in flight does not count)."""
+    counts = []
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(env.debug_socket)), timeout=30) as client:
+        for _ in range(3):
+            text = client.get("http://debug/debug/stacks").text
+            counts.append(int(re.search(r"=== asyncio tasks \((\d+)\) ===", text).group(1)))
+            time.sleep(0.2)
+    return min(counts)
+
+
+def log_lines(path: str) -> list[tuple[str, str, str, bytes]]:
+    """Every line of a CRI log file, parsed; each must be complete and well formed."""
+    data = Path(path).read_bytes()
+    assert not data or data.endswith(b"\n"), f"{path} ends inside a line: {data[-80:]!r}"
+    out = []
+    for line in data.splitlines():
+        ts, stream, tag, content = parse_entry(line)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", ts), line
+        assert stream in ("stdout", "stderr") and tag in ("F", "P"), line
+        out.append((ts, stream, tag, content))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# C17
+
+
+def test_c17_exec_sync_returns_at_its_timeout_caps_output_and_leaks_nothing(env):
+    pod = Pod(env, "c17")
+    cid = pod.container("main", ["sleep", "100000"])
+    n = int(os.environ.get("PCD_C17_EXECS", "20"))
+    timeout = 2
+    pid = daemon_pid(env)
+    shim = int(Path(f"/proc/{crictl_json(env, 'inspect', cid)['info']['pid']}/stat").read_text()
+               .rsplit(")", 1)[1].split()[1])
+
+    # warm up (first calls load code and caches), then the baseline
+    for _ in range(3):
+        assert exec_sync(env, cid, "sh", "-c", "sleep 300 &", timeout=timeout).returncode == 0
+    before, tasks_before = process_usage(pid), asyncio_tasks(env)
+    shim_before = process_usage(shim)
+    slowest = 0.0
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = exec_sync(env, cid, "sh", "-c", "echo started; sleep 300 &", timeout=timeout)
+        slowest = max(slowest, time.monotonic() - t0)
+        # the shell's own output is there; the call ended with the shell, not with its child
+        assert r.returncode == 0 and r.stdout.strip() == "started", r
+    # each call ends by its timeout (plus crictl's own start-up), never after the child's 300 s
+    # nor after a longer wait for the held stdout to close
+    assert slowest < timeout + 3, f"slowest ExecSync took {slowest:.1f}s with a {timeout}s timeout"
+    orphans = exec_sync(env, cid, "sh", "-c", "cat /proc/[0-9]*/comm | grep -cx sleep").stdout.strip()
+    assert int(orphans) >= n + 3 + 1     # the children really outlived their calls
+
+    # a command that does not end by its timeout is killed and the call fails with the timeout
+    t0 = time.monotonic()
+    r = exec_sync(env, cid, "sleep", "60", timeout=timeout, check=False)
+    assert r.returncode != 0 and "DeadlineExceeded" in r.stderr + r.stdout, r
+    assert time.monotonic() - t0 < timeout + 3
+
+    # 100 MB of output: crictl (16 MiB receive limit, as the kubelet's) gets a clear error ...
+    r = exec_sync(env, cid, "sh", "-c", "yes | head -c 104857600", check=False)
+    assert r.returncode != 0 and "ResourceExhausted" in r.stderr + r.stdout, r
+    # ... and a client that accepts more sees exactly the first 16 MiB of each stream
+    with grpc.insecure_channel(f"unix:{env.daemon.address}",
+                               options=[("grpc.max_receive_message_length", SEND_LIMIT)]) as ch:
+        resp = api_pb2_grpc.RuntimeServiceStub(ch).ExecSync(
+            cri.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "yes | head -c 104857600; yes e | head -c 52428800 >&2"],
+                                timeout=60), timeout=120)
+    assert resp.exit_code == 0
+    assert len(resp.stdout) == EXEC_CAP and resp.stdout == b"y\n" * (EXEC_CAP // 2)
+    assert len(resp.stderr) == EXEC_CAP and resp.stderr == b"e\n" * (EXEC_CAP // 2)
+    del resp
+
+    after, tasks_after = process_usage(pid), asyncio_tasks(env)
+    shim_after = process_usage(shim)
+    assert after["fds"] <= before["fds"] + 2, (before, after)
+    # the shim let go of each exec's pipes and fifos, though the children still hold their ends
+    assert shim_after["fds"] <= shim_before["fds"] + 2, (shim_before, shim_after)
+    assert tasks_after <= tasks_before + 2, (tasks_before, tasks_after)
+    # 150 MB went through; the daemon holds none of it (a capped copy is at most 2 x 16 MiB)
+    assert after["rss"] - before["rss"] < 48 << 20, (before, after)
+    # and the container is still fine
+    assert exec_sync(env, cid, "echo", "ok").stdout.strip() == "ok"
