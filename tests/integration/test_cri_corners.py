@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
 from pycontainerd.cri.logs import parse_entry
 from tests.support.cri import container_config, cri_env, pod_config
 from tests.integration.test_metrics import wait_until
-from tests.support.crictl import crictl, crictl_json
+from tests.support.crictl import crictl, crictl_argv, crictl_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -197,3 +199,91 @@ def test_c17_exec_sync_returns_at_its_timeout_caps_output_and_leaks_nothing(env)
     assert after["rss"] - before["rss"] < 48 << 20, (before, after)
     # and the container is still fine
     assert exec_sync(env, cid, "echo", "ok").stdout.strip() == "ok"
+
+
+# --------------------------------------------------------------------------------------
+# C18
+
+
+PRINTER = "i=0; while :; do echo \"line-$i-$(printf %0100d 0)\"; i=$((i+1)); usleep 10000; done"
+LINE = re.compile(rb"line-(\d+)-0{100}")
+
+
+def _numbers(path: str, other: bytes = b"") -> list[int]:
+    """The counters of the printer's lines in ``path`` (lines equal to ``other`` skipped)."""
+    out = []
+    for _, stream, tag, content in log_lines(path):
+        if other and content == other:
+            continue
+        m = LINE.fullmatch(content)
+        assert stream == "stdout" and tag == "F" and m, f"{path}: split or foreign line {content!r}"
+        out.append(int(m.group(1)))
+    return out
+
+
+def test_c18_reopen_container_log_during_rotation(env):
+    pod = Pod(env, "c18")
+    cid = pod.container("printer", ["sh", "-c", PRINTER])
+    path = crictl_json(env, "inspect", cid)["status"]["logPath"]
+    rotated = []
+    for i in range(1, 6):
+        wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 2000, what="log lines")
+        os.rename(path, f"{path}.{i}")           # the kubelet's rotation: rename, then reopen
+        time.sleep(0.05)                          # lines keep going to the renamed file meanwhile
+        crictl(env, "logs", "--reopen", cid)
+        rotated.append(f"{path}.{i}")
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 2000, what="lines in the new file")
+    crictl(env, "stop", "--timeout", "0", cid)
+    files = [*rotated, path]
+    numbers = [_numbers(p) for p in files]
+    assert all(numbers), [len(n) for n in numbers]
+    joined = [n for per_file in numbers for n in per_file]
+    # in order across the files, nothing lost, nothing twice: no line was cut by a rotation
+    assert joined == list(range(joined[0], joined[0] + len(joined))) and joined[0] == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_c18_reopen_fails_at_once_for_a_container_that_is_not_running(env):
+    pod = Pod(env, "c18n")
+    created = pod.container("created", ["sleep", "1000"], start=False)
+    exited = pod.container("exited", ["true"])
+    wait_for(lambda: crictl_json(env, "inspect", exited)["status"]["state"] == "CONTAINER_EXITED",
+             what="the container to exit")
+    for cid in (created, exited):
+        log_path = crictl_json(env, "inspect", cid)["status"]["logPath"]
+        t0 = time.monotonic()
+        r = crictl(env, "logs", "--reopen", cid, check=False)
+        assert r.returncode != 0 and "FailedPrecondition" in r.stderr, r
+        assert time.monotonic() - t0 < 10           # not after crictl's 60 s deadline
+        if cid == created:
+            assert not os.path.exists(log_path)     # and no log file was made for it
+    with pytest.raises(grpc.RpcError) as err:
+        env.client.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id=created))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "CONTAINER_CREATED" in err.value.details()
+
+
+def test_c18_reopen_does_not_wait_behind_a_stop_in_its_grace_period(env):
+    pod = Pod(env, "c18s")
+    # ignores SIGTERM, so StopContainer spends its whole grace period waiting
+    cid = pod.container("stubborn", ["sh", "-c", "trap 'echo got-term' TERM; " + PRINTER])
+    path = crictl_json(env, "inspect", cid)["status"]["logPath"]
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 2000, what="log lines")
+    grace = 20
+    stop = subprocess.Popen([*crictl_argv(env.daemon.address, env.netns), "stop", "--timeout", str(grace), cid],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: b"got-term" in Path(path).read_bytes(), what="SIGTERM to reach the container")
+        os.rename(path, path + ".1")
+        r = crictl(env, "logs", "--reopen", cid, check=False)
+        still_stopping = stop.poll() is None
+        assert r.returncode == 0, r
+        assert still_stopping, "the stop ended before the reopen returned: the reopen waited behind it"
+        wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 500, what="lines in the reopened log")
+        assert crictl_json(env, "inspect", cid)["status"]["state"] == "CONTAINER_RUNNING"
+    finally:
+        out, err = stop.communicate(timeout=grace + 60)
+    assert stop.returncode == 0, (out, err)
+    assert crictl_json(env, "inspect", cid)["status"]["exitCode"] == 137
+    numbers = _numbers(path + ".1", b"got-term") + _numbers(path, b"got-term")
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
