@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -38,7 +40,7 @@ from google.protobuf import json_format
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
 from pycontainerd.cri.logs import parse_entry
-from tests.support.cri import container_config, cri_env, pod_config
+from tests.support.cri import CNI_BIN, container_config, cri_env, pod_config
 from tests.integration.test_metrics import wait_until
 from tests.support.crictl import crictl, crictl_argv, crictl_json
 
@@ -287,3 +289,152 @@ def test_c18_reopen_does_not_wait_behind_a_stop_in_its_grace_period(env):
     assert crictl_json(env, "inspect", cid)["status"]["exitCode"] == 137
     numbers = _numbers(path + ".1", b"got-term") + _numbers(path, b"got-term")
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+# --------------------------------------------------------------------------------------
+# C19
+
+
+def _recording_cni(bindir: Path, calls: Path) -> None:
+    """Every CNI plugin as a wrapper that appends ``COMMAND plugin netns`` to ``calls`` and
+    runs the real one."""
+    bindir.mkdir()
+    for name in sorted(os.listdir(CNI_BIN)):
+        wrapper = bindir / name
+        wrapper.write_text(f'#!/bin/sh\necho "$CNI_COMMAND {name} $CNI_NETNS" >> {calls}\n'
+                           f'exec {CNI_BIN}/{name} "$@"\n')
+        wrapper.chmod(0o755)
+
+
+@pytest.fixture
+def net_env(tmp_path, registry, ctr_bin):
+    calls = tmp_path / "cni-calls.log"
+    _recording_cni(tmp_path / "cni-bin", calls)
+    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
+    with cri_env(tmp_path / "cri", registry, netns=True, subnet=subnet, ctr=ctr_bin,
+                 bin_dir=str(tmp_path / "cni-bin")) as e:
+        e.cni_calls = calls
+        yield e
+
+
+def sandbox_spec(env, pod_id: str) -> dict:
+    """The OCI spec of a pod's pause container (``crictl inspectp`` verbose info)."""
+    return crictl_json(env, "inspectp", pod_id)["info"]["runtimeSpec"]
+
+
+def cni_calls(env) -> list[str]:
+    return env.cni_calls.read_text().splitlines() if env.cni_calls.exists() else []
+
+
+def host_networking(env) -> dict[str, str]:
+    """The test namespace's links, addresses, routes, rules and firewall (the pods' host)."""
+    ns = os.path.basename(env.netns)
+    views = {"links": ["-o", "link"], "addrs": ["-o", "addr"], "routes": ["route", "show", "table", "all"],
+             "rules": ["rule"]}
+    out = {k: subprocess.run(["ip", "-n", ns, *v], capture_output=True, text=True, check=True).stdout
+           for k, v in views.items()}
+    fw = subprocess.run(["ip", "netns", "exec", ns, "iptables-save"], capture_output=True, text=True)
+    out["iptables"] = "\n".join(line for line in fw.stdout.splitlines() if not line.startswith("#"))
+    return out
+
+
+def settled_host_networking(env) -> dict[str, str]:
+    """:func:`host_networking` once no IPv6 address is still tentative and two reads a second
+    apart agree (a new veth's link-local address finishes its duplicate detection, and gets
+    its route, on its own time)."""
+    last = host_networking(env)
+    for _ in range(30):
+        time.sleep(1)
+        now = host_networking(env)
+        if now == last and "tentative" not in now["addrs"]:
+            return now
+        last = now
+    pytest.fail(f"the test namespace's networking never settled: {last}")
+
+
+def _interfaces(text: str) -> set[str]:
+    return {line.split(":")[0].strip() for line in text.splitlines()[2:] if ":" in line}
+
+
+def _serve(env, port: int, page: str, www: Path) -> subprocess.Popen:
+    """busybox httpd on 127.0.0.1:port in the test's namespace (the host of the pods)."""
+    www.mkdir()
+    (www / "index.html").write_text(page + "\n")
+    return subprocess.Popen(["ip", "netns", "exec", os.path.basename(env.netns), "/bin/busybox", "httpd", "-f",
+                             "-p", f"127.0.0.1:{port}", "-h", str(www)])
+
+
+def test_c19_host_network_pod(net_env, tmp_path):
+    env = net_env
+    host_before = host_networking(env)
+    pod = Pod(env, "c19")
+    cid = pod.container("main", ["sleep", "100000"])
+
+    # no network namespace of its own, no CNI call, no IP
+    assert "network" not in {ns["type"] for ns in sandbox_spec(env, pod.id)["linux"]["namespaces"]}
+    assert cni_calls(env) == []
+    status = crictl_json(env, "inspectp", pod.id)["status"]
+    assert status["linux"]["namespaces"]["options"]["network"] == "NODE"
+    assert not (status.get("network") or {}).get("ip") and not (status.get("network") or {}).get("additionalIps")
+    assert host_networking(env) == host_before
+
+    # the container is in the host's (the test's) network namespace: its interfaces and ports
+    assert exec_sync(env, cid, "readlink", "/proc/self/ns/net").stdout.strip() == \
+        f"net:[{os.stat(env.netns).st_ino}]"
+    host_links = subprocess.run(["ip", "netns", "exec", os.path.basename(env.netns), "cat", "/proc/net/dev"],
+                                capture_output=True, text=True, check=True).stdout
+    assert _interfaces(exec_sync(env, cid, "cat", "/proc/net/dev").stdout) == _interfaces(host_links)
+    port_host, port_pod = random.sample(range(20000, 30000), 2)
+    server = _serve(env, port_host, "from-the-host", tmp_path / "www")
+    try:
+        page = wait_for(lambda: exec_sync(env, cid, "wget", "-qO-", f"http://127.0.0.1:{port_host}/",
+                                          check=False).stdout, what="the host's server")
+        assert page.strip() == "from-the-host"
+    finally:
+        server.kill()
+        server.wait()
+    pod.container("web", ["sh", "-c", f"mkdir -p /www && echo from-the-pod > /www/index.html && "
+                                      f"exec httpd -f -p 127.0.0.1:{port_pod} -h /www"])
+    fetch = ["ip", "netns", "exec", os.path.basename(env.netns), "/bin/busybox", "wget", "-qO-",
+             f"http://127.0.0.1:{port_pod}/"]
+    page = wait_for(lambda: subprocess.run(fetch, capture_output=True, text=True).stdout, what="the pod's server")
+    assert page == "from-the-pod\n"
+    # the host's UTS namespace too
+    assert exec_sync(env, cid, "hostname").stdout.strip() == socket.gethostname()
+
+    # /etc/hosts and resolv.conf: the host's content in files of the runtime's own
+    spec = crictl_json(env, "inspect", cid)["info"]["runtimeSpec"]
+    sources = {m["destination"]: m["source"] for m in spec["mounts"]}
+    daemon_dirs = (str(env.daemon.root), str(env.daemon.state))
+    for name in ("/etc/hosts", "/etc/resolv.conf"):
+        assert sources[name].startswith(daemon_dirs), (name, sources[name])
+        # crictl adds newlines to what it prints: the bytes through our client
+        assert env.client.exec(cid, "cat", name).stdout == Path(name).read_bytes()
+        inside = exec_sync(env, cid, "stat", "-L", "-c", "%d:%i", name).stdout.strip()
+        host = os.stat(name)
+        assert inside != f"{host.st_dev}:{host.st_ino}", f"{name} is the host's own file"
+
+    # a pod on the pod network, for contrast: a namespace of its own and CNI ADD through the recorder
+    other = pod_config("c19-net", log_dir=str(env.log_dir / "c19-net"))
+    other_file = _write_config(env.base / "c19-net-pod.json", other)
+    other_id = crictl(env, "runp", other_file).stdout.strip()
+    other_ns = next(ns["path"] for ns in sandbox_spec(env, other_id)["linux"]["namespaces"]
+                    if ns["type"] == "network")
+    assert os.path.dirname(other_ns) == "/var/run/netns" and os.path.exists(other_ns)
+    assert [c.split()[:2] for c in cni_calls(env)][:2] == [["ADD", "loopback"], ["ADD", "bridge"]]
+    assert crictl_json(env, "inspectp", other_id)["status"]["network"]["ip"]
+    host_with_other = settled_host_networking(env)
+    calls_with_other = cni_calls(env)
+
+    # stopping and removing the hostNetwork pod touches nothing of the host's networking
+    crictl(env, "stopp", pod.id)
+    crictl(env, "rmp", pod.id)
+    assert host_networking(env) == host_with_other
+    assert cni_calls(env) == calls_with_other
+    assert os.path.exists(other_ns)
+    subprocess.run(["ip", "-n", os.path.basename(env.netns), "link", "show", "lo", "up"], check=True,
+                   capture_output=True)
+
+    crictl(env, "stopp", other_id)
+    crictl(env, "rmp", other_id)
+    assert any(c.startswith("DEL bridge") for c in cni_calls(env)[len(calls_with_other):])
+    assert not os.path.exists(other_ns)
