@@ -67,9 +67,23 @@ def env(tmp_path, registry, ctr_bin):
 # helpers: configs as crictl reads them, pods and containers made by crictl
 
 
+INT64_FIELDS = {"memory_limit_in_bytes", "memory_swap_limit_in_bytes", "cpu_period", "cpu_quota", "cpu_shares",
+                "oom_score_adj"}
+
+
+def _numbers_as_numbers(value):
+    """protobuf's JSON writes 64-bit integers as strings; crictl's Go decoder wants numbers."""
+    if isinstance(value, dict):
+        return {k: int(v) if k in INT64_FIELDS else _numbers_as_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_numbers(v) for v in value]
+    return value
+
+
 def _write_config(path: Path, msg) -> str:
-    path.write_text(json.dumps(json_format.MessageToDict(msg, preserving_proto_field_name=True,
-                                                         use_integers_for_enums=True)))
+    """``msg`` (a pod or container config) as the JSON file crictl reads."""
+    path.write_text(json.dumps(_numbers_as_numbers(json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, use_integers_for_enums=True))))
     return str(path)
 
 
@@ -82,8 +96,10 @@ class Pod:
         self.config_file = _write_config(env.base / f"{name}-pod.json", self.config)
         self.id = crictl(env, "runp", self.config_file).stdout.strip()
 
-    def container(self, name: str, command: list[str], start: bool = True) -> str:
-        cfg = container_config(name, self.env.images.busybox, command=command, log_path=f"{name}.log")
+    def container(self, name: str, command: list[str], start: bool = True, memory_limit: int = 0,
+                  image: str = "") -> str:
+        cfg = container_config(name, image or self.env.images.busybox, command=command, log_path=f"{name}.log")
+        cfg.linux.resources.memory_limit_in_bytes = memory_limit
         path = _write_config(self.env.base / f"{self.name}-{name}.json", cfg)
         cid = crictl(self.env, "create", self.id, path, self.config_file).stdout.strip()
         if start:
