@@ -426,7 +426,8 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
-            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384):
+            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
+            bin_dir: str = CNI_BIN):
     """A daemon configured for the CRI and our client. With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
@@ -442,8 +443,8 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
         (conf_dir / "10-pods.conflist").write_text(
             bridge_conflist("pods", f"pcd{uuid.uuid4().hex[:8]}", subnet, str(base / "ipam")))
     cfg = base / "config.toml"
-    cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), config_path=config_path,
-                              extra=extra, restrict_oom=restrict_oom, max_line=max_line))
+    cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), bin_dir=bin_dir,
+                              config_path=config_path, extra=extra, restrict_oom=restrict_oom, max_line=max_line))
     daemon = NetnsDaemon(base=base / "daemon", config=cfg, netns=tns)
     client = None
     env = None

@@ -41,8 +41,8 @@ def crictl_argv(address: str, netns: str = "") -> list[str]:
     # --config /dev/null: no /etc/crictl.yaml to read, and no warning about it on stderr
     argv = [tool("crictl"), "--config", "/dev/null", "--runtime-endpoint", f"unix://{address}",
             "--image-endpoint", f"unix://{address}", "--timeout", "60s"]
-    if netns:                       # a pinned path (cri_env's), which `ip netns exec` refuses
-        argv = ["nsenter", f"--net={netns}", *argv]
+    if netns:   # a pinned path (CRIEnv.netns; `ip netns exec` refuses paths) or a name under /var/run/netns
+        argv = ["nsenter", f"--net={netns if '/' in netns else '/var/run/netns/' + netns}", *argv]
     return argv
 
 
@@ -59,5 +59,6 @@ def crictl(env, *args: str, check: bool = True, timeout: float = 120, input: str
 
 
 def crictl_json(env, *args: str) -> dict:
-    """``crictl ARGS -o json`` parsed."""
-    return json.loads(crictl(env, *args, "-o", "json").stdout)
+    """``crictl COMMAND -o json ARGS…`` parsed (the flag before the arguments: crictl stops
+    reading flags at the first one)."""
+    return json.loads(crictl(env, args[0], "-o", "json", *args[1:]).stdout)

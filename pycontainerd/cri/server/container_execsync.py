@@ -1,7 +1,13 @@
 """``ExecSync``: run ``cmd`` in a RUNNING container with the container's process settings
-(user, env, cwd, capabilities), collect stdout and stderr (16 MiB each at most) and the
-exit code. With ``timeout`` > 0 the process is killed when it runs longer and the call
-fails with DEADLINE_EXCEEDED."""
+(user, env, cwd, capabilities), collect stdout and stderr (16 MiB each at most, the rest is
+read and dropped, as containerd's ``cappedWriter``) and the exit code. With ``timeout`` > 0
+the process is killed when it runs longer and the call fails with DEADLINE_EXCEEDED.
+
+Once the process has exited its output is drained until the streams close, but no longer
+than ``IO_WAIT`` seconds and never past the call's ``timeout``: a child left running in the
+background (``sh -c 'daemon &'``) holds the write ends of the pipes and would keep the call
+waiting for as long as it lives (containerd #9568). The call then returns the exit code and
+what was read so far."""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from ..logs import ExecIO
 from ..state import ContainerOp, check_container_op
 
 IO_WAIT = 5.0
+MIN_DRAIN = 0.2
+"""Output written just before the exit still gets this long, even at the deadline."""
 
 
 async def exec_sync(c, req: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
@@ -31,6 +39,8 @@ async def exec_sync(c, req: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
     process["terminal"] = False
     process.pop("consoleSize", None)
     exec_id = secrets.token_hex(16)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.timeout if req.timeout > 0 else None
     io = ExecIO(os.path.join(c.container_state(ct.id), "exec"), exec_id)
     io.start()
     added = False
@@ -53,7 +63,8 @@ async def exec_sync(c, req: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
         finally:
             if not wait.done():
                 wait.cancel()
-        await io.wait(IO_WAIT)
+        drain = IO_WAIT if deadline is None else min(IO_WAIT, max(MIN_DRAIN, deadline - loop.time()))
+        await io.wait(drain)
         return cri.ExecSyncResponse(stdout=bytes(io.out), stderr=bytes(io.err), exit_code=exit_status)
     finally:
         if added:
