@@ -331,11 +331,12 @@ def container_config(name: str, image: str, *, command=(), args=(), log_path: st
     return cfg
 
 
-def bridge_conflist(name: str, bridge: str, subnet: str, data_dir: str, *, portmap: bool = True) -> str:
+def bridge_conflist(name: str, bridge: str, subnet: str, data_dir: str, *, portmap: bool = True,
+                    ip_masq: bool = False) -> str:
     import json
 
     plugins = [
-        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq, "hairpinMode": True,
          "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
     ]

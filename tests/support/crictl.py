@@ -39,8 +39,8 @@ def tool(name: str) -> str:
 def crictl_argv(address: str, netns: str = "") -> list[str]:
     argv = [tool("crictl"), "--runtime-endpoint", f"unix://{address}", "--image-endpoint",
             f"unix://{address}", "--timeout", "60s"]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
+    if netns:  # a pinned path (tests' namespaces) or a name under /var/run/netns
+        argv = ["nsenter", f"--net={netns}", *argv] if "/" in netns else ["ip", "netns", "exec", netns, *argv]
     return argv
 
 
@@ -57,5 +57,6 @@ def crictl(env, *args: str, check: bool = True, timeout: float = 120, input: str
 
 
 def crictl_json(env, *args: str) -> dict:
-    """``crictl ARGS -o json`` parsed."""
-    return json.loads(crictl(env, *args, "-o", "json").stdout)
+    """``crictl COMMAND -o json ARGS`` parsed (the flag before the positional arguments: crictl
+    stops reading flags at the first one)."""
+    return json.loads(crictl(env, args[0], "-o", "json", *args[1:]).stdout)
