@@ -85,6 +85,7 @@ REGISTRY: list[Entry] = [
     Entry("load", standard=["--quick"], quick=["--quick", "--containers", "6"], long=[],
           about="50 clients list/get/subscribe while containers cycle: p50/p99, lost events"),
     Entry("cri_stream", about="CRI exec round trip, port-forward throughput"),
+    Entry("cri", about="critest -benchmark: median latency of every CRI call of pod/container/image lifecycles"),
     Entry("faults", standard=["--iterations", "10"], quick=["--iterations", "3"], long=["--iterations", "50"],
           rows=fault_rows, about="kill -9 of our daemon at random points (ours only)"),
 ]

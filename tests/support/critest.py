@@ -218,6 +218,12 @@ class Spec:
     message: str = ""
     location: str = ""
 
+    def reason(self) -> str:
+        """The line of the failure that says why: the gRPC error when there is one."""
+        lines = [line.strip() for line in self.message.strip().splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith("rpc error:")), "")
+        return (" / ".join(filter(None, [lines[0] if lines else "", why])))[:600]
+
 
 @dataclass
 class CritestResult:
@@ -246,8 +252,7 @@ class CritestResult:
         lines = [f"critest: {len(self.specs)} specs, {self.passed} passed, {len(self.failed)} failed, "
                  f"{self.skipped} skipped in {self.seconds:.0f} s (ginkgo: {self.summary_line})"]
         for s in self.failed:
-            first = s.message.strip().splitlines()[0] if s.message.strip() else ""
-            lines.append(f"  [{s.state}] {s.name}\n      {first[:400]}\n      at {s.location}")
+            lines.append(f"  [{s.state}] {s.name}\n      {s.reason()}\n      at {s.location}")
         return "\n".join(lines)
 
 
