@@ -74,12 +74,10 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             ours = stack.enter_context(cri_node(b.base / "ours", "ours"))
             theirs = stack.enter_context(cri_node(b.base / "containerd", "containerd"))
-            sides = {"ours": ours, "containerd": theirs}
-            for i, name in ((i, s) for i in range(rounds) for s in (("ours", "containerd") if i % 2 == 0
-                                                                   else ("containerd", "ours"))):
-                for op, values in one_round(b, sides[name], i, params_file).items():
+            for i, node in b.alternate(ours, theirs, rounds):     # ABBA: drift cancels
+                for op, values in one_round(b, node, i, params_file).items():
                     for v in values:
-                        b.sample(op, name, v)
+                        b.sample(op, node.kind, v)
         for op in sorted(b.samples, key=lambda o: ORDER.index(o) if o in ORDER else len(ORDER)):
             b.row_from_samples(op, "ms")
         b.extra["tool"] = "critest -benchmark (cri-tools v1.37.0), serial"
