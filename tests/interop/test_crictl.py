@@ -19,7 +19,6 @@ import datetime
 import ipaddress
 import json
 import os
-import select
 import subprocess
 import time
 import uuid
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.crictl import crictl, crictl_argv, crictl_json
+from tests.support.crictl import crictl, crictl_argv, crictl_json, in_pty, wait_for
 from tests.support.critest import cri_node
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -109,17 +108,6 @@ def state(node, cid: str) -> dict:
     return crictl_json(node, "inspect", cid)["status"]
 
 
-def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def in_netns(node, *argv: str, **kw) -> subprocess.CompletedProcess:
     return node.run(*argv, capture_output=True, text=True, timeout=60, **kw)
 
@@ -129,52 +117,6 @@ def grpc_error(proc: subprocess.CompletedProcess, code: str) -> str:
     assert proc.returncode != 0, proc.stdout
     assert f"code = {code} desc = " in proc.stderr, proc.stderr
     return proc.stderr
-
-
-class Pty:
-    """A command on a real pty (what `-t` and a person at a terminal give crictl)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.master, slave = os.openpty()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                     close_fds=True)
-        os.close(slave)
-        self.out = b""
-
-    def send(self, data: str) -> None:
-        os.write(self.master, data.encode())
-
-    def expect(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{text!r} not seen; got {self.out.decode(errors='replace')!r}")
-            r, _, _ = select.select([self.master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:       # EIO: the other side closed
-                    chunk = b""
-                if not chunk and self.proc.poll() is not None:
-                    raise AssertionError(f"exited {self.proc.returncode} before {text!r}: {self.out!r}")
-                self.out += chunk
-        return self.out.decode(errors="replace")
-
-    def wait(self, timeout: float = 30.0) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            os.close(self.master)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def in_pty(node, *args: str) -> Pty:
-    return Pty(crictl_argv(node.address, node.netns) + list(args))
 
 
 # --------------------------------------------------------------------------------------

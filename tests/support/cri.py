@@ -210,11 +210,54 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _net_inodes_under(pids: list[int]) -> set[int]:
+    """Network-namespace inodes of ``pids`` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    inodes, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        todo += children.get(pid, [])
+    return inodes
+
+
+def pins_of(base: Path, candidates: set[str]) -> set[str]:
+    """Which of the pod netns pins ``candidates`` the daemon at ``base`` made: a process of
+    its tree (shims, pause, containers) is in it, or its files under ``base`` name it (the
+    sandbox's netns path in its metadata). Other runtimes on this machine pin pod namespaces
+    too, concurrently: never touch theirs."""
+    if not candidates:
+        return set()
+    inodes = _net_inodes_under(processes_mentioning(str(base)))
+    mine = set()
+    for name in candidates:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(NETNS_DIR, name)).st_ino in inodes:
+                mine.add(name)
+    rest = candidates - mine
+    if not rest:
+        return mine
+    named = subprocess.run(["grep", "-rhoaF", "--exclude-dir=snapshots", "--exclude-dir=*content*",
+                            *(x for n in rest for x in ("-e", n)), str(base)],
+                           capture_output=True, text=True, errors="replace").stdout.split()
+    return mine | (rest & set(named))
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
-    """Kill shims of the daemon at ``base``, unmount what is left under it, remove netns
-    pins made since ``pins_before``. Returns what had to be cleaned (empty when the test
-    had cleaned up itself)."""
+    """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
+    pins it made since ``pins_before`` (:func:`pins_of`). Returns what had to be cleaned
+    (empty when the test had cleaned up itself)."""
     leftovers = []
+    mine = pins_of(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})
     for pid in processes_mentioning(str(base)):
         leftovers.append(f"process {pid}")
         with contextlib.suppress(ProcessLookupError):
@@ -222,13 +265,12 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
-    for name in netns_pins() - pins_before:
-        if name.startswith("cni-"):
-            leftovers.append(f"netns {name}")
-            path = os.path.join(NETNS_DIR, name)
-            _libc.umount2(path.encode(), 2)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+    for name in sorted(mine):
+        leftovers.append(f"netns {name}")
+        path = os.path.join(NETNS_DIR, name)
+        _libc.umount2(path.encode(), 2)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     return leftovers
 
 

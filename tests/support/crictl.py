@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,61 @@ def crictl_json(env, *args: str) -> dict:
     """``crictl COMMAND -o json ARGS`` parsed (the flag before the positional arguments: crictl
     stops reading flags at the first one)."""
     return json.loads(crictl(env, args[0], "-o", "json", *args[1:]).stdout)
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition", every: float = 0.2):
+    """``pred()``'s first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class Pty:
+    """A command on a real pty (what `-t` and a person at a terminal give crictl)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     close_fds=True)
+        os.close(slave)
+        self.out = b""
+
+    def send(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+    def expect(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not seen; got {self.out.decode(errors='replace')!r}")
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:       # EIO: the other side closed
+                    chunk = b""
+                if not chunk and self.proc.poll() is not None:
+                    raise AssertionError(f"exited {self.proc.returncode} before {text!r}: {self.out!r}")
+                self.out += chunk
+        return self.out.decode(errors="replace")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            os.close(self.master)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def in_pty(node, *args: str) -> Pty:
+    return Pty(crictl_argv(node.address, node.netns) + list(args))

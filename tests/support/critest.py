@@ -180,6 +180,7 @@ def cri_node(base: Path, kind: str = "ours"):
     a runtime that left something behind (process, mount, pod netns) fails the caller."""
     store = critest_image_store()
     base.mkdir(parents=True, exist_ok=True)
+    pins = frozenset(netns_pins())
     netns = create_test_netns()
     subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"   # private to this node
     registry = daemon = client = None
@@ -197,8 +198,7 @@ def cri_node(base: Path, kind: str = "ours"):
             client.close()
         if daemon is not None:
             daemon.stop()
-        # other runtimes on this machine pin pod namespaces too: only this node's count
-        leftovers = force_cleanup(base, netns_pins() - pod_pins_in(subnet))
+        leftovers = force_cleanup(base, set(pins))
         if registry is not None:
             registry.stop()
         delete_test_netns(netns)
