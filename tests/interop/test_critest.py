@@ -23,9 +23,14 @@ MIN_PASSED = 105
 MAX_FAILED = 1
 
 
-def test_critest(tmp_path_factory):
+def test_critest(tmp_path_factory, request):
     with cri_node(tmp_path_factory.mktemp("critest") / "node", "ours") as node:
         result = run_critest(node)
-        print(result.describe())
+        # shown in CI's log whether the test passes or not (past pytest's output capture)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("\n" + result.describe())
+        else:
+            print(result.describe())
         assert result.specs, f"critest ran no spec:\n{result.output[-5000:]}"
         assert result.passed >= MIN_PASSED and len(result.failed) <= MAX_FAILED, result.describe()
