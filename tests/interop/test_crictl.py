@@ -48,6 +48,7 @@ STREAM_POST = known_bug("streaming server answers 404 to client-go's SPDY `POST 
                         "(issue 13 item 2)")
 TAR_PADDING = known_bug("layers written by `umoci insert` (no 512-byte padding / end blocks) refused: "
                         "corrupt tar: unexpected end of data (issue 13 item 1)")
+NO_WEBSOCKET = pytest.mark.xfail(not OURS, strict=True, reason="containerd 1.6.20 has no WebSocket streaming (403)")
 SHIM_DIES = known_bug("a container failing to start kills the pod's shared shim: pod NotReady, siblings EXITED "
                       "(issue 13, 'one container failing to start takes its whole pod down')")
 
@@ -283,7 +284,7 @@ def test_exec_sync(node, pod, files):
     assert crictl(node, "exec", "-s", "--timeout", "2", cid, "id", "-u").stdout.strip() == "0"
 
 
-@pytest.mark.xfail(not OURS, strict=True, reason="containerd 1.6.20 has no WebSocket streaming (403)")
+@NO_WEBSOCKET
 def test_exec_websocket(node, pod, files):
     cid = start(node, pod, files, "wsexec", "sleep", "600")
     out = crictl(node, "exec", "--transport", "websocket", cid, "sh", "-c", "echo ws-$((6*7)); exit 0")
@@ -294,6 +295,7 @@ def test_exec_websocket(node, pod, files):
 
 @known_bug("the WebSocket exec sends a frame on stream 255 client-go does not know: crictl logs "
            "`Unknown stream, discarding message id=255` twice (issue 13 item 2)")
+@NO_WEBSOCKET
 def test_exec_websocket_sends_only_known_streams(node, pod, files):
     cid = start(node, pod, files, "wsquiet", "sleep", "600")
     out = crictl(node, "exec", "--transport", "websocket", cid, "true")
