@@ -298,6 +298,17 @@ def _registry_binary() -> str:
     return path
 
 
+def _registry_answers(reg: Registry, netns: str) -> bool:
+    if netns:  # its loopback is not ours: ask from inside the namespace
+        probe = subprocess.run(["nsenter", f"--net={netns}", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                f"{reg.url}/v2/"], capture_output=True, text=True)
+        return probe.stdout in ("200", "401")
+    try:
+        return httpx.get(f"{reg.url}/v2/", timeout=2).status_code in (200, 401)
+    except httpx.TransportError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -314,17 +325,21 @@ def _htpasswd_line(username: str, password: str) -> str:
     return f"{username}:{hashed}\n"
 
 
-def start_registry(*, username: str | None = None, password: str | None = None, attempts: int = 3) -> Registry:
+def start_registry(*, username: str | None = None, password: str | None = None, attempts: int = 3,
+                   storage: Path | None = None, port: int = 0, netns: str = "") -> Registry:
     """Start a ``docker-registry`` with its own config in a fresh temp dir.
 
-    With ``username``/``password`` the registry requires htpasswd basic auth. Returns once
-    ``/v2/`` answers (200, or 401 for an auth registry). The caller must ``stop()`` it.
+    With ``username``/``password`` the registry requires htpasswd basic auth. ``storage`` keeps
+    the blobs in a folder that outlives the registry (a cache; default: inside the temp dir).
+    ``netns`` (a pinned network namespace path) runs it inside that namespace, on its loopback,
+    on ``port`` (default: a free port). Returns once ``/v2/`` answers (200, or 401 for an auth
+    registry). The caller must ``stop()`` it.
     """
     binary = _registry_binary()
     last_error = ""
     for _ in range(attempts):
         root = Path(tempfile.mkdtemp(prefix="pcd-registry-"))
-        port = _free_port()
+        bound = port or _free_port()
         config = [
             "version: 0.1",
             "log:",
@@ -333,11 +348,11 @@ def start_registry(*, username: str | None = None, password: str | None = None, 
             "    disabled: true",
             "storage:",
             "  filesystem:",
-            f"    rootdirectory: {root / 'data'}",
+            f"    rootdirectory: {storage or root / 'data'}",
             "  delete:",
             "    enabled: true",
             "http:",
-            f"  addr: 127.0.0.1:{port}",
+            f"  addr: 127.0.0.1:{bound}",
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
@@ -349,24 +364,20 @@ def start_registry(*, username: str | None = None, password: str | None = None, 
         log_path = root / "registry.log"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
-                [binary, "serve", str(root / "config.yml")],
+                [*(["nsenter", f"--net={netns}"] if netns else []), binary, "serve", str(root / "config.yml")],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
         reg = Registry(
-            host=f"127.0.0.1:{port}", root=root, proc=proc, username=username, password=password, log_path=log_path
+            host=f"127.0.0.1:{bound}", root=root, proc=proc, username=username, password=password, log_path=log_path
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            try:
-                r = httpx.get(f"{reg.url}/v2/", timeout=2)
-                if r.status_code in (200, 401):
-                    return reg
-            except httpx.TransportError:
-                pass
+            if _registry_answers(reg, netns):
+                return reg
             time.sleep(0.05)
         last_error = log_path.read_text(errors="replace")[-2000:]
         reg.stop()

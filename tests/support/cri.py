@@ -201,27 +201,6 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-def _named_under(base: Path, names: set[str], max_size: int = 256 << 20) -> set[str]:
-    """Those of ``names`` that occur in a file under ``base`` (a daemon records the netns
-    pins of its pods in its metadata; the bytes stay in the file's free pages after)."""
-    found: set[str] = set()
-    wanted = {n.encode(): n for n in names}
-    for root, _, files in os.walk(base):
-        for name in files:
-            path = os.path.join(root, name)
-            try:
-                if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) > max_size:
-                    continue
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            found |= {n for b, n in wanted.items() if b in data}
-            if len(found) == len(names):
-                return found
-    return found
-
-
 def process_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -231,12 +210,54 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def _net_inodes_under(pids: list[int]) -> set[int]:
+    """Network-namespace inodes of ``pids`` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    inodes, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        todo += children.get(pid, [])
+    return inodes
+
+
+def pins_of(base: Path, candidates: set[str]) -> set[str]:
+    """Which of the pod netns pins ``candidates`` the daemon at ``base`` made: a process of
+    its tree (shims, pause, containers) is in it, or its files under ``base`` name it (the
+    sandbox's netns path in its metadata). Other runtimes on this machine pin pod namespaces
+    too, concurrently: never touch theirs."""
+    if not candidates:
+        return set()
+    inodes = _net_inodes_under(processes_mentioning(str(base)))
+    mine = set()
+    for name in candidates:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(NETNS_DIR, name)).st_ino in inodes:
+                mine.add(name)
+    rest = candidates - mine
+    if not rest:
+        return mine
+    named = subprocess.run(["grep", "-rhoaF", "--exclude-dir=snapshots", "--exclude-dir=*content*",
+                            *(x for n in rest for x in ("-e", n)), str(base)],
+                           capture_output=True, text=True, errors="replace").stdout.split()
+    return mine | (rest & set(named))
+
+
 def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
-    pins made since ``pins_before`` that this daemon recorded (other test sessions on the
-    machine make pins of their own meanwhile: not ours to remove). Returns what had to be
-    cleaned (empty when the test had cleaned up itself)."""
+    pins it made since ``pins_before`` (:func:`pins_of`). Returns what had to be cleaned
+    (empty when the test had cleaned up itself)."""
     leftovers = []
+    mine = pins_of(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})
     for pid in processes_mentioning(str(base)):
         leftovers.append(f"process {pid}")
         with contextlib.suppress(ProcessLookupError):
@@ -244,7 +265,7 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
     for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
         leftovers.append(f"mount {mp}")
         _libc.umount2(mp.encode(), 2)
-    for name in sorted(_named_under(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})):
+    for name in sorted(mine):
         leftovers.append(f"netns {name}")
         path = os.path.join(NETNS_DIR, name)
         _libc.umount2(path.encode(), 2)
@@ -356,9 +377,12 @@ def container_config(name: str, image: str, *, command=(), args=(), log_path: st
     return cfg
 
 
-def bridge_conflist(name: str, bridge: str, subnet: str, data_dir: str, *, portmap: bool = True) -> str:
+def bridge_conflist(name: str, bridge: str, subnet: str, data_dir: str, *, portmap: bool = True,
+                    ip_masq: bool = False) -> str:
+    import json
+
     plugins = [
-        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq, "hairpinMode": True,
          "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
     ]

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,15 @@ def crictl_json(env, *args: str) -> dict:
     """``crictl COMMAND -o json ARGS…`` parsed (the flag before the arguments: crictl stops
     reading flags at the first one)."""
     return json.loads(crictl(env, args[0], "-o", "json", *args[1:]).stdout)
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition", every: float = 0.2):
+    """``pred()``'s first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.cri import mounts_under
-from tests.support.registry import _run, _tool, _umoci_rootless, native_platform
+from pycontainerd.testing import add_busybox, build_image_layout, require_tool, run_tool
 
 DOCKER = "/usr/bin/docker"  # Debian's CLI (20.10), not another one earlier on $PATH
 DOCKERD = "/usr/sbin/dockerd"
@@ -41,29 +41,20 @@ def open_base(prefix: str) -> Path:
 def build_busybox_archive(work: Path, tag: str = "busybox:latest") -> Path:
     """``docker-archive`` of busybox-static with every applet linked in /bin (``docker load``
     input): umoci makes the OCI image, skopeo converts it. Returns the archive's path."""
-    umoci, skopeo = _tool("umoci", "umoci"), _tool("skopeo", "skopeo")
-    layout, bundle = work / "layout", work / "bundle"
-    rootless = _umoci_rootless()
-    _run(umoci, "init", "--layout", str(layout))
-    _run(umoci, "new", "--image", f"{layout}:latest")
-    _run(umoci, "unpack", *rootless, "--image", f"{layout}:latest", str(bundle))
-    bindir = bundle / "rootfs" / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2("/bin/busybox", bindir / "busybox")
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            os.symlink("busybox", bindir / applet)
-    for d in ("tmp", "www", "etc"):
-        (bundle / "rootfs" / d).mkdir(exist_ok=True)
-    (bundle / "rootfs" / "tmp").chmod(0o1777)
-    (bundle / "rootfs" / "www" / "index.html").write_text("hello from busybox httpd\n")
-    _run(umoci, "repack", *rootless, "--image", f"{layout}:latest", str(bundle))
-    os_, arch, _variant = native_platform()
-    _run(umoci, "config", "--image", f"{layout}:latest", "--config.cmd", "sh", "--os", os_, "--architecture", arch)
+    applets = [a for a in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True,
+                                         check=True).stdout.split() if a != "busybox"]
+
+    def fill(rootfs: Path) -> None:
+        add_busybox(rootfs, applets)
+        for d in ("tmp", "www", "etc"):
+            (rootfs / d).mkdir(exist_ok=True)
+        (rootfs / "tmp").chmod(0o1777)
+        (rootfs / "www" / "index.html").write_text("hello from busybox httpd\n")
+
+    layout = build_image_layout(work / "layout", "latest", fill, ("--config.cmd", "sh"))
     archive = work / "busybox.tar"
-    _run(skopeo, "copy", "--quiet", f"oci:{layout}:latest", f"docker-archive:{archive}:{tag}")
-    shutil.rmtree(bundle, ignore_errors=True)
+    run_tool(require_tool("skopeo", "skopeo"), "copy", "--quiet", f"oci:{layout}:latest",
+             f"docker-archive:{archive}:{tag}")
     return archive
 
 

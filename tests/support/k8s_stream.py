@@ -452,10 +452,12 @@ disabled_plugins = ["io.containerd.tracing.processor.v1.otlp", "io.containerd.in
 """
 
 
-def start_containerd_cri(base, sandbox_image: str, certs_dir: str, timeout: float = 60.0):
+def start_containerd_cri(base, sandbox_image: str, certs_dir: str, timeout: float = 60.0, *, netns: str = "",
+                         conflist: str = ""):
     """Debian's containerd with its CRI plugin on temp dirs (never the system service),
     pulling from our plain-HTTP registry through ``certs_dir`` (a hosts.toml tree). Pods
-    must use the host network (no CNI config is given). Returns a
+    must use the host network unless ``conflist`` (a CNI conflist) is given; ``netns`` (a
+    pinned network namespace) runs containerd inside it. Returns a
     :class:`tests.support.containerd.Containerd` (``stop()`` it)."""
     import shutil
     import subprocess
@@ -467,6 +469,8 @@ def start_containerd_cri(base, sandbox_image: str, certs_dir: str, timeout: floa
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)
     (base / "net.d").mkdir(exist_ok=True)
+    if conflist:
+        (base / "net.d" / "10-pods.conflist").write_text(conflist)
     handle = Containerd(base=base)
     cfg = base / "config.toml"
     cfg.write_text(CONTAINERD_CRI_CONFIG.format(root=base / "root", state=base / "state", address=handle.address,
@@ -475,7 +479,8 @@ def start_containerd_cri(base, sandbox_image: str, certs_dir: str, timeout: floa
     if binary is None:
         raise RuntimeError("Debian's containerd is not installed (the README's install command installs it)")
     log = open(base / "containerd.log", "ab")
-    handle.proc = subprocess.Popen([binary, "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+    enter = ["nsenter", f"--net={netns}"] if netns else []
+    handle.proc = subprocess.Popen([*enter, binary, "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     log.close()
     deadline = time.monotonic() + timeout
