@@ -45,13 +45,7 @@ def known_bug(reason: str):
     return pytest.mark.xfail(OURS, strict=True, reason=reason)
 
 
-STREAM_POST = known_bug("streaming server answers 404 to client-go's SPDY `POST /exec|/attach|/portforward` "
-                        "(issue 13 item 2)")
-TAR_PADDING = known_bug("layers written by `umoci insert` (no 512-byte padding / end blocks) refused: "
-                        "corrupt tar: unexpected end of data (issue 13 item 1)")
 NO_WEBSOCKET = pytest.mark.xfail(not OURS, strict=True, reason="containerd 1.6.20 has no WebSocket streaming (403)")
-SHIM_DIES = known_bug("a container failing to start kills the pod's shared shim: pod NotReady, siblings EXITED "
-                      "(issue 13, 'one container failing to start takes its whole pod down')")
 
 
 # --------------------------------------------------------------------------------------
@@ -171,7 +165,6 @@ def test_pull_images_inspecti_rmi(node):
     assert gone.returncode != 0 and "no such image" in gone.stderr and USER_IMAGE in gone.stderr, gone.stderr
 
 
-@TAR_PADDING
 def test_pull_image_whose_layer_umoci_insert_wrote(node):
     out = crictl(node, "pull", INSERTED_IMAGE).stdout
     assert out.startswith("Image is up to date for sha256:"), out
@@ -294,8 +287,6 @@ def test_exec_websocket(node, pod, files):
     assert failing.returncode != 0 and "command terminated with exit code 5" in failing.stderr, failing.stderr
 
 
-@known_bug("the WebSocket exec sends a frame on stream 255 client-go does not know: crictl logs "
-           "`Unknown stream, discarding message id=255` twice (issue 13 item 2)")
 @NO_WEBSOCKET
 def test_exec_websocket_sends_only_known_streams(node, pod, files):
     cid = start(node, pod, files, "wsquiet", "sleep", "600")
@@ -303,20 +294,17 @@ def test_exec_websocket_sends_only_known_streams(node, pod, files):
     assert "Unknown stream" not in out.stderr, out.stderr
 
 
-@STREAM_POST
 def test_exec_spdy(node, pod, files):
     cid = start(node, pod, files, "spdyexec", "sleep", "600")
     assert crictl(node, "exec", cid, "sh", "-c", "echo spdy-$((6*7))").stdout == "spdy-42\n"
 
 
-@STREAM_POST
 def test_exec_stdin(node, pod, files):
     cid = start(node, pod, files, "stdin", "sleep", "600")
     out = crictl(node, "exec", "-i", cid, "sh", "-c", "tr a-z A-Z", input="shout me\n")
     assert out.stdout == "SHOUT ME\n"
 
 
-@STREAM_POST
 def test_exec_tty(node, pod, files):
     cid = start(node, pod, files, "tty", "sleep", "600")
     with on_pty(node, "exec", "-it", cid, "sh") as term:
@@ -327,7 +315,6 @@ def test_exec_tty(node, pod, files):
         assert term.wait() == 0
 
 
-@STREAM_POST
 def test_attach(node, pod, files):
     cid = start(node, pod, files, "attached", "sh", stdin=True, tty=True)
     with on_pty(node, "attach", "-it", cid) as term:
@@ -338,7 +325,6 @@ def test_attach(node, pod, files):
     wait_for(lambda: state(node, cid)["state"] == "CONTAINER_EXITED", what="the shell to exit")
 
 
-@STREAM_POST
 def test_port_forward(node, pod, files):
     pod_id = pod[0]
     start(node, pod, files, "web", "sh", "-c",
@@ -487,7 +473,6 @@ def test_exec_into_stopped_container(node, pod, files):
     assert "CONTAINER_EXITED" in grpc_error(proc, "Unknown")
 
 
-@STREAM_POST
 def test_port_forward_to_closed_port(node, pod, files):
     pod_id = pod[0]
     start(node, pod, files, "idle", "sleep", "600")
@@ -503,7 +488,6 @@ def test_port_forward_to_closed_port(node, pod, files):
     assert "9999" in err and "connection refused" in err, err
 
 
-@SHIM_DIES
 def test_failed_start_leaves_pod_and_siblings_alone(node, pod, files):
     pod_id, pod_path, _ = pod
     sibling = start(node, pod, files, "steady", "sleep", "600")
