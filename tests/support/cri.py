@@ -436,12 +436,15 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
-            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384):
+            config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
+            root_tmpfs: int = 0):
     """A daemon configured for the CRI and our client. With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
-    Teardown removes every pod through the CRI, stops the daemon and fails the test if
-    anything (process, mount, pinned netns) was left behind."""
+    With ``root_tmpfs`` the daemon's ``--root`` is a tmpfs of that many bytes (a small disk;
+    grow it with ``mount -o remount,size=``). Teardown removes every pod through the CRI,
+    stops the daemon and fails the test if anything (process, mount, pinned netns) was left
+    behind."""
     pins = frozenset(netns_pins())
     images = build_cri_images(registry)
     conf_dir = base / "net.d"
@@ -459,6 +462,10 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
     env = None
     leftovers: list[str] = []
     try:
+        if root_tmpfs:
+            daemon.root.mkdir(parents=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={root_tmpfs},mode=0711", "pcd-cri-root",
+                            str(daemon.root)], check=True)
         daemon.start()
         if netns:
             assert ctr is not None, "a daemon in its own netns needs ctr to pre-pull images"
@@ -476,6 +483,8 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
             client.close()
         daemon.stop()
         leftovers = force_cleanup(base, set(pins))
+        if root_tmpfs:  # the test's own mount, unmounted last by force_cleanup
+            leftovers = [x for x in leftovers if x != f"mount {daemon.root}"]
         if tns:
             delete_test_netns(tns)
         shutil.rmtree(base, ignore_errors=True)
