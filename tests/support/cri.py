@@ -270,8 +270,10 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
 class CRIClient:
     """Our CRI client: the generated ``runtime.v1`` stubs on the daemon's socket."""
 
-    def __init__(self, address: str, timeout: float = 120.0) -> None:
-        self.channel = grpc.insecure_channel(f"unix:{address}")
+    def __init__(self, address: str, timeout: float = 120.0, max_receive: int | None = None) -> None:
+        """``max_receive``: the largest reply taken, in bytes (gRPC's default: 4 MiB)."""
+        opts = [("grpc.max_receive_message_length", max_receive)] if max_receive else []
+        self.channel = grpc.insecure_channel(f"unix:{address}", options=opts)
         self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
         self.images = api_pb2_grpc.ImageServiceStub(self.channel)
         self.timeout = timeout
