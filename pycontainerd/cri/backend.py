@@ -311,8 +311,16 @@ class Backend:
         return container_from_pb(resp.container)
 
     async def list_containers(self, *filters: str) -> list[ContainerRecord]:
-        resp = await self._call("_containers", "List", containers_pb2.ListContainersRequest(filters=list(filters)))
-        return [container_from_pb(c) for c in resp.containers]
+        """Through ``ListStream``, one record a message, as containerd's client lists: the
+        records of a node's containers (their CRI config twice: labels and metadata) can
+        outgrow the 16 MiB a single ``List`` reply may carry."""
+        await self.client()
+        call = self._containers.ListStream(containers_pb2.ListContainersRequest(filters=list(filters)),
+                                           metadata=self.md())
+        try:
+            return [container_from_pb(m.container) async for m in call]
+        except grpc.RpcError as exc:
+            raise _map(exc) from exc
 
     async def update_container(self, record: ContainerRecord, *paths: str) -> None:
         await self._call("_containers", "Update", containers_pb2.UpdateContainerRequest(

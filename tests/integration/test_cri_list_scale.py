@@ -1,12 +1,14 @@
 """ListContainers / ListPodSandbox at scale (issue 15; cri #679, kubernetes #135049).
 
 500 containers (created, not started: a node's worth of records without 500 processes)
-whose labels and annotations make the ``ListContainers`` reply over 4 MiB — gRPC's default
-receive limit for clients, which a client that keeps it cannot read. containerd's server
-sends up to 16 MiB (``defaults.DefaultMaxSendMsgSize``, 16 << 20) and Kubernetes' CRI
-client (crictl, kubelet) receives up to 16 MiB (``k8s.io/cri-client``'s ``maxMsgSize``),
-so ``crictl ps -a`` must list all 500, every record whole; the same for a dozen pods whose
-annotations make ``ListPodSandbox`` over 4 MiB. The daemon restarted, the records load back.
+whose labels make the ``ListContainers`` reply over 4 MiB — gRPC's default receive limit
+for clients, which a client that keeps it cannot read. containerd's server sends up to
+16 MiB (``defaults.DefaultMaxSendMsgSize``, 16 << 20) and Kubernetes' CRI client (crictl,
+kubelet) receives up to 16 MiB (``k8s.io/cri-client``'s ``maxMsgSize``), so ``crictl ps -a``
+must list all 500, every record whole; the same for a dozen pods whose annotations make
+``ListPodSandbox`` over 4 MiB. Restarted, the daemon loads the records back although
+containerd's records of them (CRI labels are container labels too) add up to more than one
+16 MiB ``List`` reply may carry: it reads them with ``ListStream``, as containerd's client.
 
 Then the containers are removed by four threads while crictl and our client list them and
 ask ContainerStatus of what they saw: no call fails, a listed record is always the whole
@@ -43,10 +45,10 @@ def env(tmp_path, registry):
 
 
 def _labels(i: int) -> dict[str, str]:
-    return {f"scale.test/label-{k}": f"{i:04d}-{k}-" + "l" * 200 for k in range(8)}
+    return {f"scale.test/label-{k}": f"{i:04d}-{k}-" + "l" * 2500 for k in range(8)}
 
 
-def _annotations(i: int, n: int = 8, size: int = 1024) -> dict[str, str]:
+def _annotations(i: int, n: int = 8, size: int = 256) -> dict[str, str]:
     return {f"scale.test/annotation-{k}": f"{i:04d}-{k}-" + "a" * size for k in range(n)}
 
 
@@ -65,6 +67,16 @@ def _over_4mib(env, method: str, request):
         reply = getattr(big, method)(request)
     assert GRPC_DEFAULT_MAX < reply.ByteSize() < CRI_MAX
     return reply
+
+
+def _containerd_records_size(env) -> int:
+    """Bytes of the List reply of containerd's Containers API in namespace k8s.io."""
+    from pycontainerd.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+
+    with grpc.insecure_channel(f"unix:{env.daemon.address}") as ch:
+        stub = containers_pb2_grpc.ContainersStub(ch)
+        return sum(m.ByteSize() for m in stub.ListStream(containers_pb2.ListContainersRequest(),
+                                                          metadata=[("containerd-namespace", "k8s.io")], timeout=60))
 
 
 def _check_container(rec: dict, want: dict) -> None:
@@ -110,7 +122,9 @@ def test_500_containers_over_4mib_list_whole_and_survive_concurrent_removal(env)
         for rec in listed:
             _check_container(rec, want[rec["id"]])
 
-        # a restarted daemon loads them all back
+        # a restarted daemon loads them all back, though containerd's records of them (the
+        # CRI labels are container labels too) are too big for one 16 MiB List reply
+        assert _containerd_records_size(env) > CRI_MAX
         env.restart()
         big.close()
         big = _big_client(env)
