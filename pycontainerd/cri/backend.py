@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import hashlib
 import json
 import secrets
 import time
@@ -33,7 +34,7 @@ from ..api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from ..api.types.task import task_pb2 as task_types
 from ..descriptor import Descriptor
-from ..errdefs import ContainerdError, InvalidArgument, NotFound
+from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound, ResourceExhausted
 from ..metadata.containers import Container as ContainerRecord
 from ..metadata.images import Image
 from ..mount import Mount
@@ -48,6 +49,7 @@ NAMESPACE = "k8s.io"
 LEASE_HEADER = "containerd-lease"
 PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+PULL_LEASE_PREFIX = "cri-pull-"
 
 _lease: contextvars.ContextVar[str | None] = contextvars.ContextVar("cri_lease", default=None)
 
@@ -177,9 +179,33 @@ class Backend:
     # -- images -----------------------------------------------------------------------
 
     async def pull(self, ref: str, resolver) -> Image:
-        """Fetch ``ref`` with ``resolver`` and unpack it for this host. Returns the record."""
+        """Fetch ``ref`` with ``resolver`` and unpack it for this host. Returns the record.
+
+        The pull runs under a lease of its own, named after ``ref`` (expiring in 24 hours,
+        as containerd's client leases do). When the disk fills (``ResourceExhausted``) the
+        lease stays: what was downloaded stays with it, and the next pull of ``ref`` resumes
+        the partial blob with a ``Range`` request once there is room; any other end deletes
+        the lease. A failed pull leaves no image record it made (containerd records the
+        image only once it is unpacked)."""
+        from ..client.connection import using_lease
+
         client = await self.client()
-        img = await client.pull(ref, resolver=resolver, snapshotter=self.snapshotter)
+        lease_id = PULL_LEASE_PREFIX + hashlib.sha256(ref.encode()).hexdigest()[:32]
+        with contextlib.suppress(AlreadyExists):  # kept by a pull the disk cut short
+            await client.create_lease(lease_id, {"io.cri-containerd.pull": ref})
+        existed = await self.get_image(ref) is not None
+        try:
+            with using_lease(lease_id):
+                img = await client.pull(ref, resolver=resolver, snapshotter=self.snapshotter)
+        except BaseException as exc:
+            if not existed:
+                with contextlib.suppress(Exception):
+                    await self.delete_image(ref)
+            if not isinstance(exc, ResourceExhausted):
+                with contextlib.suppress(Exception):
+                    await client.delete_lease(lease_id)
+            raise
+        await client.delete_lease(lease_id)
         return img.record
 
     async def get_image(self, name: str) -> Image | None:
@@ -195,8 +221,6 @@ class Backend:
 
     async def put_image(self, image: Image) -> None:
         """Create ``image``, or update its target and labels if the name exists."""
-        from ..errdefs import AlreadyExists
-
         try:
             await self._call("_images", "Create", images_pb2.CreateImageRequest(image=image_to_pb(image)))
         except AlreadyExists:
@@ -287,8 +311,16 @@ class Backend:
         return container_from_pb(resp.container)
 
     async def list_containers(self, *filters: str) -> list[ContainerRecord]:
-        resp = await self._call("_containers", "List", containers_pb2.ListContainersRequest(filters=list(filters)))
-        return [container_from_pb(c) for c in resp.containers]
+        """Through ``ListStream``, one record a message, as containerd's client lists: the
+        records of a node's containers (their CRI config twice: labels and metadata) can
+        outgrow the 16 MiB a single ``List`` reply may carry."""
+        await self.client()
+        call = self._containers.ListStream(containers_pb2.ListContainersRequest(filters=list(filters)),
+                                           metadata=self.md())
+        try:
+            return [container_from_pb(m.container) async for m in call]
+        except grpc.RpcError as exc:
+            raise _map(exc) from exc
 
     async def update_container(self, record: ContainerRecord, *paths: str) -> None:
         await self._call("_containers", "Update", containers_pb2.UpdateContainerRequest(

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 from ..archive.apply import apply_layer
 from ..archive.diff import write_diff
 from ..descriptor import Descriptor
-from ..errdefs import AlreadyExists, FailedPrecondition
+from ..errdefs import AlreadyExists, FailedPrecondition, ResourceExhausted
 from ..imagespec import LABEL_UNCOMPRESSED
 from ..log import get_logger
 from ..metadata.content import ContentStore
@@ -41,6 +42,26 @@ log = get_logger("diff")
 
 MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@contextlib.contextmanager
+def _emptied_when_full(target: str) -> Iterator[None]:
+    """When an apply onto the empty directory ``target`` (an unpack's fresh snapshot) runs
+    out of space, empty it again before raising: the half-applied layer is useless, and
+    removing the snapshot needs room for a metadata commit, which the disk no longer has
+    while the partial layer fills it. A directory that had content is left as it is."""
+    was_empty = not os.listdir(target)
+    try:
+        yield
+    except ResourceExhausted:
+        if was_empty:
+            for entry in os.scandir(target):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+        raise
 
 
 def _option(m: Mount, name: str) -> str | None:
@@ -119,13 +140,15 @@ class WalkingDiffer:
             if len(mounts) == 1 and mounts[0].type == "overlay" and _option(mounts[0], "upperdir"):
                 m = mounts[0]
                 lowers = (_option(m, "lowerdir") or "").split(":")
-                return apply_layer(stream, _option(m, "upperdir"), overlay_whiteouts=True,
-                                   media_type=media_type, parents=[p for p in lowers if p],
-                                   userxattr="userxattr" in m.options)
+                with _emptied_when_full(_option(m, "upperdir")):
+                    return apply_layer(stream, _option(m, "upperdir"), overlay_whiteouts=True,
+                                       media_type=media_type, parents=[p for p in lowers if p],
+                                       userxattr="userxattr" in m.options)
             if len(mounts) == 1 and mounts[0].type == "bind":
                 if "ro" in mounts[0].options:
                     raise FailedPrecondition("cannot apply a layer onto a read-only mount")
-                return apply_layer(stream, mounts[0].source, overlay_whiteouts=False, media_type=media_type)
+                with _emptied_when_full(mounts[0].source):
+                    return apply_layer(stream, mounts[0].source, overlay_whiteouts=False, media_type=media_type)
             with _mounted(mounts, self.tmp, readonly=False) as root:
                 return apply_layer(stream, root, overlay_whiteouts=False, media_type=media_type)
 

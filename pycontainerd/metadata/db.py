@@ -43,14 +43,16 @@ Write transactions run in a worker thread (:func:`asyncio.to_thread`) because th
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
 
-from ..errdefs import FailedPrecondition, InvalidArgument, quote
+from ..errdefs import FailedPrecondition, InvalidArgument, ResourceExhausted, quote
 from ..fsutil import cloexec_fds_under
 
 SCHEMA_VERSION = 1
@@ -191,9 +193,17 @@ class MetadataDB:
 
     def update_sync(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in one write transaction on this thread: committed if ``fn`` returns,
-        rolled back (nothing written) if it raises."""
-        with self.env.begin(write=True) as raw:
-            return fn(Txn(self, raw))
+        rolled back (nothing written) if it raises. A commit the disk (or quota, or LMDB's
+        map) has no room for raises :class:`ResourceExhausted`, as a full content store does."""
+        try:
+            with self.env.begin(write=True) as raw:
+                return fn(Txn(self, raw))
+        except lmdb.MapFullError as exc:
+            raise ResourceExhausted(f"metadata database {self.path}: {exc}") from exc
+        except lmdb.Error as exc:
+            if any(os.strerror(e) in str(exc) for e in (errno.ENOSPC, errno.EDQUOT)):
+                raise ResourceExhausted(f"metadata database {self.path}: {exc}") from exc
+            raise
 
     async def update(self, fn: Callable[[Txn], T]) -> T:
         """:meth:`update_sync` in a worker thread, so the commit's fsync does not block the

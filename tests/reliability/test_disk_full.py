@@ -26,8 +26,7 @@ from pycontainerd.client import Client
 from pycontainerd.errdefs import ResourceExhausted
 from pycontainerd.mount import unmount_all
 from tests.reliability.harness import FaultRunner, force_cleanup
-from tests.support.images import F, _layer
-from tests.support.registry import _run, _tool, native_platform
+from tests.support.images import push_one_layer_image
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.root]
 
@@ -35,27 +34,13 @@ TMPFS_SIZE = 8 << 20
 LAYER_SIZE = 12 << 20
 
 
-def _push_one_layer_image(registry, work: Path, name: str, data: bytes) -> str:
-    umoci, skopeo = _tool("umoci", "umoci"), _tool("skopeo", "skopeo")
-    os_, arch, _ = native_platform()
-    layout = work / f"layout-{name}"
-    layer = _layer(work / f"{name}.tar", [F("payload.bin", data)])
-    _run(umoci, "init", "--layout", str(layout))
-    _run(umoci, "new", "--image", f"{layout}:{name}")
-    _run(umoci, "raw", "add-layer", "--image", f"{layout}:{name}", str(layer))
-    _run(umoci, "config", "--image", f"{layout}:{name}", "--os", os_, "--architecture", arch)
-    _run(skopeo, "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{name}",
-         f"docker://{registry.host}/library/{name}:latest")
-    return f"{registry.host}/library/{name}:latest"
-
-
 @pytest.fixture(scope="module")
 def big_images(registry):
     """``(random, zeros)``: references of the two 12 MiB one-layer images."""
     work = Path(tempfile.mkdtemp(prefix="pcd-diskfull-"))
     try:
-        yield (_push_one_layer_image(registry, work, "diskfull-random", os.urandom(LAYER_SIZE)),
-               _push_one_layer_image(registry, work, "diskfull-zeros", bytes(LAYER_SIZE)))
+        yield (push_one_layer_image(registry, work, "diskfull-random", os.urandom(LAYER_SIZE)),
+               push_one_layer_image(registry, work, "diskfull-zeros", bytes(LAYER_SIZE)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

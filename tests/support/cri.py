@@ -281,8 +281,10 @@ def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
 class CRIClient:
     """Our CRI client: the generated ``runtime.v1`` stubs on the daemon's socket."""
 
-    def __init__(self, address: str, timeout: float = 120.0) -> None:
-        self.channel = grpc.insecure_channel(f"unix:{address}")
+    def __init__(self, address: str, timeout: float = 120.0, max_receive: int | None = None) -> None:
+        """``max_receive``: the largest reply taken, in bytes (gRPC's default: 4 MiB)."""
+        opts = [("grpc.max_receive_message_length", max_receive)] if max_receive else []
+        self.channel = grpc.insecure_channel(f"unix:{address}", options=opts)
         self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
         self.images = api_pb2_grpc.ImageServiceStub(self.channel)
         self.timeout = timeout
@@ -451,12 +453,14 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
             config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
-            bin_dir: str = CNI_BIN):
+            bin_dir: str = CNI_BIN, root_tmpfs: int = 0):
     """A daemon configured for the CRI and our client. With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
-    Teardown removes every pod through the CRI, stops the daemon and fails the test if
-    anything (process, mount, pinned netns) was left behind."""
+    With ``root_tmpfs`` the daemon's ``--root`` is a tmpfs of that many bytes (a small disk;
+    grow it with ``mount -o remount,size=``). Teardown removes every pod through the CRI,
+    stops the daemon and fails the test if anything (process, mount, pinned netns) was left
+    behind."""
     pins = frozenset(netns_pins())
     images = build_cri_images(registry)
     conf_dir = base / "net.d"
@@ -474,6 +478,10 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
     env = None
     leftovers: list[str] = []
     try:
+        if root_tmpfs:
+            daemon.root.mkdir(parents=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={root_tmpfs},mode=0711", "pcd-cri-root",
+                            str(daemon.root)], check=True)
         daemon.start()
         if netns:
             assert ctr is not None, "a daemon in its own netns needs ctr to pre-pull images"
@@ -491,6 +499,8 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
             client.close()
         daemon.stop()
         leftovers = force_cleanup(base, set(pins))
+        if root_tmpfs:  # the test's own mount, unmounted last by force_cleanup
+            leftovers = [x for x in leftovers if x != f"mount {daemon.root}"]
         if tns:
             delete_test_netns(tns)
         shutil.rmtree(base, ignore_errors=True)

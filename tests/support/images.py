@@ -60,6 +60,22 @@ def L(name, target, hard=False):
     return ((name,), {"type_": tarfile.LNKTYPE if hard else tarfile.SYMTYPE, "linkname": target, "mode": 0o777})
 
 
+def push_one_layer_image(registry, work: Path, name: str, data: bytes) -> str:
+    """Push ``HOST/library/<name>:latest``: one layer holding ``payload.bin`` = ``data``
+    (gzip, by umoci), copied to ``registry`` by skopeo. Returns the reference."""
+    umoci, skopeo = _tool("umoci", "umoci"), _tool("skopeo", "skopeo")
+    os_, arch, _ = native_platform()
+    layout = work / f"layout-{name}"
+    layer = _layer(work / f"{name}.tar", [F("payload.bin", data)])
+    _run(umoci, "init", "--layout", str(layout))
+    _run(umoci, "new", "--image", f"{layout}:{name}")
+    _run(umoci, "raw", "add-layer", "--image", f"{layout}:{name}", str(layer))
+    _run(umoci, "config", "--image", f"{layout}:{name}", "--os", os_, "--architecture", arch)
+    _run(skopeo, "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{name}",
+         f"docker://{registry.host}/library/{name}:latest")
+    return f"{registry.host}/library/{name}:latest"
+
+
 @dataclass(frozen=True)
 class LayeredImage:
     ref: str

@@ -1,5 +1,8 @@
-"""``ImageFsInfo``: bytes and inodes used under the snapshotter's directory (where image
-layers and container layers live), measured by walking it (cached for a few seconds)."""
+"""``ImageFsInfo``: bytes and inodes used by the snapshots (image layers and container
+layers) under the snapshotter's directory, measured by walking its ``snapshots`` dir (cached
+for a few seconds). Like containerd, which sums the snapshots' usage, the snapshotter's own
+metadata file is not counted: it only grows (LMDB never shrinks), also by a pull that failed
+and left nothing behind."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ async def image_fs_info(c, req: cri.ImageFsInfoRequest) -> cri.ImageFsInfoRespon
     cache = c.fs_usage_cache
     hit = cache.get(root)
     if hit is None or time.monotonic() - hit[0] > CACHE_SECONDS:
-        used, inodes = await asyncio.to_thread(disk_usage, root) if root else (0, 0)
+        used, inodes = await asyncio.to_thread(disk_usage, os.path.join(root, "snapshots")) if root else (0, 0)
         hit = (time.monotonic(), used, inodes, time.time_ns())
         cache[root] = hit
     _, used, inodes, ts = hit
