@@ -4,6 +4,12 @@ Deletes call :meth:`Scheduler.schedule` (a collection runs ``schedule_delay`` se
 later, coalescing bursts); ``sync`` deletes and tests await :meth:`Scheduler.collect`,
 which runs one collection now (collections never overlap). One collection also runs
 ``startup_delay`` seconds after the daemon starts, to finish what a crash interrupted.
+
+A delete that removed a backend's reference itself (a content or snapshot delete) names
+that backend (``schedule("content")``); a scheduled collection sweeps those backends and
+the ones whose references it removed, not the others (:func:`pycontainerd.metadata.gc.collect`).
+The first collection of a scheduler, and every :meth:`Scheduler.collect`, sweeps every
+backend (what a crash, or a delete that did not say, left behind).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Scheduler:
         self._startup: asyncio.Task | None = None
         self.collections = 0
         self.last: gc.Result | None = None
+        self._dirty: set[str] | None = None  # None: every backend (until the first collection)
 
     def add_sweeper(self, name: str, sweeper: gc.Sweeper) -> None:
         self.sweepers[name] = sweeper
@@ -48,22 +55,36 @@ class Scheduler:
         """Schedule the start-up collection (call from the running loop)."""
         self._startup = asyncio.get_running_loop().create_task(self._later(self.startup_delay))
 
-    def schedule(self) -> None:
-        """Ask for a collection soon; several asks before it runs make one collection."""
+    def schedule(self, *dirty: str) -> None:
+        """Ask for a collection soon; several asks before it runs make one collection.
+        ``dirty``: sweeper names of backends the caller removed references from."""
+        if self._dirty is not None:
+            self._dirty.update(dirty)
         if self._pending is None or self._pending.done():
             self._pending = asyncio.get_running_loop().create_task(self._later(self.schedule_delay))
 
     async def _later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            await self.collect()
+            await self._collect(dirty_only=True)
         except Exception as exc:  # logged; the next schedule retries
             log.error("garbage collection failed", error=str(exc), exc_info=exc)
 
     async def collect(self) -> gc.Result:
-        """Run one collection now and return its result."""
+        """Run one collection now, sweeping every backend, and return its result."""
+        return await self._collect(dirty_only=False)
+
+    async def _collect(self, dirty_only: bool) -> gc.Result:
         async with self._lock:
-            result = await asyncio.to_thread(self.db.update_sync, lambda txn: gc.collect(txn, self.sweepers))
+            taken, self._dirty = self._dirty, set()
+            dirty = taken if dirty_only else None
+            try:
+                result = await asyncio.to_thread(
+                    self.db.update_sync, lambda txn: gc.collect(txn, self.sweepers, dirty=dirty))
+            except BaseException:
+                # rolled back: what was dirty still is
+                self._dirty = None if taken is None else self._dirty | taken
+                raise
         self.collections += 1
         self.last = result
         if result.removed or any(result.backend_removed.values()):

@@ -185,7 +185,7 @@ def references(txn: Txn) -> ContentReferences:
 class GCScheduler(Protocol):
     """What the store needs of the garbage collector (:class:`pycontainerd.gc_scheduler.Scheduler`)."""
 
-    def schedule(self) -> None: ...
+    def schedule(self, *dirty: str) -> None: ...
 
 
 class ContentStore:
@@ -340,7 +340,7 @@ class ContentStore:
 
         await self.db.update(txn_fn)
         if self.gc is not None:
-            self.gc.schedule()
+            self.gc.schedule("content")
         if self.exchange is not None:
             self.exchange.publish(TOPIC_DELETE, content_pb2.ContentDelete(digest=digest), namespace=ns)
 

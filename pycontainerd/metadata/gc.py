@@ -21,7 +21,12 @@ snapshot; a snapshot → its parent.
 
 The sweep deletes, in the same write transaction, unmarked content and snapshot
 references and expired leases, then lets each backend remove what no namespace references
-any more (``sweepers``). The whole collection runs inside one LMDB write transaction, so
+any more (``sweepers``) — only the backends that may have something to remove, as
+containerd's ``dirty`` marks: those named in ``dirty`` (a delete made them so) and those
+whose references this collection removed (``dirty=None``: every backend). A backend's
+sweeper is named ``content`` or ``snapshotter/<name>`` (:func:`backend_of`); walking a
+backend that lost nothing (a lease that held nothing was deleted) is a directory walk of
+every blob and snapshot for nothing. The whole collection runs inside one LMDB write transaction, so
 no other write (a commit adding a reference) can interleave with it.
 """
 
@@ -91,8 +96,21 @@ def _node_of(parts: list[str]) -> Node | None:
     return None
 
 
-def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = None) -> Result:
-    """Mark and sweep inside ``txn`` (a write transaction); return what was removed."""
+def backend_of(node: Node) -> str | None:
+    """The sweeper name of the backend holding what a removed node referenced."""
+    kind = node[0]
+    if kind in ("content", "ingests"):
+        return "content"
+    if kind == "snapshots":
+        return f"snapshotter/{node[2][0]}"  # type: ignore[index]
+    return None
+
+
+def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = None,
+            dirty: Iterable[str] | None = None) -> Result:
+    """Mark and sweep inside ``txn`` (a write transaction); return what was removed.
+    ``dirty``: the sweepers to run besides those of backends that lost references here
+    (None: all of them)."""
     started = time.monotonic()
     now = time.time() if now is None else now
     edges: dict[Node, list[Node]] = {}
@@ -188,7 +206,10 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
             result.live_content.add(ident)
         elif kind == "snapshots":
             result.live_snapshots.setdefault(ident[0], set()).add(ident[1])
+    if dirty is not None:
+        dirty = set(dirty) | {backend_of(node) for node in result.removed}
     for name, sweep in dict(sweepers).items():
-        sweep(txn, result)
+        if dirty is None or name in dirty:
+            sweep(txn, result)
     result.seconds = time.monotonic() - started
     return result

@@ -83,7 +83,7 @@ TOPIC_REMOVE = "/snapshot/remove"
 
 
 class GCScheduler(Protocol):
-    def schedule(self) -> None: ...
+    def schedule(self, *dirty: str) -> None: ...
 
 
 def record_key(ns: str, snapshotter: str, snapshot_key: str) -> bytes:
@@ -402,7 +402,7 @@ class SnapshotStore:
 
         await self.db.update(fn)
         if self.gc is not None:
-            self.gc.schedule()
+            self.gc.schedule(f"snapshotter/{self.name}")
         self._publish(TOPIC_REMOVE, snapshot_pb2.SnapshotRemove(key=snapshot_key), ns)
 
     async def update(self, info: Info, paths: Sequence[str] = ()) -> Info:

@@ -45,7 +45,7 @@ class FakeGC:
     def __init__(self) -> None:
         self.scheduled = 0
 
-    def schedule(self) -> None:
+    def schedule(self, *dirty: str) -> None:
         self.scheduled += 1
 
 

@@ -1,3 +1,4 @@
+import asyncio
 import time
 
 import pytest
@@ -167,3 +168,58 @@ async def test_expired_ingest_without_lease_is_removed(db):
     assert ("ingests", "ns", "old") in result.removed
     left = db.view(lambda t: [k for k, _ in t.scan("objects", key("ns", "content", "ingests") + b"\0")])
     assert sorted(k.rsplit(b"\0", 1)[1] for k in left) == [b"held", b"new"]
+
+
+async def test_scheduled_collections_sweep_only_backends_that_lost_references(db):
+    """After the first collection (which sweeps every backend: what a crash left), a
+    scheduled collection sweeps a backend only when it removed that backend's references or
+    a delete named it dirty: deleting a lease that held nothing walks no blob or snapshot
+    directory. :meth:`Scheduler.collect` (sync deletes) still sweeps every backend."""
+    db.update_sync(lambda txn: put_blob(txn, "ns", D[0], {"containerd.io/gc.root": "1"}))
+    swept: list[str] = []
+    sched = Scheduler(db, {"content": lambda txn, result: swept.append("content"),
+                           "snapshotter/overlayfs": lambda txn, result: swept.append("snapshotter/overlayfs")})
+    leases = LeaseStore(db, sched)
+
+    async def scheduled(*dirty):
+        n = sched.collections
+        sched.schedule(*dirty)
+        while sched.collections == n:
+            await asyncio.sleep(0.01)
+
+    await scheduled()
+    assert sorted(swept) == ["content", "snapshotter/overlayfs"]
+
+    swept.clear()
+    with namespaces.using("ns"):
+        await leases.create("empty")
+        await leases.delete("empty")
+    while sched.collections < 2:
+        await asyncio.sleep(0.01)
+    assert swept == []
+
+    db.update_sync(lambda txn: put_blob(txn, "ns", D[1]))  # nothing keeps it
+    await scheduled()
+    assert swept == ["content"] and blobs(db, "ns") == [D[0]]
+
+    swept.clear()
+    await scheduled("snapshotter/overlayfs")  # what a snapshot delete says
+    assert swept == ["snapshotter/overlayfs"]
+
+    swept.clear()
+    await sched.collect()
+    assert sorted(swept) == ["content", "snapshotter/overlayfs"]
+
+    swept.clear()
+    n_before = sched.collections
+
+    def failing(txn, result):
+        raise RuntimeError("disk gone")
+
+    sched.sweepers["content"] = failing
+    sched.schedule("content")
+    await sched._pending  # fails (logged), rolled back
+    assert sched.collections == n_before
+    sched.sweepers["content"] = lambda txn, result: swept.append("content")
+    await scheduled()
+    assert swept == ["content"]  # still dirty after the failed collection

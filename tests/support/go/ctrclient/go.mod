@@ -5,6 +5,7 @@ go 1.25.0
 require (
 	github.com/containerd/containerd v1.7.35
 	github.com/opencontainers/runtime-spec v1.1.0
+	google.golang.org/grpc v1.59.0
 )
 
 require (
@@ -56,6 +57,5 @@ require (
 	golang.org/x/text v0.37.0 // indirect
 	google.golang.org/genproto v0.0.0-20231211222908-989df2bf70f3 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240401170217-c3f982113cda // indirect
-	google.golang.org/grpc v1.59.0 // indirect
 	google.golang.org/protobuf v1.35.2 // indirect
 )

@@ -12,7 +12,10 @@
 //	                                                   options containerd.linux.runc.RuncOptions
 //	ctrclient -address SOCK -ref REF missing-runtime   options.Options{BinaryName: "no-runc"}
 //	ctrclient -address SOCK -ref REF -n 10 bench       time Pull, NewContainer, NewTask, Start,
-//	                                                   Wait, Delete (milliseconds per sample)
+//	                                                   Wait, Delete (milliseconds per sample);
+//	                                                   with -trace also every RPC each phase sent
+//	                                                   (method, milliseconds: unary calls from
+//	                                                   send to reply, streams from open to end)
 //
 // Images are pulled over plain HTTP (the tests' registry is on 127.0.0.1).
 package main
@@ -32,11 +35,14 @@ import (
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/pkg/dialer"
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/containerd/containerd/remotes/docker/config"
 	"github.com/containerd/containerd/runtime/linux/runctypes"
 	"github.com/containerd/containerd/runtime/v2/runc/options"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 var (
@@ -48,6 +54,7 @@ var (
 	runtimeRoot   = flag.String("runtime-root", "", "legacy: RuncOptions.RuntimeRoot")
 	hostID        = flag.Uint("host-id", 200000, "userns: host uid/gid of container root")
 	samples       = flag.Int("n", 5, "bench: samples")
+	trace         = flag.Bool("trace", false, "bench: also report every RPC of each phase")
 )
 
 func main() {
@@ -56,7 +63,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: ctrclient [flags] pull|exec-tty|exec-delete|userns|legacy|missing-runtime|bench")
 		os.Exit(2)
 	}
-	client, err := containerd.New(*address, containerd.WithTimeout(10*time.Second))
+	opts := []containerd.ClientOpt{containerd.WithTimeout(10 * time.Second)}
+	if *trace {
+		// containerd.New's own dial options, plus the tracer
+		opts = append(opts, containerd.WithDialOpts([]grpc.DialOption{
+			grpc.WithBlock(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.FailOnNonTempDialError(true),
+			grpc.WithContextDialer(dialer.ContextDialer),
+			grpc.WithReturnConnectionError(),
+			grpc.WithChainUnaryInterceptor(rpcs.unary),
+			grpc.WithChainStreamInterceptor(rpcs.stream),
+		}))
+	}
+	client, err := containerd.New(*address, opts...)
 	if err != nil {
 		fail(err)
 	}
@@ -314,11 +334,76 @@ func missingRuntime(ctx context.Context, c *containerd.Client) (any, error) {
 	return map[string]any{"error": err.Error()}, nil
 }
 
+// rpcLog: the RPCs sent since the last take(), with their durations (-trace).
+type rpcLog struct {
+	mu   sync.Mutex
+	rpcs []rpcTime
+}
+
+type rpcTime struct {
+	Method string  `json:"method"`
+	Ms     float64 `json:"ms"`
+}
+
+var rpcs = &rpcLog{}
+
+func (l *rpcLog) add(method string, start time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rpcs = append(l.rpcs, rpcTime{method, float64(time.Since(start).Microseconds()) / 1000})
+}
+
+func (l *rpcLog) take() []rpcTime {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.rpcs
+	l.rpcs = nil
+	return out
+}
+
+func (l *rpcLog) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	start := time.Now()
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	l.add(method, start)
+	return err
+}
+
+// stream: timed from open to the end of the stream (io.EOF or an error on RecvMsg).
+func (l *rpcLog) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	start := time.Now()
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		l.add(method, start)
+		return nil, err
+	}
+	return &timedStream{ClientStream: s, log: l, method: method, start: start}, nil
+}
+
+type timedStream struct {
+	grpc.ClientStream
+	log    *rpcLog
+	method string
+	start  time.Time
+	once   sync.Once
+}
+
+func (s *timedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil {
+		s.once.Do(func() { s.log.add(s.method, s.start) })
+	}
+	return err
+}
+
 // bench: per sample, remove the image (and its content), then time each client call.
 func bench(ctx context.Context, c *containerd.Client) (any, error) {
 	phases := []string{"Pull", "NewContainer", "NewTask", "Start", "Wait", "Delete"}
 	times := map[string][]float64{}
+	var traced []map[string][]rpcTime // per sample: phase -> RPCs
 	for i := 0; i < *samples; i++ {
+		sample := map[string][]rpcTime{}
 		_ = c.ImageService().Delete(ctx, *ref, images.SynchronousDelete())
 		name := fmt.Sprintf("bench-%d-%d", os.Getpid(), i)
 		lap := time.Now()
@@ -326,7 +411,9 @@ func bench(ctx context.Context, c *containerd.Client) (any, error) {
 			now := time.Now()
 			times[phase] = append(times[phase], float64(now.Sub(lap).Microseconds())/1000)
 			lap = now
+			sample[phase] = rpcs.take()
 		}
+		rpcs.take() // the image delete above is no phase
 		img, err := pull(ctx, c)
 		if err != nil {
 			return nil, err
@@ -362,6 +449,11 @@ func bench(ctx context.Context, c *containerd.Client) (any, error) {
 			return nil, err
 		}
 		mark("Delete")
+		traced = append(traced, sample)
 	}
-	return map[string]any{"phases": phases, "ms": times}, nil
+	out := map[string]any{"phases": phases, "ms": times}
+	if *trace {
+		out["rpcs"] = traced
+	}
+	return out, nil
 }
