@@ -10,6 +10,8 @@ groups are checked with ``id`` inside the container, against the image's ``/etc/
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 
 import grpc
@@ -17,6 +19,8 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from tests.support.cri import container_config, cri_env, pod_config
+from tests.support.crictl import crictl, crictl_json
+from tests.support.start_failures import as_crictl_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -114,3 +118,61 @@ def test_supplemental_groups_policy(env, pod, policy, groups):
     st = c.wait_state(cid, cri.CONTAINER_EXITED)
     assert st.state == cri.CONTAINER_EXITED
     assert (st.user.linux.uid, st.user.linux.gid, sorted(st.user.linux.supplemental_groups)) == (uid, gid, seen)
+
+
+def test_crictl_sees_strict_groups_and_an_rro_mount(env, tmp_path, volume):
+    """Through Kubernetes' crictl: the JSON configs it reads, ``exec -s`` and ``inspect``."""
+    pod_json = tmp_path / "pod.json"
+    pod_json.write_text(json.dumps(as_crictl_config(pod_config("crictl-rro", host_network=True))))
+    pod = crictl(env, "runp", str(pod_json)).stdout.strip()
+    cc = container_config("strict", env.images.busybox, command=["sleep", "1000"], mounts=[
+        cri.Mount(container_path="/rro", host_path=str(volume), readonly=True, recursive_read_only=True)])
+    sc = cc.linux.security_context
+    sc.run_as_user.value = 1000
+    sc.supplemental_groups.extend([1234])
+    sc.supplemental_groups_policy = cri.Strict
+    ctr_json = tmp_path / "strict.json"
+    ctr_json.write_text(json.dumps(as_crictl_config(cc)))
+    cid = crictl(env, "create", pod, str(ctr_json), str(pod_json)).stdout.strip()
+    crictl(env, "start", cid)
+    ids = crictl(env, "exec", "-s", cid, "sh", "-c", "id -u; id -g; id -G").stdout.split("\n")
+    user = crictl_json(env, "inspect", cid)["status"]["user"]["linux"]
+    assert (int(user["uid"]), int(user["gid"])) == (int(ids[0]), int(ids[1])) == (1000, 1000)
+    assert sorted(int(g) for g in user["supplementalGroups"]) == sorted(int(g) for g in ids[2].split()) == [1000, 1234]
+    touch = crictl(env, "exec", "-s", cid, "touch", "/rro/sub/x", check=False)
+    assert touch.returncode != 0 and "Read-only file system" in touch.stdout + touch.stderr
+    info = crictl_json(env, "info")
+    assert info["features"]["supplemental_groups_policy"] is True       # Go's encoding/json of the proto
+    default = next(h for h in info["runtimeHandlers"] if not h.get("name"))
+    assert default["features"]["recursive_read_only_mounts"] is True
+    crictl(env, "stopp", pod)
+    crictl(env, "rmp", pod)
+
+
+def test_runtime_without_rro_refuses_it(tmp_path, registry, volume):
+    """A handler whose OCI runtime's ``features`` lists no ``rro`` (runc behind a wrapper that
+    leaves it out) is not advertised, and an rro mount in its pods is refused up front."""
+    runc = shutil.which("runc")
+    wrapper = tmp_path / "runc-no-rro"
+    wrapper.write_text("#!/bin/sh\n"
+                       f'if [ "$1" = features ]; then {runc} features | sed \'s/"rro",//\'; exit; fi\n'
+                       f'exec {runc} "$@"\n')
+    wrapper.chmod(0o755)
+    extra = ('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.norro]\n'
+             'runtime_type = "io.containerd.runc.v2"\n'
+             '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.norro.options]\n'
+             f'BinaryName = "{wrapper}"\n'
+             '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n'
+             'runtime_type = "io.containerd.runc.v2"\n')
+    with cri_env(tmp_path / "cri", registry, extra=extra, pull_busybox=True) as env:
+        c = env.client
+        handlers = {h.name: h.features.recursive_read_only_mounts
+                    for h in c.Status(cri.StatusRequest()).runtime_handlers}
+        assert handlers == {"": True, "runc": True, "norro": False}
+        cfg = pod_config("norro-pod", host_network=True)
+        pid = c.run_pod(cfg, handler="norro")
+        mount = cri.Mount(container_path="/rro", host_path=str(volume), readonly=True, recursive_read_only=True)
+        with pytest.raises(grpc.RpcError) as err:
+            c.create(pid, container_config("rro", env.images.busybox, command=["sleep", "1"], mounts=[mount]), cfg)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not supported" in err.value.details()
+        assert not c.ListContainers(cri.ListContainersRequest()).containers
