@@ -1,12 +1,17 @@
 """What an OCI runtime can do, from ``<runtime> features`` (runtime-spec's features document).
 
 containerd's CRI plugin asks the OCI runtime once before it advertises recursive read-only
-mounts (``rro``): the answer is cached per binary. A runtime without a ``features`` command, or
-one that fails, supports none of the optional features."""
+mounts: the runtime must list the ``rro`` mount option and the kernel must have
+``mount_setattr`` (Linux 5.12), which runc uses for it. The answer is cached per binary. A
+runtime without a ``features`` command, or one that fails, supports none of the optional
+features."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
+import functools
 import json
 from typing import Any
 
@@ -17,6 +22,7 @@ log = get_logger(__name__)
 
 RRO_OPTION = "rro"
 RUNC_RUNTIME_PREFIX = "io.containerd.runc."
+SYS_MOUNT_SETATTR = 442     # one number on every architecture (syscalls from 424 on are shared)
 _features: dict[str, dict[str, Any]] = {}
 
 
@@ -41,13 +47,23 @@ async def oci_features(binary: str) -> dict[str, Any]:
     return found
 
 
+@functools.cache
+def kernel_supports_rro() -> bool:
+    """Whether the kernel has ``mount_setattr``: a call with a bad fd fails with something
+    other than ENOSYS when it does."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_MOUNT_SETATTR, -1, b"", 0, None, 0) == 0:
+        return True
+    return ctypes.get_errno() != errno.ENOSYS
+
+
 async def supports_rro(config: CRIConfig, handler: str) -> bool:
     """Whether runtime ``handler`` (``""``: the default) can make recursive read-only mounts."""
     _, entry = config.runtime(handler)
     if not entry.runtime_type.startswith(RUNC_RUNTIME_PREFIX):
         return False
     binary = entry.options.get("BinaryName") or "runc"
-    return RRO_OPTION in ((await oci_features(binary)).get("mountOptions") or [])
+    return RRO_OPTION in ((await oci_features(binary)).get("mountOptions") or []) and kernel_supports_rro()
 
 
-__all__ = ["oci_features", "supports_rro"]
+__all__ = ["kernel_supports_rro", "oci_features", "supports_rro"]
