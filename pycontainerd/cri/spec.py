@@ -119,6 +119,20 @@ def _additional_gids(gids: Iterable[int]) -> o.SpecOpt:
     return opt
 
 
+def _user_opts(userstr: str, policy: int, supplemental: Iterable[int], *, default_groups: bool) -> list[o.SpecOpt]:
+    """User, group and supplementary groups. ``Merge`` (the default): the user's groups in the
+    image's ``/etc/group`` plus ``supplemental``; ``Strict``: only the primary gid and
+    ``supplemental``. ``default_groups``: with no user, root's ``/etc/group`` groups (Merge)."""
+    merge = policy != cri.Strict
+    opts: list[o.SpecOpt] = []
+    if userstr:
+        opts.append(o.with_user(userstr, additional_gids=merge))
+    elif default_groups and merge:
+        opts.append(o.with_additional_gids("root"))
+    opts.append(_additional_gids(supplemental))
+    return opts
+
+
 def user_string(username: str, uid: cri.Int64Value | None, gid: cri.Int64Value | None) -> str:
     """containerd's ``generateUserString``: ``name`` or ``uid``, plus ``:gid``.
 
@@ -246,8 +260,11 @@ def _ordered_mounts(mounts: Iterable[cri.Mount]) -> list[cri.Mount]:
     return sorted(mounts, key=lambda m: len(posixpath.normpath(m.container_path).split("/")))
 
 
-def mount_entry(m: cri.Mount, check_propagation=None) -> tuple[dict[str, Any], str]:
+def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = False) -> tuple[dict[str, Any], str]:
     """The OCI mount for a CRI mount and the rootfs propagation it needs (``""``: none).
+
+    ``recursive_read_only`` (read-only, private propagation, a runtime with ``rro``: see
+    :mod:`.features`) adds runc's ``rro`` option: submounts are read-only too.
 
     Raises :class:`InvalidArgument` for a missing host path or unsupported fields,
     :class:`FailedPrecondition` when the propagation asked for is impossible."""
@@ -261,7 +278,15 @@ def mount_entry(m: cri.Mount, check_propagation=None) -> tuple[dict[str, Any], s
     if not src:
         raise InvalidArgument(f"mount at {quote(dst)} has no host path")
     if m.recursive_read_only:
-        raise InvalidArgument(f"mount at {quote(dst)}: recursive read-only mounts are not supported")
+        if not m.readonly:
+            raise InvalidArgument(f"mount at {quote(dst)}: recursive read-only mount needs to be read-only "
+                                  "(set readonly too)")
+        if m.propagation != cri.PROPAGATION_PRIVATE:
+            raise InvalidArgument(f"mount at {quote(dst)}: recursive read-only mount needs private propagation, "
+                                  f"not {cri.MountPropagation.Name(m.propagation)}")
+        if not rro_supported:
+            raise InvalidArgument(f"mount at {quote(dst)}: recursive read-only mounts are not supported by the "
+                                  "OCI runtime (its 'features' lists no 'rro' mount option)")
     if list(m.uidMappings) or list(m.gidMappings):
         raise InvalidArgument(f"mount at {quote(dst)}: id-mapped mounts are not supported")
     if not os.path.exists(src):
@@ -287,14 +312,16 @@ def mount_entry(m: cri.Mount, check_propagation=None) -> tuple[dict[str, Any], s
     else:
         options.append("rprivate")
     options.append("ro" if m.readonly else "rw")
+    if m.recursive_read_only:
+        options.append("rro")
     return {"destination": dst, "type": "bind", "source": src, "options": options}, rootfs_propagation
 
 
-def _with_cri_mounts(mounts: list[cri.Mount], check_propagation=None) -> o.SpecOpt:
+def _with_cri_mounts(mounts: list[cri.Mount], check_propagation=None, rro_supported: bool = False) -> o.SpecOpt:
     entries = []
     propagation = ""
     for m in _ordered_mounts(mounts):
-        entry, prop = mount_entry(m, check_propagation)
+        entry, prop = mount_entry(m, check_propagation, rro_supported)
         entries.append(entry)
         if prop == "rshared" or (prop == "rslave" and propagation != "rshared"):
             propagation = prop
@@ -348,9 +375,7 @@ def sandbox_spec_opts(sb, image_config: Mapping[str, Any], *, resolv_path: str, 
         {"destination": RESOLV_CONF, "type": "bind", "source": resolv_path, "options": ["rbind", "ro"]},
     ]))
     userstr = user_string("", _opt_field(sc, "run_as_user"), _opt_field(sc, "run_as_group")) or cfg.get("User") or ""
-    if userstr:
-        opts.append(o.with_user(userstr))
-    opts.append(_additional_gids(sc.supplemental_groups))
+    opts += _user_opts(userstr, sc.supplemental_groups_policy, sc.supplemental_groups, default_groups=False)
     if config.linux.sysctls:
         opts.append(o.with_sysctls(dict(config.linux.sysctls)))
     cg = cgroups_path(config.linux.cgroup_parent, sb.id)
@@ -385,8 +410,9 @@ def extra_mounts(sb, config: cri.ContainerConfig, files: Mapping[str, str]) -> l
 
 def container_spec_opts(c, sb, image_config: Mapping[str, Any], *, files: Mapping[str, str], sandbox_pid: int,
                         target_pid: int = 0, oom_score_adj: int, hostname: str, swap: bool, hugetlb: bool,
-                        check_propagation=None) -> list[o.SpecOpt]:
-    """Options for container ``c`` in sandbox ``sb`` (see the module doc)."""
+                        check_propagation=None, rro_supported: bool = False) -> list[o.SpecOpt]:
+    """Options for container ``c`` in sandbox ``sb`` (see the module doc); ``rro_supported``:
+    the runtime handler can make recursive read-only mounts."""
     from .util import cgroups_path
 
     config: cri.ContainerConfig = c.config
@@ -407,7 +433,7 @@ def container_spec_opts(c, sb, image_config: Mapping[str, Any], *, files: Mappin
     if config.tty:
         opts.append(o.with_tty)
     mounts = list(config.mounts) + extra_mounts(sb, config, files)
-    opts.append(_with_cri_mounts(mounts, check_propagation))
+    opts.append(_with_cri_mounts(mounts, check_propagation, rro_supported))
     opts.append(o.with_masked_paths(list(sc.masked_paths)))
     opts.append(o.with_readonly_paths(list(sc.readonly_paths)))
     for d in config.devices:
@@ -454,11 +480,7 @@ def container_spec_opts(c, sb, image_config: Mapping[str, Any], *, files: Mappin
     userstr = user_string(sc.run_as_username, _opt_field(sc, "run_as_user"), _opt_field(sc, "run_as_group"))
     if not userstr:
         userstr = cfg.get("User") or ""
-    if userstr:
-        opts.append(o.with_user(userstr))
-    else:
-        opts.append(o.with_additional_gids("root"))
-    opts.append(_additional_gids(sc.supplemental_groups))
+    opts += _user_opts(userstr, sc.supplemental_groups_policy, sc.supplemental_groups, default_groups=True)
     opts += apparmor_opts(_opt_field(sc, "apparmor"), sc.apparmor_profile, sc.privileged)
     opts += seccomp_opts(_opt_field(sc, "seccomp"), sc.seccomp_profile_path, sc.privileged)
     opts.append(o.with_annotations({

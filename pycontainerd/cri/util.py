@@ -95,6 +95,24 @@ def effective_capabilities(status: str = "/proc/self/status") -> int:
     return 0
 
 
+def process_identity(pid: int) -> dict[str, object] | None:
+    """The real uid, gid and supplementary groups of process ``pid`` (``Uid:``, ``Gid:`` and
+    ``Groups:`` of ``/proc/<pid>/status``) in the shape of ``Container.user``; None once it
+    is gone."""
+    fields: dict[str, list[int]] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Uid", "Gid", "Groups"):
+                    fields[key] = [int(v) for v in value.split()]
+    except (OSError, ValueError):
+        return None
+    if not fields.get("Uid") or not fields.get("Gid"):
+        return None
+    return {"uid": fields["Uid"][0], "gid": fields["Gid"][0], "additional_gids": fields.get("Groups", [])}
+
+
 def can_lower_oom_score_adj(status: str = "/proc/self/status") -> bool:
     """False on hosts where this process lacks ``CAP_SYS_RESOURCE`` (then neither it nor
     runc may hand out a score below the daemon's own)."""

@@ -453,8 +453,9 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
             config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
-            bin_dir: str = CNI_BIN, root_tmpfs: int = 0):
-    """A daemon configured for the CRI and our client. With ``netns`` the daemon runs in a
+            bin_dir: str = CNI_BIN, root_tmpfs: int = 0, pull_busybox: bool = False):
+    """A daemon configured for the CRI and our client (``pull_busybox``: the busybox image
+    pulled through the CRI first). With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
     With ``root_tmpfs`` the daemon's ``--root`` is a tmpfs of that many bytes (a small disk;
@@ -489,6 +490,8 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
                 ctr_pull(ctr, daemon.address, ref)
         client = CRIClient(daemon.address)
         env = CRIEnv(base, daemon, client, images, conf_dir, log_dir, tns, subnet, pins)
+        if pull_busybox:
+            client.pull(images.busybox)
         yield env
     finally:
         if env is not None:

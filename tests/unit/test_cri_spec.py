@@ -364,3 +364,34 @@ def test_mounts(rootfs, tmp_path):
         spec_with(bi, check=lambda p: slave)
     with pytest.raises(FailedPrecondition, match="shared or slave"):
         spec_with(h2c, check=lambda p: private)
+
+
+def test_recursive_read_only_mounts(rootfs, tmp_path):
+    def spec_with(mount, supported=True):
+        cfg = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="a"), command=["sh"], mounts=[mount])
+        return container_spec(cfg, rootfs=rootfs, rro_supported=supported)
+
+    rro = cri.Mount(container_path="/r", host_path=str(tmp_path), readonly=True, recursive_read_only=True)
+    assert mounts_of(spec_with(rro))["/r"]["options"] == ["rbind", "rprivate", "ro", "rro"]
+    with pytest.raises(InvalidArgument, match="not supported by the OCI runtime"):
+        spec_with(rro, supported=False)
+    with pytest.raises(InvalidArgument, match="needs to be read-only"):
+        spec_with(cri.Mount(container_path="/r", host_path=str(tmp_path), recursive_read_only=True))
+    for prop in (cri.PROPAGATION_HOST_TO_CONTAINER, cri.PROPAGATION_BIDIRECTIONAL):
+        with pytest.raises(InvalidArgument, match="needs private propagation"):   # before the host is looked at
+            spec_with(cri.Mount(container_path="/r", host_path=str(tmp_path), readonly=True,
+                                recursive_read_only=True, propagation=prop))
+
+
+@pytest.mark.parametrize("policy,gids", [(cri.Merge, [1000, 2000, 3000]), (cri.Strict, [1000, 3000])])
+def test_supplemental_groups_policy(rootfs, policy, gids):
+    cfg = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="a"), command=["sh"])
+    sc = cfg.linux.security_context
+    sc.run_as_user.value = 1000
+    sc.supplemental_groups.extend([3000])
+    sc.supplemental_groups_policy = policy
+    assert container_spec(cfg, rootfs=rootfs)["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": gids}
+    sb = sandbox()
+    sb.config.linux.security_context.run_as_user.value = 1000
+    sb.config.linux.security_context.supplemental_groups_policy = policy
+    assert sandbox_spec(sb, rootfs)["process"]["user"]["additionalGids"] == gids[:-1]

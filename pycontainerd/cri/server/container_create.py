@@ -24,6 +24,7 @@ from ...oci import opts as oci_opts
 from ...oci import spec as oci_spec
 from ...typeurl import AnyValue
 from ..backend import NAMESPACE, Backend
+from ..features import supports_rro
 from ..spec import container_spec_opts, resources_from_spec
 from ..state import ContainerState, SandboxOp, check_sandbox_op
 from ..store import (
@@ -98,7 +99,9 @@ async def create_container(c, req: cri.CreateContainerRequest) -> cri.CreateCont
                 ct, sb, image.config, files=c.sandbox_files(sb), sandbox_pid=sb.pid, target_pid=target_pid,
                 oom_score_adj=c.oom_score_adj(int(config.linux.resources.oom_score_adj)),
                 hostname=sb.config.hostname or _host_hostname(), swap=swap_controller_available(),
-                hugetlb=hugetlb_controller_available())
+                hugetlb=hugetlb_controller_available(),
+                rro_supported=any(m.recursive_read_only for m in config.mounts)
+                and await supports_rro(c.config, sb.runtime_name))
             async with c.rootfs_view(mounts) as rootfs:
                 spec = oci_opts.generate(NAMESPACE, cid, *opts, image_config=image.config, rootfs=rootfs)
             ct.spec = spec

@@ -24,7 +24,7 @@ from ..state import (
     check_container_op,
     check_sandbox_op,
 )
-from ..util import now_ns
+from ..util import now_ns, process_identity
 
 
 async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContainerResponse:
@@ -46,11 +46,13 @@ async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContain
             io.start()
             mounts = await c.backend.mounts(ct.id)
             try:
-                await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, stdin=stdin,
+                init_pid = await c.backend.create_task(ct.id, mounts, stdout=io.stdout, stderr=io.stderr, stdin=stdin,
                                             terminal=ct.config.tty)
             except ContainerdError as exc:
                 raise wrap(exc, "failed to create containerd task") from exc
             created = True
+            # runc's init has taken the container's identity and waits for Start: record it
+            identity = process_identity(init_pid) if init_pid else None
             started_at = now_ns()  # before the process runs: it may well have exited when Start returns
             try:
                 pid = await c.backend.start_task(ct.id)
@@ -76,6 +78,8 @@ async def start_container(c, req: cri.StartContainerRequest) -> cri.StartContain
             raise
         ct.io = io
         ct.pid = pid
+        if identity is not None:
+            ct.user = identity
         ct.started_at = started_at
         ct.stdout_path, ct.stderr_path = io.stdout, io.stderr
         ct.set_state(ContainerState.RUNNING)

@@ -8,7 +8,8 @@ import json
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
 from ..store import Container, pb_to_dict
-from ..util import cri_signal_value
+from ..state import ContainerState
+from ..util import cri_signal_value, process_identity
 
 
 def container_status_pb(c, ct: Container) -> cri.ContainerStatus:
@@ -22,6 +23,9 @@ def container_status_pb(c, ct: Container) -> cri.ContainerStatus:
     st.annotations.update(ct.config.annotations)
     st.mounts.extend(ct.config.mounts)
     st.resources.linux.CopyFrom(ct.resources)
+    if ct.pid and ct.state == ContainerState.RUNNING:
+        # the identity the init process runs with now; the last one read stays after it exits
+        ct.user = process_identity(ct.pid) or ct.user
     if ct.user:
         st.user.linux.uid = int(ct.user.get("uid", 0))
         st.user.linux.gid = int(ct.user.get("gid", 0))

@@ -1,12 +1,14 @@
 """``Status``: RuntimeReady always; NetworkReady when a CNI network is configured (else
 ``NetworkPluginNotReady`` with the reason). Verbose: the config, the CNI networks, the last
-CNI load status and whether oom_score_adj is clamped."""
+CNI load status and whether oom_score_adj is clamped. Features: recursive read-only mounts per
+runtime handler (its OCI runtime's ``features``), SupplementalGroupsPolicy."""
 
 from __future__ import annotations
 
 import json
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
+from ..features import supports_rro
 
 RUNTIME_READY = "RuntimeReady"
 NETWORK_READY = "NetworkReady"
@@ -21,11 +23,11 @@ async def status(c, req: cri.StatusRequest) -> cri.StatusResponse:
         network.reason = NETWORK_NOT_READY_REASON
         network.message = f"Network plugin returns error: {message}"
     resp = cri.StatusResponse(status=cri.RuntimeStatus(conditions=[runtime, network]))
-    features = cri.RuntimeHandlerFeatures(recursive_read_only_mounts=False, user_namespaces=False)
-    resp.runtime_handlers.append(cri.RuntimeHandler(name="", features=features))
-    for name in sorted(c.config.containerd.runtimes):
+    for name in ["", *sorted(c.config.containerd.runtimes)]:
+        features = cri.RuntimeHandlerFeatures(recursive_read_only_mounts=await supports_rro(c.config, name),
+                                              user_namespaces=False)
         resp.runtime_handlers.append(cri.RuntimeHandler(name=name, features=features))
-    resp.features.CopyFrom(cri.RuntimeFeatures(supplemental_groups_policy=False, user_namespaces_host_network=False))
+    resp.features.CopyFrom(cri.RuntimeFeatures(supplemental_groups_policy=True, user_namespaces_host_network=False))
     if req.verbose:
         resp.info["config"] = json.dumps(c.config.to_dict())
         resp.info["cniconfig"] = json.dumps({
