@@ -33,7 +33,7 @@ from ..api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from ..api.types.task import task_pb2 as task_types
 from ..descriptor import Descriptor
-from ..errdefs import ContainerdError, InvalidArgument, NotFound
+from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound
 from ..metadata.containers import Container as ContainerRecord
 from ..metadata.images import Image
 from ..mount import Mount
@@ -195,8 +195,6 @@ class Backend:
 
     async def put_image(self, image: Image) -> None:
         """Create ``image``, or update its target and labels if the name exists."""
-        from ..errdefs import AlreadyExists
-
         try:
             await self._call("_images", "Create", images_pb2.CreateImageRequest(image=image_to_pb(image)))
         except AlreadyExists:
@@ -257,6 +255,16 @@ class Backend:
     async def prepare(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
         resp = await self._call("_snapshots", "Prepare", snapshots_pb2.PrepareSnapshotRequest(
             snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})))
+        return [mount_from_pb(m) for m in resp.mounts]
+
+    async def view(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
+        """A read-only snapshot of ``parent`` (an image volume): its mounts; those of the
+        existing view when ``key`` is one already."""
+        try:
+            resp = await self._call("_snapshots", "View", snapshots_pb2.ViewSnapshotRequest(
+                snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})))
+        except AlreadyExists:
+            return await self.mounts(key)
         return [mount_from_pb(m) for m in resp.mounts]
 
     async def mounts(self, key: str) -> list[Mount]:
