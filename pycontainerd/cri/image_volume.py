@@ -114,4 +114,13 @@ async def release(c, cid: str, mounts) -> None:
         await c.backend.remove_snapshot(snapshot_key(cid, index))
 
 
-__all__ = ["check", "is_image_mount", "prepare", "release", "snapshot_key"]
+def unmount_orphan(container_dir: str) -> None:
+    """Unmount the image volumes under a container directory no record knows (the daemon died
+    mid-create); their views, held only by the create's lease, go with it."""
+    vols = os.path.join(container_dir, "image-volumes")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(vols):
+            unmount_all(os.path.join(vols, name))
+
+
+__all__ = ["check", "is_image_mount", "prepare", "release", "snapshot_key", "unmount_orphan"]

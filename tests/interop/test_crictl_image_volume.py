@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -107,7 +108,13 @@ def test_crictl_image_volumes(tmp_path, registry):
         assert pause not in crictl(env, "images", "-q").stdout
         check_inside()
 
+        # a directory a crash mid-create left, with a volume mounted: the restart unmounts it
+        live = next(m for m in mounts_under(str(env.base)) if m.endswith(f"/{cid}/image-volumes/0"))
+        orphan = Path(live.split(f"/{cid}/")[0]) / ("f" * 64) / "image-volumes" / "0"
+        orphan.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(orphan)], check=True)
         env.restart()
+        assert str(orphan) not in mounts_under(str(env.base)) and not orphan.parent.parent.exists()
         check_inside()
         status = json.loads(crictl(env, "inspect", "-o", "json", cid).stdout)["status"]
         assert {m["containerPath"]: m["image"].get("imageRef") for m in status["mounts"]}["/mnt/pause"] == pause_id
