@@ -283,6 +283,16 @@ class Backend:
             snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})))
         return [mount_from_pb(m) for m in resp.mounts]
 
+    async def view(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
+        """A read-only snapshot of ``parent`` (an image volume): its mounts; those of the
+        existing view when ``key`` is one already."""
+        try:
+            resp = await self._call("_snapshots", "View", snapshots_pb2.ViewSnapshotRequest(
+                snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})))
+        except AlreadyExists:
+            return await self.mounts(key)
+        return [mount_from_pb(m) for m in resp.mounts]
+
     async def mounts(self, key: str) -> list[Mount]:
         resp = await self._call("_snapshots", "Mounts", snapshots_pb2.MountsRequest(snapshotter=self.snapshotter,
                                                                                    key=key))

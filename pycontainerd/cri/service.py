@@ -42,6 +42,7 @@ from ..errdefs import ContainerdError, InvalidArgument, NotFound, quote
 from ..log import get_logger
 from ..mount import Mount, mount_all, unmount_all
 from ..remotes.reference import parse_normalized
+from . import image_volume
 from .backend import Backend, ResolvedImage, image_record
 from .cni import CNI
 from .config import CRIConfig
@@ -585,6 +586,7 @@ class CRIService:
                         shm = os.path.join(path, "shm")
                         with contextlib.suppress(OSError):
                             unmount_all(shm)
+                        image_volume.unmount_orphan(path)
                         shutil.rmtree(path, ignore_errors=True)
 
 

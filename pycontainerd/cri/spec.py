@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api.cri.runtime.v1 import api_pb2 as cri
-from ..errdefs import FailedPrecondition, InvalidArgument, NotImplementedYet, quote
+from ..errdefs import FailedPrecondition, InvalidArgument, quote
 from ..oci import opts as o
 from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
 
@@ -271,8 +271,6 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
     from .util import mount_of
 
     dst, src = m.container_path, m.host_path
-    if m.HasField("image") and m.image.image:
-        raise NotImplementedYet(f"image volume mount at {quote(dst)}")
     if not dst or not dst.startswith("/"):
         raise InvalidArgument(f"mount container path {quote(dst)} must be absolute")
     if not src:

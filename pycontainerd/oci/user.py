@@ -41,6 +41,63 @@ class Group:
     members: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _walk_in_root(root_fd: int, path: str, opened: list[int]) -> str | None:
+    """Resolve ``path`` below the directory ``opened[-1]`` (``opened[0]`` is the root),
+    pushing each directory descriptor on ``opened``. Returns the last component's name when
+    it is not a directory (its parent is ``opened[-1]``), None when the whole path is one."""
+    # the walk follows links by hand with the rootfs as '/'
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    todo.reverse()  # a stack: the next component is todo[-1]
+    links = 0
+    while todo:
+        name = todo.pop()
+        if name == "..":
+            if len(opened) > 1:
+                os.close(opened.pop())
+            continue
+        cur = opened[-1]
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            os.close(fd)
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(name, dir_fd=cur)
+            if target.startswith("/"):
+                while len(opened) > 1:
+                    os.close(opened.pop())
+            parts = [p for p in target.split("/") if p not in ("", ".")]
+            todo.extend(reversed(parts))
+            continue
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            opened.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
+            continue
+        if todo:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return name
+    return None
+
+
+def dir_in_root(root: str, path: str) -> str:
+    """The host path of the directory ``path`` resolved with ``root`` as the root directory
+    (links followed inside ``root``, never out of it).
+
+    Raises:
+        FileNotFoundError: the path does not exist inside ``root``.
+        NotADirectoryError: it is not a directory.
+    """
+    opened = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        if _walk_in_root(opened[0], path, opened) is not None:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return os.readlink(f"/proc/self/fd/{opened[-1]}")
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
 def read_in_root(root: str, path: str) -> bytes:
     """The content of ``path`` resolved with ``root`` as the root directory.
 
@@ -51,60 +108,32 @@ def read_in_root(root: str, path: str) -> bytes:
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     opened = [root_fd]  # the directory stack; opened[0] is the root
     try:
-        todo = [p for p in path.split("/") if p not in ("", ".")]
-        todo.reverse()  # a stack: the next component is todo[-1]
-        links = 0
-        while todo:
-            name = todo.pop()
-            if name == "..":
-                if len(opened) > 1:
-                    os.close(opened.pop())
-                continue
-            cur = opened[-1]
-            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                os.close(fd)
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-                target = os.readlink(name, dir_fd=cur)
-                if target.startswith("/"):
-                    while len(opened) > 1:
-                        os.close(opened.pop())
-                parts = [p for p in target.split("/") if p not in ("", ".")]
-                todo.extend(reversed(parts))
-                continue
-            if todo:
-                if not stat.S_ISDIR(st.st_mode):
-                    os.close(fd)
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-                os.close(fd)
-                opened.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
-                continue
-            os.close(fd)
-            if not stat.S_ISREG(st.st_mode):
-                code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
-                raise OSError(code, f"not a regular file: {os.strerror(code)}", path)
-            # O_NOFOLLOW and the regular-file check again: a link swapped in meanwhile fails.
-            ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cur)
-            try:
-                fst = os.fstat(ffd)
-                if not stat.S_ISREG(fst.st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file", path)
-                if fst.st_size > MAX_FILE_SIZE:
+        name = _walk_in_root(root_fd, path, opened)
+        if name is None:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        cur = opened[-1]
+        st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
+            raise OSError(code, f"not a regular file: {os.strerror(code)}", path)
+        # O_NOFOLLOW and the regular-file check again: a link swapped in meanwhile fails.
+        ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cur)
+        try:
+            fst = os.fstat(ffd)
+            if not stat.S_ISREG(fst.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            if fst.st_size > MAX_FILE_SIZE:
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), path)
+            chunks = []
+            total = 0
+            while chunk := os.read(ffd, 1 << 16):
+                total += len(chunk)
+                if total > MAX_FILE_SIZE:
                     raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), path)
-                chunks = []
-                total = 0
-                while chunk := os.read(ffd, 1 << 16):
-                    total += len(chunk)
-                    if total > MAX_FILE_SIZE:
-                        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), path)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-            finally:
-                os.close(ffd)
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(ffd)
     finally:
         for fd in opened:
             os.close(fd)

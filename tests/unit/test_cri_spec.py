@@ -12,7 +12,7 @@ from pycontainerd.cri import spec as crispec
 from pycontainerd.cri import util
 from pycontainerd.cri.state import SandboxState
 from pycontainerd.cri.store import Container, Sandbox
-from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotImplementedYet
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument
 from pycontainerd.oci import opts as oci_opts
 
 IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["run"], "Env": ["PATH=/bin", "FROM_IMAGE=1"],
@@ -348,7 +348,7 @@ def test_mounts(rootfs, tmp_path):
     assert m["/etc/hosts"]["source"] == str(src)                                           # the config wins
     with pytest.raises(InvalidArgument, match="does not exist"):
         spec_with(cri.Mount(container_path="/x", host_path=str(tmp_path / "missing")))
-    with pytest.raises(NotImplementedYet):
+    with pytest.raises(InvalidArgument, match="no host path"):       # an image volume not mounted yet
         spec_with(cri.Mount(container_path="/img", image=cri.ImageSpec(image="busybox")))
 
     shared = util.MountInfo("/", ("shared:1",))

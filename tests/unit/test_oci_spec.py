@@ -17,7 +17,7 @@ from pycontainerd.errdefs import FailedPrecondition, InvalidArgument
 from pycontainerd.oci import opts as o
 from pycontainerd.oci import seccomp
 from pycontainerd.oci.spec import cgroup_mode, default_spec, from_any, marshal, to_any
-from pycontainerd.oci.user import read_in_root
+from pycontainerd.oci.user import dir_in_root, read_in_root
 
 CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -600,6 +600,24 @@ def test_read_in_root_refuses_non_regular_files(rootfs):
     with pytest.raises(NotADirectoryError):
         read_in_root(str(rootfs), "/etc/passwd/x")
     assert read_in_root(str(rootfs), "etc/../../../etc/./group").startswith(b"root:x:0:")
+
+
+def test_dir_in_root_stays_inside(rootfs, tmp_path):
+    """An image volume's sub path: links resolve with the image as '/', never onto the host."""
+    (rootfs / "data" / "sub").mkdir(parents=True)
+    os.symlink("/etc", rootfs / "abs")                    # the image's /etc, not the host's
+    os.symlink("../../data/sub", rootfs / "data" / "up")  # '..' stops at the root
+    real = os.path.realpath(rootfs)
+    assert dir_in_root(str(rootfs), "data/sub") == f"{real}/data/sub"
+    assert dir_in_root(str(rootfs), "abs") == f"{real}/etc"
+    assert dir_in_root(str(rootfs), "/data/up/") == f"{real}/data/sub"
+    assert dir_in_root(str(rootfs), "") == real
+    (tmp_path / "outside").mkdir()
+    os.symlink(str(tmp_path / "outside"), rootfs / "out")
+    with pytest.raises(FileNotFoundError):
+        dir_in_root(str(rootfs), "out")                   # /<tmp>/outside is not in the image
+    with pytest.raises(NotADirectoryError):
+        dir_in_root(str(rootfs), "etc/passwd")
 
 
 # --- seccomp ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ nothing runs until ``StartContainer``.
 Checks, each a clear status with nothing left behind: the sandbox exists (NOT_FOUND) and
 is ready (FAILED_PRECONDITION); the config has metadata (INVALID_ARGUMENT); the name
 ``<name>_<pod>_<namespace>_<uid>_<attempt>`` is free (ALREADY_EXISTS naming the holder);
-the image is here (NOT_FOUND: the kubelet pulls first); every mount source exists, the
+the image is here (NOT_FOUND: the kubelet pulls first), and each image volume's image
+(see :mod:`..image_volume`: read-only only, its sub path must exist); every mount source exists, the
 seccomp profile loads, the user exists in the image (INVALID_ARGUMENT).
 """
 
@@ -23,6 +24,7 @@ from ...metadata.containers import Runtime
 from ...oci import opts as oci_opts
 from ...oci import spec as oci_spec
 from ...typeurl import AnyValue
+from .. import image_volume
 from ..backend import NAMESPACE, Backend
 from ..features import supports_rro
 from ..spec import container_spec_opts, resources_from_spec
@@ -95,6 +97,11 @@ async def create_container(c, req: cri.CreateContainerRequest) -> cri.CreateCont
             async def drop_snapshot() -> None:
                 await c.backend.remove_snapshot(cid)
             undo.append(drop_snapshot)
+            gc_labels = await image_volume.prepare(c, cid, cfg.mounts)
+
+            async def drop_image_volumes() -> None:
+                await image_volume.release(c, cid, cfg.mounts)
+            undo.append(drop_image_volumes)
             opts = container_spec_opts(
                 ct, sb, image.config, files=c.sandbox_files(sb), sandbox_pid=sb.pid, target_pid=target_pid,
                 oom_score_adj=c.oom_score_adj(int(config.linux.resources.oom_score_adj)),
@@ -113,7 +120,7 @@ async def create_container(c, req: cri.CreateContainerRequest) -> cri.CreateCont
                 id=cid, runtime=Runtime(runtime.runtime_type,
                                         AnyValue(options.type_url, options.value) if options else None),
                 spec=oci_spec.to_any(spec), image=image.record.name,
-                labels=labels_for(KIND_CONTAINER, image_cfg.get("Labels") or {}, config.labels),
+                labels=labels_for(KIND_CONTAINER, image_cfg.get("Labels") or {}, config.labels, gc_labels),
                 snapshotter=c.backend.snapshotter, snapshot_key=cid,
                 extensions={CONTAINER_METADATA_EXT: AnyValue(CONTAINER_METADATA_URL,
                                                              json.dumps(ct.metadata()).encode())})

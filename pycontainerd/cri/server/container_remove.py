@@ -1,5 +1,5 @@
 """``RemoveContainer``: a running container is killed first; then its task, record,
-snapshot, fifos and status go. The log file stays (it is the kubelet's). Idempotent: an
+snapshot, image volumes, fifos and status go. The log file stays (it is the kubelet's). Idempotent: an
 unknown id is success."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import shutil
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
 from ...errdefs import ContainerdError
+from .. import image_volume
 from ..state import ContainerState
 from ..store import Container
 from .container_stop import stop_container
@@ -26,6 +27,7 @@ async def remove_container_locked(c, ct: Container) -> None:
         await c.backend.delete_task(ct.id)
     await c.backend.delete_container(ct.id)
     await c.backend.remove_snapshot(ct.id)
+    await image_volume.release(c, ct.id, ct.config.mounts)
     shutil.rmtree(c.container_state(ct.id), ignore_errors=True)
     shutil.rmtree(c.container_root(ct.id), ignore_errors=True)
     ct.set_state(ContainerState.REMOVED)
