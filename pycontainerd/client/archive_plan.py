@@ -83,6 +83,8 @@ def not_an_image() -> InvalidArgument:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, InvalidArgument) and exc.context:  # its words, without ": invalid argument"
+        return exc.context
     return str(exc) or type(exc).__name__
 
 
@@ -150,10 +152,12 @@ def _scan(source: IO[bytes], end: int | None) -> Plan:
                 if member.isreg() and name:
                     members[name] = member
                     if not compressed and end is not None and member.offset_data + member.size > end:
-                        raise damaged(name, EOFError(f"{member.size} bytes announced, "
-                                                     f"{max(end - member.offset_data, 0)} present"))
+                        break
         except READ_ERRORS as exc:
             raise unreadable(last, exc) from exc
+        if member is not None:  # the loop stopped at a member the file ends inside
+            raise damaged(last, EOFError(f"{member.size} bytes announced, "
+                                         f"{max(end - member.offset_data, 0)} present"))
 
         def read(name: str, what: str) -> bytes:
             member = members[name]
