@@ -18,7 +18,7 @@ import click
 
 from pycontainerd import config as config_mod
 from pycontainerd import log
-from pycontainerd.errdefs import ContainerdError
+from pycontainerd.errdefs import ContainerdError, InvalidArgument
 from pycontainerd.version import PACKAGE, REVISION, VERSION
 
 
@@ -45,6 +45,9 @@ def main(ctx, config_path, root, state, address, log_level, log_format):
         return
     try:
         cfg = config_mod.load(config_path)
+        for flag, value in (("--root", root), ("--state", state), ("--address", address)):
+            if value is not None and not value.strip():  # never fall back to the system's own dirs
+                raise InvalidArgument(f"{flag} is empty: give a path, or leave the flag out for the default")
         if root:
             cfg.root = root
         if state:

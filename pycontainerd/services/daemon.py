@@ -75,7 +75,7 @@ def _lock_directory(path: Path, flag: str) -> RootLock:
         return RootLock(path)
     except OSError as exc:
         reason = "it exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
-        raise InvalidArgument(f"{flag} {path}: cannot use it as a state directory: {reason}") from exc
+        raise InvalidArgument(f"{flag} {path}: cannot use it as a directory: {reason}") from exc
 
 
 def _log_booted(plugins: PluginSet, root: Path, state: Path) -> None:

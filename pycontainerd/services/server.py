@@ -74,7 +74,13 @@ def prepare_unix_socket(path: Path, setting: str = "--address") -> None:
     if len(os.fsencode(path)) > 107:
         raise InvalidArgument(f"socket path {path} is longer than 107 bytes, the limit of a unix socket "
                               f"address; choose a shorter {setting}")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        if not path.parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+        raise InvalidArgument(f"{setting} {path}: cannot make its folder {path.parent}: {reason}") from exc
     try:
         st = path.lstat()
     except FileNotFoundError:

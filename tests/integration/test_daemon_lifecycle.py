@@ -10,6 +10,7 @@ import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -216,19 +217,36 @@ def test_socket_path_too_long_is_a_clear_error(daemon_factory, tmp_path):
     assert "choose a shorter --address" in d.log()  # issue 18.2: the setting is named
 
 
-@pytest.mark.parametrize("flag", ["--root", "--state"])
+@pytest.mark.parametrize("flag", ["--root", "--state", "--address"])
 @pytest.mark.parametrize("where", ["file", "under-file", "/proc/x"])
 def test_unusable_root_or_state_is_one_line_naming_flag_and_path(daemon_factory, tmp_path, flag, where):
-    """Issue 18.1: a --root/--state that cannot be a directory is one line, not a traceback."""
-    bad = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "sub", "/proc/x": "/proc/x"}[where]
+    """Issue 18.1: a --root/--state that cannot be a directory, or an --address whose folder
+    cannot be, is one line, not a traceback."""
+    bad = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "sub", "/proc/x": Path("/proc/x")}[where]
+    if flag == "--address":
+        bad = bad / "s.sock"
     (tmp_path / "a-file").write_text("not a directory")
     d = daemon_factory(start=False)
     d.extra_args += [flag, str(bad)]
     d.start(wait=False)
     assert d.proc.wait(20) == 1
     lines = [line for line in d.log().splitlines() if line.strip()]
+    if flag == "--address":  # checked once the plugins are loaded: their debug lines come first
+        lines = [line for line in lines if not line.startswith("time=")]
     assert lines == [lines[0]] and lines[0].startswith(f"pycontainerd: {flag} {bad}: "), d.log()
     assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("flag", ["--root", "--state", "--address"])
+def test_an_empty_path_flag_is_refused_not_the_default(daemon_factory, flag):
+    """An empty --root/--state/--address is a mistake (an unset shell variable), never the
+    system's own /var/lib/pycontainerd, /run/pycontainerd or its socket."""
+    d = daemon_factory(start=False)
+    d.extra_args += [flag, ""]
+    d.start(wait=False)
+    assert d.proc.wait(20) == 1
+    assert d.log().strip() == f"pycontainerd: {flag} is empty: give a path, or leave the flag out for the " \
+                              "default: invalid argument", d.log()
 
 
 def test_start_up_error_is_printed_once(daemon_factory):
