@@ -132,7 +132,8 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"root": self.root, "state": self.state, "daemon_running": self.daemon_running,
-                "ok": self.ok, "checked": dict(self.checked), "problems": [asdict(p) for p in self.problems]}
+                "ok": self.ok, "checked": {k.replace(" ", "_"): n for k, n in self.checked.items()},  # snake_case keys
+                "problems": [asdict(p) for p in self.problems]}
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -365,6 +365,7 @@ def test_cli_table_json_and_exit_codes(st):
     assert [(p["namespace"], p["kind"], p["id"]) for p in doc["problems"]] == [
         ("default", "content", st.layer[0]), ("default", "image", "img:latest")]
     assert all(p["problem"] and p["fix"] for p in doc["problems"])
+    assert doc["checked"]["blob_files"] > 0 and all(" " not in k for k in doc["checked"])  # docs/pyctr.md: snake_case
     missing = runner.invoke(cli, ["admin", "check", "--root", str(st.root / "nope")])
     assert missing.exit_code == 2 and "cannot read the daemon state" in missing.output
 
