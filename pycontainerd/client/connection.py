@@ -176,12 +176,35 @@ class Connection:
         (:func:`is_transport_failure`): waits up to the connect timeout for the daemon; if it
         is still gone, :meth:`unreachable`; if it is back, an ``Unavailable`` saying the call
         was cut (it may or may not have taken effect)."""
+        timeout = self.timeout or DEFAULT_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            await self.wait_ready(self.timeout or DEFAULT_TIMEOUT)
+            # the channel may still read READY for a moment after the daemon died: on a unix
+            # socket, wait for a listener to accept a connection before saying it is back
+            while not await self._unix_listener_answers():
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise self.unreachable(timeout)
+                await asyncio.sleep(SOCKET_POLL)
+            await self.wait_ready(max(deadline - asyncio.get_running_loop().time(), 0.001))
         except DaemonUnreachable as gone:
             return gone
         return Unavailable(f"the connection to {self.address} broke during the call ({exc.details()}); "
                            "the daemon is answering again: check the state and retry")
+
+    async def _unix_listener_answers(self) -> bool:
+        """For a unix socket address, whether something accepts a connection there now; True
+        for other addresses (gRPC's own state is all there is to go by)."""
+        target = channel_target(self.address)
+        if not target.startswith("unix:") or target.startswith("unix:@"):
+            return True
+        try:
+            _, writer = await asyncio.open_unix_connection(target[len("unix:"):])
+        except OSError:
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     def _socket_missing(self) -> bool:
         """True when the address is a unix socket path and no file is there."""

@@ -6,8 +6,10 @@ with SIGKILL (as a crash), then started again on the same directories to clean u
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -39,6 +41,37 @@ def test_a_call_and_a_pull_after_the_daemon_died(daemon, busybox_image):
         with Client(daemon.address, timeout=1):
             pass
     assert str(err.value) == gone(daemon.address, "1")
+
+
+def test_a_stream_cut_by_the_daemon_dying_says_the_daemon_is_gone(daemon):
+    """A call in flight when the daemon dies: gRPC's channel may still read READY for a moment,
+    which once made the error say the daemon was "answering again" while it was dead."""
+    client = Client(daemon.address, timeout=1)
+    try:
+        for _ in range(5):
+            events = iter(client.subscribe())
+            stop = threading.Event()
+
+            def poke() -> None:  # events until the subscription (opened by next()) sees one
+                while not stop.wait(0.2):
+                    with contextlib.suppress(Exception):
+                        client.create_namespace("gone-probe")
+                        client.delete_namespace("gone-probe")
+
+            poker = threading.Thread(target=poke)
+            poker.start()
+            try:
+                assert next(events).topic.startswith("/namespaces/")
+            finally:
+                stop.set()
+                poker.join()
+            daemon.kill()
+            with pytest.raises(Unavailable) as err:
+                next(iter(events))
+            assert str(err.value) == gone(daemon.address, "1")
+            daemon.start()
+    finally:
+        client.close()
 
 
 def test_a_call_made_while_the_daemon_restarts_waits_for_it(daemon):
