@@ -23,8 +23,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.cri import mounts_under
 from pycontainerd.testing import add_busybox, build_image_layout, require_tool, run_tool
+from tests.support.cri import mounts_under
+from tests.support.procs import terminate
 
 DOCKER = "/usr/bin/docker"  # Debian's CLI (20.10), not another one earlier on $PATH
 DOCKERD = "/usr/sbin/dockerd"
@@ -131,15 +132,7 @@ class Dockerd:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM dockerd (it stops its containers unless ``--live-restore``) and wait."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self.proc = None
         with contextlib.suppress(FileNotFoundError):
             (self.base / "docker.pid").unlink()

@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 
 from tests.support.crictl import crictl_json, tool
+from tests.support.procs import terminate
 
 NODE = "pcd-node"
 KERNEL_TUNABLES = {                 # what kubelet's container manager checks (setupKernelTunables)
@@ -156,14 +157,7 @@ class Kubelet:
         """SIGTERM (kubelet leaves its pods to the runtime), SIGKILL the group if it lingers."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc, timeout)
         with contextlib.suppress(ProcessLookupError):   # helpers it started (mount, iptables, du)
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
