@@ -37,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.support.crictl import crictl_json, tool
+from tests.support.crictl import crictl_json, tool, wait_for
 from tests.support.procs import terminate
 
 NODE = "pcd-node"
@@ -221,16 +221,17 @@ class Kubelet:
 
     def wait(self, what: str, check, timeout: float = 120, interval: float = 0.5):
         """Poll ``check()`` until it returns something truthy; fail with kubelet's log."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def step():
             if not self.running():
                 raise AssertionError(f"kubelet exited while waiting for {what}:\n{self.log()}")
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; kubelet's log ends:\n{self.log()}")
-            time.sleep(interval)
+            return check()
+
+        try:
+            return wait_for(step, timeout, what, interval)
+        except AssertionError as exc:
+            if str(exc).startswith("timed out"):
+                raise AssertionError(f"{exc}; kubelet's log ends:\n{self.log()}") from None
+            raise
 
     # -- what the runtime has, through crictl ---------------------------------------------
 
