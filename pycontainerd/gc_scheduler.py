@@ -85,12 +85,22 @@ class Scheduler:
                 # rolled back: what was dirty still is
                 self._dirty = None if taken is None else self._dirty | taken
                 raise
+            # committed: the metadata write lock is free again while directories are deleted
+            await asyncio.to_thread(self._after_commit, result)
         self.collections += 1
         self.last = result
         if result.removed or any(result.backend_removed.values()):
             log.info("garbage collected", removed=len(result.removed), backends=result.backend_removed,
                      ms=round(result.seconds * 1000, 2))
         return result
+
+    @staticmethod
+    def _after_commit(result: gc.Result) -> None:
+        for work in result.after_commit:
+            try:
+                work()
+            except Exception as exc:  # logged; what is left is swept by a later collection
+                log.warning("garbage collection cleanup failed", error=str(exc), exc_info=exc)
 
     async def close(self) -> None:
         for task in (self._pending, self._startup):

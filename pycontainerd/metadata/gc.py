@@ -59,6 +59,9 @@ class Result:
     live_snapshots: dict[str, set[str]] = field(default_factory=dict)
     backend_removed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: blocking work a sweeper leaves for after the collection's transaction commits
+    #: (deleting directories it renamed aside), run by the scheduler outside the write lock
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 def label_refs(ns: str, labels: Mapping[str, str]) -> Iterable[Node]:

@@ -478,8 +478,9 @@ class SnapshotStore:
         """The garbage collector's sweeper for this snapshotter (blocking; runs inside the
         collection's write transaction on its worker thread, after unreachable records were
         deleted). Removes every backend snapshot no record of any namespace names — except
-        snapshots being created and the parents of kept ones — children before parents,
-        then runs the backend's cleanup. Counts removals in
+        snapshots being created and the parents of kept ones — children before parents; the
+        directories are renamed aside now and deleted, with the backend's cleanup, in
+        ``result.after_commit`` (after the transaction, so no write waits on them). Counts removals in
         ``result.backend_removed[<snapshotter>]``."""
         self._undo_interrupted_commits(txn)
         keep: set[str] = set()
@@ -502,19 +503,24 @@ class SnapshotStore:
                 n += 1
             return n
 
-        removed = 0
+        removed, trash = 0, []
         for name in sorted((n for n in parents if n not in keep), key=depth, reverse=True):
             try:
-                self.backend.remove_sync(name)
+                self.backend.remove_sync(name, trash=trash)
                 removed += 1
             except NotFound:
                 continue
             except Exception as exc:  # logged; the next collection retries
                 log.warning("failed to remove snapshot", snapshotter=self.name, key=name, error=str(exc))
-        try:
-            self.backend.cleanup_sync()
-        except Exception as exc:
-            log.warning("snapshotter cleanup failed", snapshotter=self.name, error=str(exc))
+
+        def after_commit() -> None:
+            self.backend.empty_trash_sync(trash)
+            try:
+                self.backend.cleanup_sync()
+            except Exception as exc:
+                log.warning("snapshotter cleanup failed", snapshotter=self.name, error=str(exc))
+
+        result.after_commit.append(after_commit)
         backend_removed = getattr(result, "backend_removed", None)
         if isinstance(backend_removed, dict):
             backend_removed[self.name] = backend_removed.get(self.name, 0) + removed

@@ -142,7 +142,12 @@ class LocalSnapshotter:
 
         self.ms.update(fn)
 
-    def remove_sync(self, key: str) -> None:
+    def remove_sync(self, key: str, trash: list[Path] | None = None) -> None:
+        """Remove snapshot ``key``: its record goes in one transaction, its directory is
+        renamed aside inside it and deleted after the commit — or, given ``trash``, appended
+        there for the caller to delete later with :meth:`empty_trash_sync` (the garbage
+        collector does so once its own metadata transaction has committed, so a long
+        directory removal holds no write lock of the daemon)."""
         moved: list[tuple[Path, Path]] = []
 
         def fn(txn):
@@ -166,8 +171,16 @@ class LocalSnapshotter:
                 except OSError as exc:
                     log.error("failed to rename after failed commit", path=str(renamed), error=str(exc))
             raise
-        for _, renamed in moved:
-            _remove_tree(renamed)
+        if trash is not None:
+            trash.extend(renamed for _, renamed in moved)
+        else:
+            self.empty_trash_sync([renamed for _, renamed in moved])
+
+    def empty_trash_sync(self, trash: Sequence[Path]) -> None:
+        """Delete directories :meth:`remove_sync` renamed aside (a crash before this leaves
+        them for :meth:`cleanup_sync`, which removes every directory no record names)."""
+        for path in trash:
+            _remove_tree(path)
 
     def committed_from_sync(self) -> dict[str, str]:
         """``{active key: committed name}``: what each committed snapshot was committed from."""

@@ -23,6 +23,7 @@ import enum
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from .. import filters
@@ -211,7 +212,9 @@ class SyncSnapshotter(Protocol):
 
     def commit_sync(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None: ...
 
-    def remove_sync(self, key: str) -> None: ...
+    def remove_sync(self, key: str, trash: list[Path] | None = None) -> None: ...
+
+    def empty_trash_sync(self, trash: Sequence[Path]) -> None: ...
 
     def walk_sync(self, filters: Sequence[str] = ()) -> list[Info]: ...
 

@@ -224,6 +224,29 @@ async def test_garbage_collection_removes_children_before_parents(store, backend
     assert [p.name for p in backend.snapshots_dir.iterdir()] == []
 
 
+async def test_directories_are_deleted_after_the_collection_commits(store, backend, db, gc, monkeypatch):
+    """A snapshot's directory is renamed aside inside the collection's transaction and
+    deleted after it: while the deletion runs, another metadata write goes through (a delete
+    waiting behind a long directory removal was the Go client's 5x Containers.Delete)."""
+    with namespaces.using("ns"):
+        await store.prepare("gone", "")
+    seen = []
+    empty = backend.empty_trash_sync
+
+    def empty_trash(trash):
+        seen.append(([p.name for p in trash], sorted(p.name for p in backend.snapshots_dir.iterdir())))
+        db.update_sync(lambda txn: txn.put("objects", key("ns", "probe"), {"written": True}))
+        empty(trash)
+
+    monkeypatch.setattr(backend, "empty_trash_sync", empty_trash)
+    result = await gc.collect()
+    assert result.backend_removed["native"] == 1
+    [(trash, present)] = seen
+    assert trash == present == ["rm-1"]
+    assert db.view(lambda txn: txn.get("objects", key("ns", "probe"))) == {"written": True}
+    assert list(backend.snapshots_dir.iterdir()) == []
+
+
 async def test_sweep_spares_snapshots_being_created(store, backend, db, gc):
     """A collection that runs between the backend's prepare and the record's write must not
     take the new snapshot for garbage."""
