@@ -9,8 +9,13 @@ from pycontainerd.plugin import PluginType, Registration
 
 @dataclass
 class Config:
+    pause_threshold: float = 0.02
+    """Most of the daemon's time collections may take: a scheduled collection waits until
+    the average collection time ÷ this has passed since the last one (containerd's default)."""
+    deletion_threshold: int = 0
+    """Collect (after ``schedule_delay``) as soon as this many deletes wait; 0: never early."""
     schedule_delay: float = 0.0
-    """Seconds between a delete asking for collection and the collection."""
+    """Least seconds between a delete asking for collection and the collection."""
     startup_delay: float = 0.1
     """Seconds after start-up before the first collection."""
 
@@ -20,6 +25,8 @@ async def init(ic):
         ic.get_single(PluginType.METADATA),
         schedule_delay=ic.config.schedule_delay,
         startup_delay=ic.config.startup_delay,
+        pause_threshold=ic.config.pause_threshold,
+        deletion_threshold=ic.config.deletion_threshold,
     )
     scheduler.start()
     return scheduler

@@ -1,9 +1,16 @@
 """The garbage collection scheduler (``io.containerd.gc.v1.scheduler``).
 
-Deletes call :meth:`Scheduler.schedule` (a collection runs ``schedule_delay`` seconds
-later, coalescing bursts); ``sync`` deletes and tests await :meth:`Scheduler.collect`,
-which runs one collection now (collections never overlap). One collection also runs
-``startup_delay`` seconds after the daemon starts, to finish what a crash interrupted.
+Deletes call :meth:`Scheduler.schedule`; ``sync`` deletes and tests await
+:meth:`Scheduler.collect`, which runs one collection now (collections never overlap). One
+collection also runs ``startup_delay`` seconds after the daemon starts, to finish what a
+crash interrupted.
+
+When a scheduled collection runs follows containerd's scheduler: at least ``schedule_delay``
+after the delete, and late enough that collecting pauses the daemon for no more than
+``pause_threshold`` of its time (average collection time ÷ ``pause_threshold``, counted from
+the end of the last collection) — unless ``deletion_threshold`` deletes (when above 0) are
+waiting. Deletes in the meantime coalesce into one collection, and a write right after a
+delete does not wait behind a collection it triggered.
 
 A delete that removed a backend's reference itself (a content or snapshot delete) names
 that backend (``schedule("content")``); a scheduled collection sweeps those backends and
@@ -36,11 +43,18 @@ class Scheduler:
     """
 
     def __init__(self, db: MetadataDB, sweepers: Mapping[str, gc.Sweeper] | None = None,
-                 schedule_delay: float = 0.0, startup_delay: float = 0.1) -> None:
+                 schedule_delay: float = 0.0, startup_delay: float = 0.1, pause_threshold: float = 0.0,
+                 deletion_threshold: int = 0) -> None:
         self.db = db
         self.sweepers: dict[str, gc.Sweeper] = dict(sweepers or {})
         self.schedule_delay = schedule_delay
         self.startup_delay = startup_delay
+        self.pause_threshold = pause_threshold
+        self.deletion_threshold = deletion_threshold
+        self._deletions = 0
+        self._seconds = 0.0  # time spent collecting, over ``collections``
+        self._ended = 0.0  # loop time the last collection ended
+        self._sleeping = False
         self._lock = asyncio.Lock()
         self._pending: asyncio.Task | None = None
         self._startup: asyncio.Task | None = None
@@ -60,15 +74,37 @@ class Scheduler:
         ``dirty``: sweeper names of backends the caller removed references from."""
         if self._dirty is not None:
             self._dirty.update(dirty)
-        if self._pending is None or self._pending.done():
-            self._pending = asyncio.get_running_loop().create_task(self._later(self.schedule_delay))
+        self._deletions += 1
+        if self._pending is not None and not self._pending.done():
+            if not (self._sleeping and self._threshold_reached()):
+                return
+            self._pending.cancel()  # asleep until the pause threshold: collect sooner
+        self._pending = asyncio.get_running_loop().create_task(self._later(self._delay()))
+
+    def _threshold_reached(self) -> bool:
+        return 0 < self.deletion_threshold <= self._deletions
+
+    def _delay(self) -> float:
+        if self.pause_threshold <= 0 or not self.collections or self._threshold_reached():
+            return self.schedule_delay
+        average = self._seconds / self.collections
+        interval = average / min(self.pause_threshold, 1.0) - average
+        since = asyncio.get_running_loop().time() - self._ended
+        return max(self.schedule_delay, interval - since)
 
     async def _later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        self._sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._sleeping = False
         try:
             await self._collect(dirty_only=True)
         except Exception as exc:  # logged; the next schedule retries
             log.error("garbage collection failed", error=str(exc), exc_info=exc)
+            return
+        if self._deletions:  # deletes that came while this one collected
+            self._pending = asyncio.get_running_loop().create_task(self._later(self._delay()))
 
     async def collect(self) -> gc.Result:
         """Run one collection now, sweeping every backend, and return its result."""
@@ -76,6 +112,9 @@ class Scheduler:
 
     async def _collect(self, dirty_only: bool) -> gc.Result:
         async with self._lock:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            self._deletions = 0
             taken, self._dirty = self._dirty, set()
             dirty = taken if dirty_only else None
             try:
@@ -87,6 +126,8 @@ class Scheduler:
                 raise
             # committed: the metadata write lock is free again while directories are deleted
             await asyncio.to_thread(self._after_commit, result)
+            self._ended = loop.time()
+            self._seconds += self._ended - started
         self.collections += 1
         self.last = result
         if result.removed or any(result.backend_removed.values()):

@@ -262,7 +262,7 @@ def test_remaining_verbs(daemon, busybox_image, tmp_path):
 
     # attach to a detached task started with fifos
     pyctr(daemon, "run", "-d", "--fifo-dir", "/run/pycontainerd/fifo", ref, "att", "sh", "-c",
-          "sleep 1; echo late output; exit 6")
+          "sleep 3; echo late output; exit 6")  # time for pyctr to start and attach
     attached = pyctr(daemon, "tasks", "attach", "att", check=False)
     assert attached.returncode == 6 and "late output" in attached.stdout
     pyctr(daemon, "tasks", "rm", "att")

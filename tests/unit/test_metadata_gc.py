@@ -7,6 +7,7 @@ from pycontainerd import namespaces
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import InvalidArgument, NotFound, NotImplementedYet
 from pycontainerd.gc_scheduler import Scheduler
+from pycontainerd.metadata import gc as gc_mod
 from pycontainerd.metadata.db import MetadataDB, key
 from pycontainerd.metadata.images import Image, ImageStore
 from pycontainerd.metadata.leases import LeaseStore, Resource
@@ -223,3 +224,60 @@ async def test_scheduled_collections_sweep_only_backends_that_lost_references(db
     sched.sweepers["content"] = lambda txn, result: swept.append("content")
     await scheduled()
     assert swept == ["content"]  # still dirty after the failed collection
+
+
+
+async def _until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def _slowed_collect(monkeypatch, seconds):
+    collect_sync = gc_mod.collect
+
+    def slow_collect(*args, **kwargs):
+        time.sleep(seconds)
+        return collect_sync(*args, **kwargs)
+
+    monkeypatch.setattr(gc_mod, "collect", slow_collect)
+
+
+async def test_pause_threshold_spaces_scheduled_collections(db, monkeypatch):
+    """containerd's policy: after a collection that took d seconds, the next scheduled one
+    waits d / pause_threshold - d from its end, and deletes meanwhile make one collection."""
+    sched = Scheduler(db, pause_threshold=0.1)
+    _slowed_collect(monkeypatch, 0.1)
+    await sched.collect()  # >= 0.1 s: the next scheduled one waits >= 0.9 s after it
+    sched.schedule()
+    sched.schedule()
+    await asyncio.sleep(0.2)
+    assert sched.collections == 1
+    await _until(lambda: sched.collections == 2)
+    await asyncio.sleep(0.2)
+    assert sched.collections == 2
+    await sched.close()
+
+
+async def test_deletion_threshold_collects_early(db, monkeypatch):
+    sched = Scheduler(db, pause_threshold=0.01, deletion_threshold=3)
+    _slowed_collect(monkeypatch, 0.1)
+    await sched.collect()  # the pause threshold alone would wait ~10 s
+    sched.schedule()
+    sched.schedule()
+    await asyncio.sleep(0.2)
+    assert sched.collections == 1
+    sched.schedule()  # the third delete: collect now
+    await _until(lambda: sched.collections == 2)
+    await sched.close()
+
+
+async def test_delete_during_a_collection_is_collected_after_it(db, monkeypatch):
+    sched = Scheduler(db)
+    _slowed_collect(monkeypatch, 0.3)
+    sched.schedule()
+    await _until(lambda: sched._lock.locked())  # the first collection is running
+    sched.schedule()
+    await _until(lambda: sched.collections == 2)
+    await sched.close()
