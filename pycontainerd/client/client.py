@@ -53,10 +53,10 @@ from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..events.exchange import Envelope
 from ..events.filtering import decode
-from ..metadata.containers import Container, Runtime
-from ..metadata.images import Image
-from ..metadata.leases import Lease
-from ..metadata.namespaces import Namespace
+from ..records.containers import Container, Runtime
+from ..records.images import Image
+from ..records.leases import Lease
+from ..records.namespaces import Namespace
 from ..oci import opts as oci_opts
 from ..oci import spec as oci_spec
 from ..services.containers import container_from_pb, container_to_pb

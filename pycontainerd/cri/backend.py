@@ -35,8 +35,8 @@ from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from ..api.types.task import task_pb2 as task_types
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound, ResourceExhausted
-from ..metadata.containers import Container as ContainerRecord
-from ..metadata.images import Image
+from ..records.containers import Container as ContainerRecord
+from ..records.images import Image
 from ..mount import Mount
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import select_platforms

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from google.protobuf import any_pb2
 
@@ -18,6 +18,7 @@ from .. import filters, identifiers, labels as labels_mod, namespaces
 from ..api.events import container_pb2
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound, quote
 from ..events.exchange import Exchange
+from ..records.containers import Container, Runtime
 from ..typeurl import AnyValue
 from .db import SEP, MetadataDB, Txn, key
 from .namespaces import ensure
@@ -25,28 +26,6 @@ from .namespaces import ensure
 TOPIC_CREATE = "/containers/create"
 TOPIC_UPDATE = "/containers/update"
 TOPIC_DELETE = "/containers/delete"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    name: str
-    options: AnyValue | None = None
-
-
-@dataclass(frozen=True)
-class Container:
-    """A container record; times in ns since the epoch."""
-
-    id: str
-    runtime: Runtime
-    spec: AnyValue | None = None
-    image: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    snapshotter: str = ""
-    snapshot_key: str = ""
-    extensions: Mapping[str, AnyValue] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
 
 
 def validate(c: Container) -> None:

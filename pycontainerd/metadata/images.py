@@ -11,30 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .. import digest as digest_mod, filters, labels as labels_mod, namespaces
 from ..api.events import image_pb2
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound, quote
 from ..events.exchange import Exchange
+from ..records.images import Image
 from .db import SEP, MetadataDB, Txn, key
 from .namespaces import ensure
 
 TOPIC_CREATE = "/images/create"
 TOPIC_UPDATE = "/images/update"
 TOPIC_DELETE = "/images/delete"
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image record. Times are nanoseconds since the Unix epoch (UTC)."""
-
-    name: str
-    target: Descriptor
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
 
 
 def _validate(image: Image) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from .. import identifiers
 from .. import labels as labels_mod
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound, quote
 from ..api.events import namespace_pb2
 from ..events.exchange import Exchange
+from ..records.namespaces import Namespace
 from .db import SEP, MetadataDB, Txn, key, split
 
 TOPIC_CREATE = "/namespaces/create"
@@ -24,14 +24,6 @@ TOPIC_DELETE = "/namespaces/delete"
 
 # objects-db kinds that keep a namespace from being deleted, with containerd's words.
 _BLOCKING_KINDS = {"image": "images", "containers": "containers"}
-
-
-@dataclass
-class Namespace:
-    """A namespace: ``name`` (an identifier) and its ``labels``."""
-
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def ensure(txn: Txn, name: str) -> None:

@@ -6,7 +6,8 @@ from google.protobuf import any_pb2, empty_pb2
 
 from ..api.services.containers.v1 import containers_pb2 as pb
 from ..api.services.containers.v1 import containers_pb2_grpc
-from ..metadata.containers import Container, ContainerStore, Runtime
+from ..metadata.containers import ContainerStore
+from ..records.containers import Container, Runtime
 from ..typeurl import AnyValue
 from .convert import timestamp
 

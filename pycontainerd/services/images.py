@@ -6,7 +6,8 @@ from google.protobuf import empty_pb2
 
 from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc
-from ..metadata.images import Image, ImageStore
+from ..metadata.images import ImageStore
+from ..records.images import Image
 from .convert import descriptor_from_pb, descriptor_to_pb, timestamp
 
 

@@ -6,7 +6,8 @@ from google.protobuf import empty_pb2
 
 from ..api.services.leases.v1 import leases_pb2 as pb
 from ..api.services.leases.v1 import leases_pb2_grpc
-from ..metadata.leases import Lease, LeaseStore, Resource
+from ..metadata.leases import LeaseStore
+from ..records.leases import Lease, Resource
 from .convert import timestamp
 
 

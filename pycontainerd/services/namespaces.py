@@ -6,7 +6,8 @@ from google.protobuf import empty_pb2
 
 from ..api.services.namespaces.v1 import namespace_pb2 as pb
 from ..api.services.namespaces.v1 import namespace_pb2_grpc
-from ..metadata.namespaces import Namespace, NamespaceStore
+from ..metadata.namespaces import NamespaceStore
+from ..records.namespaces import Namespace
 
 
 def _to_pb(ns: Namespace) -> pb.Namespace:
