@@ -27,7 +27,7 @@ from ..api.services.tasks.v1 import tasks_pb2_grpc
 from ..errdefs import FailedPrecondition, NotFound, quote
 from ..records.containers import Container
 from ..oci import spec as oci_spec
-from ..services.convert import mount_to_pb
+from ..wire.convert import mount_to_pb
 from . import cio
 from .connection import mapped
 from .tasks import AsyncTask

@@ -40,10 +40,9 @@ from ..records.images import Image
 from ..mount import Mount
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import select_platforms
-from ..services.containers import container_from_pb, container_to_pb
-from ..services.convert import mount_from_pb, mount_to_pb
-from ..services.errors import from_rpc_error
-from ..services.images import image_from_pb, image_to_pb
+from ..wire.convert import mount_from_pb, mount_to_pb
+from ..wire.errors import from_rpc_error
+from ..wire.records import container_from_pb, container_to_pb, image_from_pb, image_to_pb
 
 NAMESPACE = "k8s.io"
 LEASE_HEADER = "containerd-lease"
