@@ -81,3 +81,15 @@ def _resolve(path: Path, node: ast.ImportFrom) -> str:
     package = list(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
     base = package[: len(package) - (node.level - 1)]
     return ".".join([*base, node.module or ""])
+
+
+def test_snapshots_do_not_import_metadata():
+    """The snapshotters' own store stands on pycontainerd.lmdb_env, not on the metadata
+    database: metadata imports snapshots, never the other way round."""
+    offenders = []
+    for path in (PKG / "snapshots").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                if _resolve(path, node).startswith("pycontainerd.metadata"):
+                    offenders.append(str(path.relative_to(PKG)))
+    assert offenders == []
