@@ -1,7 +1,7 @@
 """Typed errors of the core, after containerd's ``errdefs`` package.
 
 Core code raises these (with context: ``raise NotFound(f"namespace {name!r}")``); only the
-gRPC edge turns them into status codes (:mod:`pycontainerd.services.errors`) and the client
+gRPC edge turns them into status codes (:mod:`pycontainerd.wire.errors`) and the client
 turns status codes back into them. Each class carries the gRPC code name containerd's
 ``errgrpc.ToGRPC`` uses for the matching sentinel, as a plain string so that the core does
 not import grpc.

@@ -63,37 +63,44 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import lmdb
+from ..metadata.gc import label_refs
+from .loaders import (
+    CONTENT_DIR,
+    CRI_DIR,
+    CRI_NAMESPACE,
+    DEFAULT_ROOT,
+    DEFAULT_STATE,
+    DIFFER_DIR,
+    METADATA_DIR,
+    TASK_DIR,
+    NamespaceRows,
+    blob_files,
+    descriptors,
+    hash_file,
+    lease_expired,
+    load_metadata,
+    load_snapshotters,
+    task_bundles,
+)
+from .probes import (
+    ShimProcess,
+    comm,
+    daemon_running,
+    lock_owner,
+    mount_points,
+    open_paths,
+    shim_processes,
+    start_time,
+)
 
-from .. import digest as digest_mod
-from ..digest import ALGORITHM
-from ..metadata import gc
-from ..metadata.gc import LABEL_EXPIRE, label_refs
-
-DEFAULT_ROOT = "/var/lib/pycontainerd"
-DEFAULT_STATE = "/run/pycontainerd"
-
-METADATA_DIR = "io.containerd.metadata.v1.lmdb"
-CONTENT_DIR = "io.containerd.content.v1.content"
-SNAPSHOTTER_PREFIX = "io.containerd.snapshotter.v1."
-TASK_DIR = "io.containerd.runtime.v2.task"
-DIFFER_DIR = "io.containerd.differ.v1.walking"
-CRI_DIR = "io.containerd.grpc.v1.cri"
-CRI_NAMESPACE = "k8s.io"
-LOCK_FILE = "pycontainerd.lock"
-
-_SEP = b"\0"
 _JSON_LIMIT = 4 << 20  # manifests and indexes above this size are not parsed
 
 
@@ -144,223 +151,6 @@ def _cmd(*args: object) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def _read_env(path: Path, dbnames: Iterable[str]) -> dict[str, list[tuple[bytes, bytes]]]:
-    """Every ``(key, value)`` of the named databases of the LMDB env at ``path``, read in one
-    read-only transaction (a database that does not exist yet reads as empty)."""
-    out: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in dbnames}
-    if not (path / "data.mdb").exists():
-        return out
-    env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=8, subdir=True, max_readers=512)
-    try:
-        with env.begin(write=False) as txn:
-            for name in out:
-                try:
-                    db = env.open_db(name.encode(), txn=txn, create=False)
-                except lmdb.NotFoundError:
-                    continue
-                out[name] = list(txn.cursor(db=db))
-    finally:
-        env.close()
-    return out
-
-
-@dataclass
-class _Namespace:
-    images: dict[str, dict] = field(default_factory=dict)
-    blobs: dict[str, dict] = field(default_factory=dict)
-    ingests: dict[str, dict] = field(default_factory=dict)
-    containers: dict[str, dict] = field(default_factory=dict)
-    snapshots: dict[tuple[str, str], dict] = field(default_factory=dict)
-    leases: dict[str, dict] = field(default_factory=dict)
-    lease_resources: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
-
-
-class _RowsTxn:
-    """Just enough of :class:`pycontainerd.metadata.db.Txn` over rows already read, for
-    :func:`pycontainerd.metadata.gc.collect` to mark: deletes are only recorded."""
-
-    def __init__(self, rows: dict[str, list[tuple[bytes, bytes]]]) -> None:
-        self.rows = rows
-        self.deleted: list[bytes] = []
-
-    def scan(self, dbname: str, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
-        for k, v in self.rows.get(dbname, ()):
-            if k.startswith(prefix):
-                yield k, json.loads(v)
-
-    def delete(self, dbname: str, k: bytes) -> bool:
-        self.deleted.append(k)
-        return True
-
-    def delete_prefix(self, dbname: str, prefix: bytes) -> int:
-        return 0
-
-
-def _load_metadata(root: Path, now: float) -> tuple[dict[str, _Namespace], list[tuple[str, str, Any]]]:
-    """Every namespace's objects, and what a garbage collection would remove now (marked by
-    :func:`pycontainerd.metadata.gc.collect` itself, over the rows read)."""
-    data = _read_env(root / METADATA_DIR, ("namespaces", "objects"))
-    garbage = gc.collect(_RowsTxn(data), now=now).removed  # type: ignore[arg-type]
-    out: dict[str, _Namespace] = {k.decode(): _Namespace() for k, _ in data["namespaces"]}
-    for raw, value in data["objects"]:
-        parts = [p.decode() for p in raw.split(_SEP)]
-        if len(parts) < 3:
-            continue
-        ns = out.setdefault(parts[0], _Namespace())
-        record = json.loads(value)
-        kind = parts[1]
-        if kind == "leases" and len(parts) >= 5:
-            resource = ((parts[3], (parts[4], parts[5])) if parts[3] == "snapshots" and len(parts) == 6
-                        else (parts[3], parts[4]))
-            ns.lease_resources.setdefault(parts[2], []).append(resource)
-        elif kind == "leases" and len(parts) == 3:
-            ns.leases[parts[2]] = record
-        elif kind == "image" and len(parts) == 3:
-            ns.images[parts[2]] = record
-        elif kind == "containers" and len(parts) == 3:
-            ns.containers[parts[2]] = record
-        elif kind == "content" and len(parts) == 4 and parts[2] == "blob":
-            ns.blobs[parts[3]] = record
-        elif kind == "content" and len(parts) == 4 and parts[2] == "ingests":
-            ns.ingests[parts[3]] = record
-        elif kind == "snapshots" and len(parts) == 4:
-            ns.snapshots[(parts[2], parts[3])] = record
-    return out, garbage
-
-
-@dataclass
-class _Snapshotter:
-    name: str
-    root: Path
-    records: dict[str, dict] = field(default_factory=dict)  # backend key -> record
-    dirs: set[str] = field(default_factory=set)
-
-    def needs_dir(self, record: Mapping[str, Any]) -> bool:
-        # the native snapshotter gives a view with a parent no directory of its own
-        return not (self.name == "native" and record.get("kind") == "view" and record.get("parent"))
-
-
-def _load_snapshotters(root: Path) -> dict[str, _Snapshotter]:
-    out = {}
-    try:
-        entries = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return out
-    for entry in entries:
-        if not entry.startswith(SNAPSHOTTER_PREFIX) or not (root / entry / "metadata").is_dir():
-            continue
-        sn = _Snapshotter(entry[len(SNAPSHOTTER_PREFIX):], root / entry)
-        rows = _read_env(root / entry / "metadata", ("snapshots",))["snapshots"]
-        sn.records = {k.decode(): json.loads(v) for k, v in rows}
-        try:
-            sn.dirs = set(os.listdir(root / entry / "snapshots"))
-        except FileNotFoundError:
-            pass
-        out[sn.name] = sn
-    return out
-
-
-def _parse_rfc3339(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _lease_expired(record: Mapping[str, Any], now: float) -> bool:
-    text = (record.get("labels") or {}).get(LABEL_EXPIRE)
-    when = _parse_rfc3339(text) if text else None
-    return when is not None and when < now
-
-
-def daemon_running(root: Path) -> bool:
-    """True when a process holds the daemon's ``flock`` on ``<root>/pycontainerd.lock``
-    (read from ``/proc/locks``, so the check itself never takes the lock — a daemon
-    starting meanwhile must not find it taken)."""
-    try:
-        st = os.stat(root / LOCK_FILE)
-        with open("/proc/locks") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return False
-    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-    for line in lines:
-        fields = line.split()
-        if "FLOCK" not in fields or "->" in fields:
-            continue
-        try:
-            major, minor, inode = fields[5].split(":")
-            if (int(major, 16), int(minor, 16), int(inode)) == want:
-                return True
-        except (IndexError, ValueError):
-            continue
-    # some filesystems (overlayfs) show another device in /proc/locks: does the pid the
-    # lock file names hold it open?
-    return str(root / LOCK_FILE) in _open_paths(_lock_owner(root))
-
-
-def _unescape(path: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
-    if "\\" not in path:
-        return path
-    return path.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
-
-
-def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
-    """``(mount point, filesystem type)`` of every mount, in mount order."""
-    out = []
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            try:
-                fstype = fields[fields.index("-") + 1]
-            except (ValueError, IndexError):
-                fstype = "?"
-            out.append((_unescape(fields[4]), fstype))
-    return out
-
-
-@dataclass(frozen=True)
-class ShimProcess:
-    """A process whose working directory is a task bundle and that leads its own session
-    (how every runtime v2 shim runs): its ``pid`` and the bundle's ``namespace``/``id``;
-    ``gone`` when the bundle was removed under it."""
-
-    pid: int
-    namespace: str
-    id: str
-    gone: bool
-
-
-def shim_processes(state: Path, proc: str = "/proc") -> list[ShimProcess]:
-    """The shims of the daemon whose ``--state`` is ``state`` (see :class:`ShimProcess`)."""
-    base = str(state / TASK_DIR) + "/"
-    out = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            cwd = os.readlink(f"{proc}/{pid}/cwd")
-            if os.getsid(pid) != pid:
-                continue
-        except OSError:
-            continue
-        gone = cwd.endswith(" (deleted)")
-        if gone:
-            cwd = cwd[: -len(" (deleted)")]
-        if not cwd.startswith(base):
-            continue
-        parts = cwd[len(base):].split("/")
-        if len(parts) != 2:
-            continue  # a container's process lives below <bundle>/rootfs
-        ns, id = parts
-        if id.startswith("."):  # renamed for deletion
-            gone, id = True, id[1:]
-        out.append(ShimProcess(pid, ns, id, gone or not os.path.isdir(cwd)))
-    return out
-
-
 # --- checking ------------------------------------------------------------------------------
 
 
@@ -375,8 +165,8 @@ class _Checker:
         self.problems: set[Problem] = set()
         self.checked: dict[str, int] = {}
         self.content_root = root / CONTENT_DIR
-        self.meta, self.garbage = _load_metadata(root, now)
-        self.snapshotters = _load_snapshotters(root)
+        self.meta, self.garbage = load_metadata(root, now)
+        self.snapshotters = load_snapshotters(root)
         self._sizes: dict[str, int | None] = {}
 
     def add(self, ns: str, kind: str, id: str, problem: str, fix: str = "") -> None:
@@ -422,7 +212,7 @@ class _Checker:
                 elif record.get("size") not in (None, size):
                     self.add(ns, "content", digest, f"recorded as {record['size']} bytes but {where} has {size}", fix)
                 elif self.verify_digests:
-                    actual = _hash_file(where, digest.partition(":")[0])
+                    actual = hash_file(where, digest.partition(":")[0])
                     if actual is not None and actual != digest:
                         self.add(ns, "content", digest, f"{where} holds data of digest {actual}", fix)
 
@@ -434,12 +224,12 @@ class _Checker:
         metadata is read again and only what is still unrecorded is reported."""
         recorded = {d for meta in self.meta.values() for d in meta.blobs}
         unrecorded = []
-        for digest in _blob_files(self.content_root):
+        for digest in blob_files(self.content_root):
             self.count("blob files")
             if digest not in recorded:
                 unrecorded.append(digest)
         if unrecorded and self.running:
-            again, _ = _load_metadata(self.root, self.now)
+            again, _ = load_metadata(self.root, self.now)
             recorded |= {d for meta in again.values() for d in meta.blobs}
         for digest in unrecorded:
             if digest not in recorded:
@@ -492,7 +282,7 @@ class _Checker:
                             queue.append(value)
                     doc = self.blob_json(d)
                     if doc is not None:
-                        for child in _descriptors(doc):
+                        for child in descriptors(doc):
                             if child.get("digest") in roles and isinstance(child.get("size"), int):
                                 want_sizes.setdefault(child["digest"], child["size"])
 
@@ -614,7 +404,7 @@ class _Checker:
                 fix = f"abort the write (Content.Abort of ref {ref!r} in namespace {ns}); the collector then deletes it"
                 expire_at = record.get("expire_at")
                 live = [lid for lid in holders.get(ref, ()) if lid in meta.leases
-                        and not _lease_expired(meta.leases[lid], self.now)]
+                        and not lease_expired(meta.leases[lid], self.now)]
                 if expire_at:
                     if expire_at < self.now * 1e9 and not live:
                         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expire_at / 1e9))
@@ -678,7 +468,7 @@ class _Checker:
             init = doc.get("init_process_pid")
             if isinstance(init, int) and init > 0:
                 start = doc.get("init_process_start")
-                if start is None or str(start) == _start_time(init, self.proc):
+                if start is None or str(start) == start_time(init, self.proc):
                     pids.add(init)
         try:
             pids.add(int((self.state / TASK_DIR / ns / id / "init.pid").read_text().strip()))
@@ -718,7 +508,7 @@ class _Checker:
                 self.add(s.namespace, "shim", s.id, f"shim pid {s.pid} runs for a container that has no record",
                          recheck if self.running
                          else f"{_cmd('kill', '-9', s.pid)}; the daemon removes the bundle on its next start")
-        bundles = _bundles(self.state)
+        bundles = task_bundles(self.state)
         self.count("bundles", len(bundles))
         restart = "restart the daemon (it cleans up bundles whose shim is gone)" if self.running else \
             "start the daemon (it cleans up bundles whose shim is gone)"
@@ -729,10 +519,10 @@ class _Checker:
         held: list[str] = []
         if self.running:
             # a layer being applied: the daemon holds the mounted directory open
-            held = _open_paths(_lock_owner(self.root), self.proc)
+            held = open_paths(lock_owner(self.root), self.proc)
             allowed_prefixes += [str(sn.root) + "/multiple-lowerdir-check" for sn in self.snapshotters.values()]
         applying = str(self.state / DIFFER_DIR) + "/mount-"
-        cri_sandboxes = set((self.meta.get(CRI_NAMESPACE) or _Namespace()).containers)
+        cri_sandboxes = set((self.meta.get(CRI_NAMESPACE) or NamespaceRows()).containers)
         bases = (str(self.root) + "/", str(self.state) + "/")
         for mp, fstype in mount_points(self.mountinfo):
             if not mp.startswith(bases):
@@ -756,102 +546,13 @@ class _Checker:
             ns, id = rel_state[1], rel_state[2]
             orphans = self.orphan_processes(ns, id, mp)
             if orphans:
-                names = ", ".join(f"pid {pid} ({_comm(pid, self.proc)})" for pid in orphans)
+                names = ", ".join(f"pid {pid} ({comm(pid, self.proc)})" for pid in orphans)
                 self.add(ns, "task", id, f"container processes run without a shim: {names}",
                          f"{restart.split(' (')[0]} (it kills the container and removes its mount and bundle); "
                          "do not umount its rootfs first")
             self.add("-", "mount", mp, f"{fstype} mount that no running task owns"
                      + (" (the container's processes still run in it)" if orphans else ""),
                      f"{restart.split(' (')[0]} (it cleans up the task and unmounts it)")
-
-
-def _start_time(pid: int, proc: str = "/proc") -> str | None:
-    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks, as runc records it)."""
-    try:
-        stat = Path(f"{proc}/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _comm(pid: int, proc: str = "/proc") -> str:
-    try:
-        return Path(f"{proc}/{pid}/comm").read_text().strip() or "?"
-    except OSError:
-        return "?"
-
-
-def _blob_files(content_root: Path) -> list[str]:
-    """The digest of every blob file the content sweeper walks (what
-    :meth:`pycontainerd.content.local.LocalStore.walk_sync` lists: valid digests under
-    ``blobs/sha256/``)."""
-    try:
-        names = sorted(os.listdir(content_root / "blobs" / ALGORITHM))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [f"{ALGORITHM}:{n}" for n in names if digest_mod.is_valid(f"{ALGORITHM}:{n}")]
-
-
-def _lock_owner(root: Path) -> int:
-    """The pid the daemon wrote into its lock file (0 when unreadable)."""
-    try:
-        return int((root / LOCK_FILE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _open_paths(pid: int, proc: str = "/proc") -> list[str]:
-    """What the process ``pid`` holds open (its file descriptors' paths)."""
-    out = []
-    if pid <= 0:
-        return out
-    try:
-        fds = os.listdir(f"{proc}/{pid}/fd")
-    except OSError:
-        return out
-    for fd in fds:
-        try:
-            out.append(os.readlink(f"{proc}/{pid}/fd/{fd}"))
-        except OSError:
-            continue
-    return out
-
-
-def _bundles(state: Path) -> list[tuple[str, str]]:
-    base = state / TASK_DIR
-    out = []
-    try:
-        namespaces = sorted(os.listdir(base))
-    except FileNotFoundError:
-        return out
-    for ns in namespaces:
-        if ns.startswith(".") or not (base / ns).is_dir():
-            continue
-        out.extend((ns, id) for id in sorted(os.listdir(base / ns))
-                   if not id.startswith(".") and (base / ns / id).is_dir())
-    return out
-
-
-def _descriptors(doc: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The descriptors a manifest or index names: config, layers, manifests."""
-    if isinstance(doc.get("config"), dict):
-        yield doc["config"]
-    for key in ("layers", "manifests"):
-        for d in doc.get(key) or ():
-            if isinstance(d, dict):
-                yield d
-
-
-def _hash_file(path: Path, algorithm: str) -> str | None:
-    try:
-        h = hashlib.new(algorithm)
-    except ValueError:
-        return None
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return f"{algorithm}:{h.hexdigest()}"
 
 
 def check(root: str | os.PathLike = DEFAULT_ROOT, state: str | os.PathLike = DEFAULT_STATE, *,

@@ -53,14 +53,20 @@ from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..events.exchange import Envelope
 from ..events.filtering import decode
-from ..metadata.containers import Container, Runtime
-from ..metadata.images import Image
-from ..metadata.leases import Lease
-from ..metadata.namespaces import Namespace
+from ..records.containers import Container, Runtime
+from ..records.images import Image
+from ..records.leases import Lease
+from ..records.namespaces import Namespace
 from ..oci import opts as oci_opts
 from ..oci import spec as oci_spec
-from ..services.containers import container_from_pb, container_to_pb
-from ..services.images import image_from_pb, image_to_pb
+from ..wire.records import (
+    container_from_pb,
+    container_to_pb,
+    image_from_pb,
+    image_to_pb,
+    lease_from_pb,
+    namespace_from_pb,
+)
 from ..typeurl import AnyValue
 from . import cio
 from .connection import Connection, TLSConfig, current_lease, mapped, mapped_stream, using_lease
@@ -227,14 +233,14 @@ class AsyncClient:
     @mapped
     async def list_namespaces(self) -> list[Namespace]:
         resp = await self._namespaces.List(namespace_pb2.ListNamespacesRequest(), metadata=self.md())
-        return [Namespace(n.name, dict(n.labels)) for n in resp.namespaces]
+        return [namespace_from_pb(n) for n in resp.namespaces]
 
     @mapped
     async def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
         """Raises ``AlreadyExists``."""
         req = namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name=name, labels=labels or {}))
         resp = await self._namespaces.Create(req, metadata=self.md())
-        return Namespace(resp.namespace.name, dict(resp.namespace.labels))
+        return namespace_from_pb(resp.namespace)
 
     @mapped
     async def set_namespace_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
@@ -243,7 +249,7 @@ class AsyncClient:
             namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]))
         resp = await self._namespaces.Update(req, metadata=self.md())
-        return Namespace(resp.namespace.name, dict(resp.namespace.labels))
+        return namespace_from_pb(resp.namespace)
 
     @mapped
     async def delete_namespace(self, name: str) -> None:
@@ -392,13 +398,12 @@ class AsyncClient:
         if not lease_id:
             lease_id = f"pycontainerd-{time.time_ns()}-{secrets.token_hex(3)}"
         resp = await self._leases.Create(leases_pb2.CreateRequest(id=lease_id, labels=labels), metadata=self.md())
-        lease = resp.lease
-        return Lease(lease.id, dict(lease.labels), lease.created_at.ToNanoseconds())
+        return lease_from_pb(resp.lease)
 
     @mapped
     async def list_leases(self, *filters: str) -> list[Lease]:
         resp = await self._leases.List(leases_pb2.ListRequest(filters=list(filters)), metadata=self.md())
-        return [Lease(x.id, dict(x.labels), x.created_at.ToNanoseconds()) for x in resp.leases]
+        return [lease_from_pb(x) for x in resp.leases]
 
     @mapped
     async def delete_lease(self, lease_id: str, sync: bool = False) -> None:

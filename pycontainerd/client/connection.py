@@ -22,7 +22,7 @@ import grpc
 
 from .. import namespaces
 from ..errdefs import Unavailable
-from ..services.errors import from_rpc_error
+from ..wire.errors import from_rpc_error
 
 LEASE_HEADER = "containerd-lease"
 """gRPC metadata key carrying the lease that protects what a request creates."""

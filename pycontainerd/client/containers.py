@@ -25,9 +25,9 @@ from google.protobuf import any_pb2
 from ..api.services.tasks.v1 import tasks_pb2 as tpb
 from ..api.services.tasks.v1 import tasks_pb2_grpc
 from ..errdefs import FailedPrecondition, NotFound, quote
-from ..metadata.containers import Container
+from ..records.containers import Container
 from ..oci import spec as oci_spec
-from ..services.convert import mount_to_pb
+from ..wire.convert import mount_to_pb
 from . import cio
 from .connection import mapped
 from .tasks import AsyncTask

@@ -17,7 +17,7 @@ from google.protobuf import field_mask_pb2
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
 from ..errdefs import AlreadyExists, FailedPrecondition
-from ..services.errors import from_rpc_error
+from ..wire.errors import from_rpc_error
 from .connection import Connection, is_transport_failure, mapped, mapped_stream
 
 CHUNK = 1 << 20  # bytes per Write message

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import imagespec
 from ..descriptor import Descriptor
 from ..errdefs import InvalidArgument, NotFound
-from ..metadata.images import Image
+from ..records.images import Image
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import children, select_platforms
 from .snapshots import DEFAULT_SNAPSHOTTER

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .. import imagespec
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ..metadata.images import Image
+from ..records.images import Image
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import fetch_image, select_platforms
 from ..remotes.reference import normalize

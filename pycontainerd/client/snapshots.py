@@ -17,7 +17,7 @@ from ..api.services.snapshots.v1 import snapshots_pb2 as pb
 from ..api.services.snapshots.v1 import snapshots_pb2_grpc
 from ..descriptor import Descriptor
 from ..mount import Mount
-from ..services.convert import (
+from ..wire.convert import (
     descriptor_from_pb,
     descriptor_to_pb,
     mount_from_pb,

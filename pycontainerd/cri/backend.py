@@ -35,15 +35,14 @@ from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from ..api.types.task import task_pb2 as task_types
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound, ResourceExhausted
-from ..metadata.containers import Container as ContainerRecord
-from ..metadata.images import Image
+from ..records.containers import Container as ContainerRecord
+from ..records.images import Image
 from ..mount import Mount
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import select_platforms
-from ..services.containers import container_from_pb, container_to_pb
-from ..services.convert import mount_from_pb, mount_to_pb
-from ..services.errors import from_rpc_error
-from ..services.images import image_from_pb, image_to_pb
+from ..wire.convert import mount_from_pb, mount_to_pb
+from ..wire.errors import from_rpc_error
+from ..wire.records import container_from_pb, container_to_pb, image_from_pb, image_to_pb
 
 NAMESPACE = "k8s.io"
 LEASE_HEADER = "containerd-lease"

@@ -1,2 +1,3 @@
-"""Namespaced metadata in LMDB: the schema and transactions (:mod:`.db`) and one store per
-object kind (:mod:`.namespaces`, …)."""
+"""Namespaced metadata in LMDB: the schema (:mod:`.db`, on :mod:`pycontainerd.lmdb_env`),
+the key layout (:mod:`.keys`) and one store per object kind (:mod:`.namespaces`, …). The
+records the stores keep are plain types in :mod:`pycontainerd.records`."""

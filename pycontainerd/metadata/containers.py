@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from google.protobuf import any_pb2
 
@@ -18,35 +18,15 @@ from .. import filters, identifiers, labels as labels_mod, namespaces
 from ..api.events import container_pb2
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound, quote
 from ..events.exchange import Exchange
+from ..records.containers import Container, Runtime
 from ..typeurl import AnyValue
-from .db import SEP, MetadataDB, Txn, key
+from .db import MetadataDB, Txn
+from .keys import CONTAINERS, container_key, key_prefix
 from .namespaces import ensure
 
 TOPIC_CREATE = "/containers/create"
 TOPIC_UPDATE = "/containers/update"
 TOPIC_DELETE = "/containers/delete"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    name: str
-    options: AnyValue | None = None
-
-
-@dataclass(frozen=True)
-class Container:
-    """A container record; times in ns since the epoch."""
-
-    id: str
-    runtime: Runtime
-    spec: AnyValue | None = None
-    image: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    snapshotter: str = ""
-    snapshot_key: str = ""
-    extensions: Mapping[str, AnyValue] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
 
 
 def validate(c: Container) -> None:
@@ -110,10 +90,6 @@ def adaptor(c: Container) -> filters.Adaptor:
     return field_of
 
 
-def _key(ns: str, cid: str) -> bytes:
-    return key(ns, "containers", cid)
-
-
 class ContainerStore:
     """Namespaced container records with ``/containers/*`` events."""
 
@@ -124,7 +100,7 @@ class ContainerStore:
     def get(self, cid: str) -> Container:
         """Raises :class:`NotFound`."""
         ns = namespaces.required()
-        record = self.db.view(lambda txn: txn.get("objects", _key(ns, cid)))
+        record = self.db.view(lambda txn: txn.get("objects", container_key(ns, cid)))
         if record is None:
             raise NotFound(f"container {quote(cid)} in namespace {quote(ns)}")
         return _container(cid, record)
@@ -133,7 +109,7 @@ class ContainerStore:
         """Containers matching any filter, sorted by id. Raises :class:`InvalidArgument`."""
         ns = namespaces.required()
         match = filters.parse_all(filter_texts)
-        prefix = key(ns, "containers") + SEP
+        prefix = key_prefix(ns, CONTAINERS)
         rows = self.db.view(lambda txn: list(txn.scan("objects", prefix)))
         out = (_container(k[len(prefix):].decode(), v) for k, v in rows)
         return [c for c in out if match.match(adaptor(c))]
@@ -150,7 +126,7 @@ class ContainerStore:
 
         def txn_fn(txn: Txn) -> None:
             ensure(txn, ns)
-            if not txn.put("objects", _key(ns, c.id), _record(c), overwrite=False):
+            if not txn.put("objects", container_key(ns, c.id), _record(c), overwrite=False):
                 raise AlreadyExists(f"container {quote(c.id)}")
 
         await self.db.update(txn_fn)
@@ -171,7 +147,7 @@ class ContainerStore:
             raise InvalidArgument("must specify a container id")
 
         def txn_fn(txn: Txn) -> Container:
-            record = txn.get("objects", _key(ns, c.id))
+            record = txn.get("objects", container_key(ns, c.id))
             if record is None:
                 raise NotFound(f"container {quote(c.id)}")
             current = _container(c.id, record)
@@ -210,7 +186,7 @@ class ContainerStore:
                 validate(updated)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"update failed validation: {exc.context}") from exc
-            txn.put("objects", _key(ns, c.id), _record(updated))
+            txn.put("objects", container_key(ns, c.id), _record(updated))
             return updated
 
         updated = await self.db.update(txn_fn)
@@ -223,7 +199,7 @@ class ContainerStore:
         ns = namespaces.required()
 
         def txn_fn(txn: Txn) -> None:
-            if not txn.delete("objects", _key(ns, cid)):
+            if not txn.delete("objects", container_key(ns, cid)):
                 raise NotFound(f"container {quote(cid)}")
 
         await self.db.update(txn_fn)

@@ -67,7 +67,8 @@ from ..errdefs import (
 )
 from ..events.exchange import Exchange
 from ..log import get_logger
-from .db import SEP, MetadataDB, Txn, key
+from .db import MetadataDB, Txn
+from .keys import BLOB, CONTENT, INGESTS, blob_key, ingest_key, key_prefix, lease_resource_key
 from .leases import require_lease
 from .namespaces import ensure
 
@@ -80,38 +81,18 @@ INGEST_EXPIRY_NS = 24 * 3600 * 1_000_000_000
 OBJECTS = "objects"
 
 
-def blob_key(ns: str, digest: str) -> bytes:
-    """``<ns>\\0content\\0blob\\0<digest>``: the namespace's reference to a blob."""
-    return key(ns, "content", "blob", digest)
-
-
-def ingest_key(ns: str, ref: str) -> bytes:
-    """``<ns>\\0content\\0ingests\\0<ref>``: a write in progress in the namespace."""
-    return key(ns, "content", "ingests", ref)
-
-
-def lease_content_key(ns: str, lease: str, digest: str) -> bytes:
-    """``<ns>\\0leases\\0<lease>\\0content\\0<digest>``: the lease holds a blob."""
-    return key(ns, "leases", lease, "content", digest)
-
-
-def lease_ingest_key(ns: str, lease: str, ref: str) -> bytes:
-    """``<ns>\\0leases\\0<lease>\\0ingests\\0<ref>``: the lease holds an ingest."""
-    return key(ns, "leases", lease, "ingests", ref)
-
-
 def add_content_lease(txn: Txn, ns: str, lease: str | None, digest: str) -> None:
     """Record that ``lease`` holds blob ``digest`` (nothing without a lease).
     Raises :class:`NotFound` when the lease record ``<ns>\\0leases\\0<lease>`` does not
     exist."""
     if lease:
         require_lease(txn, ns, lease)
-        txn.put(OBJECTS, lease_content_key(ns, lease, digest), {})
+        txn.put(OBJECTS, lease_resource_key(ns, lease, CONTENT, digest), {})
 
 
 def remove_content_lease(txn: Txn, ns: str, lease: str | None, digest: str) -> None:
     if lease:
-        txn.delete(OBJECTS, lease_content_key(ns, lease, digest))
+        txn.delete(OBJECTS, lease_resource_key(ns, lease, CONTENT, digest))
 
 
 def add_ingest_lease(txn: Txn, ns: str, lease: str | None, ref: str) -> bool:
@@ -120,13 +101,13 @@ def add_ingest_lease(txn: Txn, ns: str, lease: str | None, ref: str) -> bool:
     if not lease:
         return False
     require_lease(txn, ns, lease)
-    txn.put(OBJECTS, lease_ingest_key(ns, lease, ref), {})
+    txn.put(OBJECTS, lease_resource_key(ns, lease, INGESTS, ref), {})
     return True
 
 
 def remove_ingest_lease(txn: Txn, ns: str, lease: str | None, ref: str) -> None:
     if lease:
-        txn.delete(OBJECTS, lease_ingest_key(ns, lease, ref))
+        txn.delete(OBJECTS, lease_resource_key(ns, lease, INGESTS, ref))
 
 
 def _info(digest: str, record: Mapping) -> Info:
@@ -168,10 +149,10 @@ def references(txn: Txn) -> ContentReferences:
     out = ContentReferences()
     for raw_ns, _ in txn.scan("namespaces", b""):
         ns = raw_ns.decode()
-        blobs = key(ns, "content", "blob") + SEP
+        blobs = key_prefix(ns, CONTENT, BLOB)
         for k, _ in txn.scan(OBJECTS, blobs):
             out.digests.add(k[len(blobs) :].decode())
-        ingests = key(ns, "content", "ingests") + SEP
+        ingests = key_prefix(ns, CONTENT, INGESTS)
         for _, rec in txn.scan(OBJECTS, ingests):
             if rec.get("expected"):
                 out.digests.add(rec["expected"])
@@ -305,7 +286,7 @@ class ContentStore:
         containerd). Raises :class:`InvalidArgument` for a bad filter."""
         match = filters_mod.parse_all(filters)
         ns = namespaces.required()
-        prefix = key(ns, "content", "blob") + SEP
+        prefix = key_prefix(ns, CONTENT, BLOB)
 
         def view(txn: Txn) -> list[Info]:
             out = []
@@ -392,7 +373,7 @@ class ContentStore:
         ``ref``). Raises :class:`InvalidArgument` for a bad filter."""
         match = filters_mod.parse_all(filters)
         ns = namespaces.required()
-        prefix = key(ns, "content", "ingests") + SEP
+        prefix = key_prefix(ns, CONTENT, INGESTS)
 
         def collect() -> list[Status]:
             rows = self.db.view(lambda txn: [(k, v) for k, v in txn.scan(OBJECTS, prefix)])

@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .db import SEP, Txn, key, split
+from .db import Txn
+from .keys import LEASES, blob_key, ingest_key, key_prefix, lease_key, parse, snapshot_key
 
 LABEL_ROOT = "containerd.io/gc.root"
 LABEL_CONTENT_REF = "containerd.io/gc.ref.content"
@@ -86,19 +87,6 @@ def _expired(labels: Mapping[str, str], now: float) -> bool:
         return False  # containerd ignores an invalid expiration value
 
 
-def _node_of(parts: list[str]) -> Node | None:
-    ns, kind = parts[0], parts[1]
-    if kind == "content" and len(parts) == 4 and parts[2] == "blob":
-        return ("content", ns, parts[3])
-    if kind == "content" and len(parts) == 4 and parts[2] == "ingests":
-        return ("ingests", ns, parts[3])
-    if kind == "snapshots" and len(parts) == 4:
-        return ("snapshots", ns, (parts[2], parts[3]))
-    if kind in ("image", "containers", "sandboxes", "leases") and len(parts) == 3:
-        return (kind, ns, parts[2])
-    return None
-
-
 def backend_of(node: Node) -> str | None:
     """The sweeper name of the backend holding what a removed node referenced."""
     kind = node[0]
@@ -123,19 +111,13 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
     expired_leases: list[Node] = []
 
     for raw, value in txn.scan("objects", b""):
-        parts = split(raw)
-        if len(parts) >= 5 and parts[1] == "leases":
-            # a resource row below a lease: <ns> leases <id> <kind> ...
-            lease: Node = ("leases", parts[0], parts[2])
-            if parts[3] == "snapshots" and len(parts) == 6:
-                target: Node = ("snapshots", parts[0], (parts[4], parts[5]))
-            else:
-                target = (parts[3], parts[0], parts[4])
-            edges.setdefault(lease, []).append(target)
+        parsed = parse(raw)
+        if parsed is None:
             continue
-        node = _node_of(parts)
-        if node is None:
+        if parsed.lease:  # a resource row below a lease: <ns> leases <id> <kind> ...
+            edges.setdefault((LEASES, parsed.ns, parsed.lease), []).append(parsed.node)
             continue
+        node: Node = parsed.node
         present.add(node)
         kind, ns, _ = node
         labels = value.get("labels") or {}
@@ -189,19 +171,19 @@ def collect(txn: Txn, sweepers: Mapping[str, Sweeper] = (), now: float | None = 
     for node in sorted(present - live, key=repr):
         kind, ns, ident = node
         if kind == "content":
-            txn.delete("objects", key(ns, "content", "blob", ident))
+            txn.delete("objects", blob_key(ns, ident))
         elif kind == "snapshots":
             snapshotter, snap_key = ident
-            txn.delete("objects", key(ns, "snapshots", snapshotter, snap_key))
+            txn.delete("objects", snapshot_key(ns, snapshotter, snap_key))
         elif kind == "ingests":
-            txn.delete("objects", key(ns, "content", "ingests", ident))
+            txn.delete("objects", ingest_key(ns, ident))
         else:
             continue
         result.removed.append(node)
     for node in expired_leases:
         _, ns, lease_id = node
-        txn.delete("objects", key(ns, "leases", lease_id))
-        txn.delete_prefix("objects", key(ns, "leases", lease_id) + SEP)
+        txn.delete("objects", lease_key(ns, lease_id))
+        txn.delete_prefix("objects", key_prefix(ns, LEASES, lease_id))
         result.removed.append(node)
 
     for kind, ns, ident in live & present:

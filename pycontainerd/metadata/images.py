@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .. import digest as digest_mod, filters, labels as labels_mod, namespaces
 from ..api.events import image_pb2
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound, quote
 from ..events.exchange import Exchange
-from .db import SEP, MetadataDB, Txn, key
+from ..records.images import Image
+from .db import MetadataDB, Txn
+from .keys import IMAGES, SEP, image_key, key_prefix
 from .namespaces import ensure
 
 TOPIC_CREATE = "/images/create"
 TOPIC_UPDATE = "/images/update"
 TOPIC_DELETE = "/images/delete"
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image record. Times are nanoseconds since the Unix epoch (UTC)."""
-
-    name: str
-    target: Descriptor
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
 
 
 def _validate(image: Image) -> None:
@@ -92,10 +83,6 @@ def adaptor(image: Image) -> filters.Adaptor:
     return field_of
 
 
-def _key(ns: str, name: str) -> bytes:
-    return key(ns, "image", name)
-
-
 class ImageStore:
     """Namespaced image records; the namespace comes from the request context."""
 
@@ -106,7 +93,7 @@ class ImageStore:
     def get(self, name: str) -> Image:
         """Raises :class:`NotFound`."""
         ns = namespaces.required()
-        record = self.db.view(lambda txn: txn.get("objects", _key(ns, name)))
+        record = self.db.view(lambda txn: txn.get("objects", image_key(ns, name)))
         if record is None:
             raise NotFound(f"image {quote(name)}")
         return _image(name, record)
@@ -117,7 +104,7 @@ class ImageStore:
         Raises :class:`InvalidArgument` for a bad filter."""
         ns = namespaces.required()
         match = filters.parse_all(filter_texts)
-        prefix = key(ns, "image") + SEP
+        prefix = key_prefix(ns, IMAGES)
         rows = self.db.view(lambda txn: list(txn.scan("objects", prefix)))
         images = [_image(k[len(prefix):].decode(), v) for k, v in rows]
         return [i for i in images if match.match(adaptor(i))]
@@ -131,7 +118,7 @@ class ImageStore:
 
         def txn_fn(txn: Txn) -> None:
             ensure(txn, ns)
-            if not txn.put("objects", _key(ns, image.name), _record(image), overwrite=False):
+            if not txn.put("objects", image_key(ns, image.name), _record(image), overwrite=False):
                 raise AlreadyExists(f"image {quote(image.name)}")
 
         await self.db.update(txn_fn)
@@ -149,14 +136,14 @@ class ImageStore:
             raise InvalidArgument("image name is required for update")
 
         def txn_fn(txn: Txn) -> Image:
-            record = txn.get("objects", _key(ns, image.name))
+            record = txn.get("objects", image_key(ns, image.name))
             if record is None:
                 raise NotFound(f"image {quote(image.name)}")
             current = _image(image.name, record)
             updated = _apply_paths(current, image, list(paths))
             updated = replace(updated, created_at=current.created_at, updated_at=time.time_ns())
             _validate(updated)
-            txn.put("objects", _key(ns, image.name), _record(updated))
+            txn.put("objects", image_key(ns, image.name), _record(updated))
             return updated
 
         updated = await self.db.update(txn_fn)
@@ -168,7 +155,7 @@ class ImageStore:
         ns = namespaces.required()
 
         def txn_fn(txn: Txn) -> None:
-            if not txn.delete("objects", _key(ns, name)):
+            if not txn.delete("objects", image_key(ns, name)):
                 raise NotFound(f"image {quote(name)}")
 
         await self.db.update(txn_fn)

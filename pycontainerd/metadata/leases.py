@@ -20,46 +20,13 @@ import base64
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from .. import digest as digest_mod, filters, labels as labels_mod, namespaces
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound, NotImplementedYet, quote
-from .db import SEP, MetadataDB, Txn, key, split
+from ..records.leases import Lease, Resource
+from .db import MetadataDB, Txn
+from .keys import LEASES, key_prefix, lease_key, lease_resource_key, parse
 from .namespaces import ensure
-
-LABEL_EXPIRE = "containerd.io/gc.expire"
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A lease: ``id``, ``labels``, ``created_at`` (ns since the epoch)."""
-
-    id: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: int = 0
-
-    def expired(self, now: float | None = None) -> bool:
-        """True when ``containerd.io/gc.expire`` is set and in the past (an unparsable
-        value never expires, as containerd treats it)."""
-        text = self.labels.get(LABEL_EXPIRE)
-        if not text:
-            return False
-        try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return when.timestamp() < (time.time() if now is None else now)
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A resource held by a lease: ``type`` is ``content``, ``ingests`` or
-    ``snapshots/<snapshotter>``; ``id`` the digest, ingest ref or snapshot key."""
-
-    id: str
-    type: str
-
 
 def resource_key_parts(resource: Resource) -> tuple[str, ...]:
     """Validate a resource and return its key parts below the lease.
@@ -86,10 +53,6 @@ def resource_key_parts(resource: Resource) -> tuple[str, ...]:
     raise NotImplementedYet(f"resource type {resource.type} not supported yet")
 
 
-def lease_key(ns: str, lease_id: str) -> bytes:
-    return key(ns, "leases", lease_id)
-
-
 def require_lease(txn: Txn, ns: str, lease_id: str) -> None:
     """Raise :class:`NotFound` unless the lease exists (used when attaching objects)."""
     if txn.get("objects", lease_key(ns, lease_id)) is None:
@@ -100,7 +63,7 @@ def add_resource_txn(txn: Txn, ns: str, lease_id: str, resource: Resource) -> No
     """Attach ``resource`` to the lease inside ``txn``. Raises :class:`NotFound`."""
     parts = resource_key_parts(resource)
     require_lease(txn, ns, lease_id)
-    txn.put("objects", key(ns, "leases", lease_id, *parts), {})
+    txn.put("objects", lease_resource_key(ns, lease_id, *parts), {})
 
 
 def _adaptor(lease: Lease) -> filters.Adaptor:
@@ -142,15 +105,15 @@ class LeaseStore:
         """Leases matching any filter (fields ``id``, ``labels.<k>``). Raises :class:`InvalidArgument`."""
         ns = namespaces.required()
         match = filters.parse_all(filter_texts)
-        prefix = key(ns, "leases") + SEP
+        rows = key_prefix(ns, LEASES)
 
         def view(txn: Txn) -> list[Lease]:
             out = []
-            for k, v in txn.scan("objects", prefix):
-                rest = k[len(prefix):]
-                if SEP in rest:
+            for k, v in txn.scan("objects", rows):
+                parsed = parse(k)
+                if parsed is None or parsed.lease:
                     continue  # a resource row
-                out.append(Lease(rest.decode(), dict(v["labels"]), v["created_at"]))
+                out.append(Lease(str(parsed.id), dict(v["labels"]), v["created_at"]))
             return out
 
         return [lease for lease in self.db.view(view) if match.match(_adaptor(lease))]
@@ -163,7 +126,7 @@ class LeaseStore:
         def txn_fn(txn: Txn) -> None:
             if not txn.delete("objects", lease_key(ns, lease_id)):
                 raise NotFound(f"lease {quote(lease_id)}")
-            txn.delete_prefix("objects", lease_key(ns, lease_id) + SEP)
+            txn.delete_prefix("objects", key_prefix(ns, LEASES, lease_id))
 
         await self.db.update(txn_fn)
         if self.gc is not None:
@@ -184,7 +147,7 @@ class LeaseStore:
 
         def txn_fn(txn: Txn) -> None:
             require_lease(txn, ns, lease_id)
-            txn.delete("objects", key(ns, "leases", lease_id, *parts))
+            txn.delete("objects", lease_resource_key(ns, lease_id, *parts))
 
         await self.db.update(txn_fn)
         if self.gc is not None:
@@ -193,17 +156,19 @@ class LeaseStore:
     def list_resources(self, lease_id: str) -> list[Resource]:
         """Resources held by the lease. Raises :class:`NotFound`."""
         ns = namespaces.required()
-        prefix = lease_key(ns, lease_id) + SEP
+        rows = key_prefix(ns, LEASES, lease_id)
 
         def view(txn: Txn) -> list[Resource]:
             require_lease(txn, ns, lease_id)
             out = []
-            for k, _ in txn.scan("objects", prefix):
-                parts = split(k[len(prefix):])
-                if parts[0] == "snapshots":
-                    out.append(Resource(id=parts[2], type=f"snapshots/{parts[1]}"))
+            for k, _ in txn.scan("objects", rows):
+                held = parse(k)
+                if held is None or not held.lease:
+                    continue
+                if isinstance(held.id, tuple):
+                    out.append(Resource(id=held.id[1], type=f"{held.kind}/{held.id[0]}"))
                 else:
-                    out.append(Resource(id=parts[1], type=parts[0]))
+                    out.append(Resource(id=held.id, type=held.kind))
             return out
 
         return self.db.view(view)

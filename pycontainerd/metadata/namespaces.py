@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from .. import identifiers
 from .. import labels as labels_mod
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound, quote
 from ..api.events import namespace_pb2
 from ..events.exchange import Exchange
-from .db import SEP, MetadataDB, Txn, key, split
+from ..records.namespaces import Namespace
+from .db import MetadataDB, Txn
+from .keys import BLOB, CONTENT, key, key_prefix, namespace_key, split
 
 TOPIC_CREATE = "/namespaces/create"
 TOPIC_UPDATE = "/namespaces/update"
@@ -26,20 +27,12 @@ TOPIC_DELETE = "/namespaces/delete"
 _BLOCKING_KINDS = {"image": "images", "containers": "containers"}
 
 
-@dataclass
-class Namespace:
-    """A namespace: ``name`` (an identifier) and its ``labels``."""
-
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-
-
 def ensure(txn: Txn, name: str) -> None:
     """Create namespace ``name`` inside ``txn`` if missing (what every object create does,
     like containerd's ``createBucketIfNotExists`` on ``v1/<ns>``)."""
     identifiers.validate(name)
-    if txn.get("namespaces", key(name)) is None:
-        txn.put("namespaces", key(name), {"labels": {}, "created_at": time.time_ns()})
+    if txn.get("namespaces", namespace_key(name)) is None:
+        txn.put("namespaces", namespace_key(name), {"labels": {}, "created_at": time.time_ns()})
 
 
 def remaining_kinds(txn: Txn, name: str) -> list[str]:
@@ -47,23 +40,23 @@ def remaining_kinds(txn: Txn, name: str) -> list[str]:
     ``containers``, ``snapshots on "<snapshotter>" snapshotter``), as containerd lists them.
     Leases, ingests in progress and sandboxes do not keep a namespace alive."""
     out: list[str] = []
-    prefix = key(name) + SEP
-    cursor_key = txn.first_key("objects", prefix)
+    objects = key_prefix(name)
+    cursor_key = txn.first_key("objects", objects)
     while cursor_key is not None:
-        parts = split(cursor_key[len(prefix) :])
+        parts = split(cursor_key[len(objects) :])
         kind = parts[0]
         if kind == "snapshots" and len(parts) > 1:
             out.append(f'snapshots on "{parts[1]}" snapshotter')
-            skip = prefix + key(kind, parts[1]) + b"\x01"
+            skip = objects + key(kind, parts[1]) + b"\x01"
         elif kind == "content":
-            if txn.first_key("objects", prefix + key("content", "blob") + SEP) is not None:
+            if txn.first_key("objects", objects + key_prefix(CONTENT, BLOB)) is not None:
                 out.append("blobs")
-            skip = prefix + key(kind) + b"\x01"
+            skip = objects + key(kind) + b"\x01"
         else:
             if kind in _BLOCKING_KINDS:
                 out.append(_BLOCKING_KINDS[kind])
-            skip = prefix + key(kind) + b"\x01"
-        cursor_key = txn.first_key("objects", prefix, start=skip)
+            skip = objects + key(kind) + b"\x01"
+        cursor_key = txn.first_key("objects", objects, start=skip)
     return out
 
 
@@ -78,7 +71,7 @@ class NamespaceStore:
         """The namespace's labels; like containerd's ``namespaceStore.Labels`` (what its
         ``Namespaces.Get`` calls), a namespace that does not exist reads as one with no
         labels rather than NotFound."""
-        record = self.db.view(lambda txn: txn.get("namespaces", key(name)))
+        record = self.db.view(lambda txn: txn.get("namespaces", namespace_key(name)))
         return Namespace(name, dict(record["labels"]) if record is not None else {})
 
     def list(self) -> list[Namespace]:
@@ -98,7 +91,7 @@ class NamespaceStore:
 
         def txn_fn(txn: Txn) -> None:
             record = {"labels": clean, "created_at": time.time_ns()}
-            if not txn.put("namespaces", key(name), record, overwrite=False):
+            if not txn.put("namespaces", namespace_key(name), record, overwrite=False):
                 raise AlreadyExists(f"namespace {quote(name)}")
 
         await self.db.update(txn_fn)
@@ -120,7 +113,7 @@ class NamespaceStore:
         identifiers.validate(name)
 
         def txn_fn(txn: Txn) -> dict[str, str]:
-            record = txn.get("namespaces", key(name))
+            record = txn.get("namespaces", namespace_key(name))
             if record is None:
                 if not paths and not labels:
                     return {}
@@ -128,7 +121,7 @@ class NamespaceStore:
             record["labels"] = labels_mod.apply_field_paths(
                 record["labels"], labels, paths, f"namespace {quote(name)}"
             )
-            txn.put("namespaces", key(name), record)
+            txn.put("namespaces", namespace_key(name), record)
             return record["labels"]
 
         new_labels = await self.db.update(txn_fn)
@@ -145,14 +138,14 @@ class NamespaceStore:
         identifiers.validate(name)
 
         def txn_fn(txn: Txn) -> None:
-            if txn.get("namespaces", key(name)) is None:
+            if txn.get("namespaces", namespace_key(name)) is None:
                 raise NotFound(f"namespace {quote(name)}")
             kinds = remaining_kinds(txn, name)
             if kinds:
                 raise FailedPrecondition(
                     f"namespace {quote(name)} must be empty, but it still has {', '.join(kinds)}"
                 )
-            txn.delete("namespaces", key(name))
+            txn.delete("namespaces", namespace_key(name))
 
         await self.db.update(txn_fn)
         self._publish(TOPIC_DELETE, name, None)

@@ -71,7 +71,9 @@ from ..snapshots.types import (
     adaptor,
     inherited_labels,
 )
-from .db import SEP, MetadataDB, Txn, key
+from .db import MetadataDB, Txn
+from .keys import SNAPSHOTS, key_prefix, lease_resource_key, snapshot_seq_key
+from .keys import snapshot_key as record_key
 from .leases import Resource, add_resource_txn, require_lease
 from .namespaces import ensure
 
@@ -84,11 +86,6 @@ TOPIC_REMOVE = "/snapshot/remove"
 
 class GCScheduler(Protocol):
     def schedule(self, *dirty: str) -> None: ...
-
-
-def record_key(ns: str, snapshotter: str, snapshot_key: str) -> bytes:
-    """``<ns>\\0snapshots\\0<snapshotter>\\0<key>``."""
-    return key(ns, "snapshots", snapshotter, snapshot_key)
 
 
 def _validate_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -145,7 +142,7 @@ class SnapshotStore:
             raise InvalidArgument(f"snapshot {what} must not be empty")
         raw = record_key(ns, self.name, snapshot_key)
         # the backend key "<ns>/<n>/<key>" must fit an LMDB key as well (20 digits for n)
-        limit = self.db.env.max_key_size() - 24
+        limit = self.db.max_key_size - 24
         if len(raw) > limit:
             raise InvalidArgument(f"snapshot {what} {quote(snapshot_key[:40] + '...')} is too long")
         return raw
@@ -156,7 +153,7 @@ class SnapshotStore:
         return txn.get("objects", record_key(ns, self.name, snapshot_key))
 
     def _next_key(self, txn: Txn, ns: str, snapshot_key: str) -> str:
-        seq_key = key("snapshots.seq", ns, self.name)
+        seq_key = snapshot_seq_key(ns, self.name)
         seq = int(txn.get("meta", seq_key) or 0) + 1
         txn.put("meta", seq_key, seq)
         return f"{ns}/{seq}/{snapshot_key}"
@@ -168,7 +165,7 @@ class SnapshotStore:
         return record["name"]
 
     def _children(self, txn: Txn, ns: str, snapshot_key: str) -> Iterator[str]:
-        prefix = key(ns, "snapshots", self.name) + SEP
+        prefix = key_prefix(ns, SNAPSHOTS, self.name)
         for k, record in txn.scan("objects", prefix):
             if record.get("parent") == snapshot_key:
                 yield k[len(prefix):].decode()
@@ -179,7 +176,7 @@ class SnapshotStore:
 
     def _lease_remove(self, txn: Txn, ns: str, lease: str | None, snapshot_key: str) -> None:
         if lease:
-            txn.delete("objects", key(ns, "leases", lease, "snapshots", self.name, snapshot_key))
+            txn.delete("objects", lease_resource_key(ns, lease, SNAPSHOTS, self.name, snapshot_key))
 
     @contextmanager
     def _hold(self, backend_key: str) -> Iterator[None]:
@@ -221,7 +218,7 @@ class SnapshotStore:
         ``parent``, ``labels.<key>``), in key order. Raises :class:`InvalidArgument`."""
         ns = namespaces.required()
         match = filters_mod.parse_all(filters)
-        prefix = key(ns, "snapshots", self.name) + SEP
+        prefix = key_prefix(ns, SNAPSHOTS, self.name)
         rows = self.db.view(lambda txn: list(txn.scan("objects", prefix)))
         out = []
         for k, record in rows:
@@ -454,7 +451,7 @@ class SnapshotStore:
             return
         records = []
         for ns_raw, _ in txn.scan("namespaces", b""):
-            prefix = key(ns_raw.decode(), "snapshots", self.name) + SEP
+            prefix = key_prefix(ns_raw.decode(), SNAPSHOTS, self.name)
             records.extend(record for _, record in txn.scan("objects", prefix))
         named = {record["name"] for record in records}
         for record in records:
@@ -485,7 +482,7 @@ class SnapshotStore:
         self._undo_interrupted_commits(txn)
         keep: set[str] = set()
         for ns_raw, _ in txn.scan("namespaces", b""):
-            prefix = key(ns_raw.decode(), "snapshots", self.name) + SEP
+            prefix = key_prefix(ns_raw.decode(), SNAPSHOTS, self.name)
             keep.update(record["name"] for _, record in txn.scan("objects", prefix))
         with self._inflight_lock:
             keep |= self._inflight

@@ -41,10 +41,10 @@ from .. import identifiers
 from ..api.events import task_pb2 as events
 from ..api.runtime.runc.options import oci_pb2 as runc_options
 from ..api.runtime.task.v2 import shim_pb2 as api
-from ..api.types import mount_pb2
 from ..api.types.task import task_pb2 as types
 from ..errdefs import AlreadyExists, ContainerdError, NotFound, Unavailable, quote, wrap
 from ..log import enabled, get_logger
+from ..wire.convert import mount_to_pb
 from .bundle import Bundle, empty_trash, remove_paths
 from .shim_manager import Shim, ShimManager
 
@@ -302,8 +302,7 @@ class TaskManager:
                 req = api.CreateTaskRequest(id=container_id, bundle=bundle.path, terminal=terminal, stdin=stdin,
                                             stdout=stdout, stderr=stderr)
                 for m in rootfs_mounts:
-                    req.rootfs.append(mount_pb2.Mount(type=m.type, source=m.source, target=getattr(m, "target", ""),
-                                                      options=list(m.options)))
+                    req.rootfs.append(mount_to_pb(m))
                 if options is not None:
                     req.options.CopyFrom(options)
                 try:

@@ -36,37 +36,16 @@ from google.protobuf import empty_pb2
 from .. import digest as digest_mod
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
-from ..content import Info, Status
 from ..content.local import CHUNK
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, OutOfRange, quote
 from ..metadata.content import ContentStore
-from .convert import timestamp
+from ..wire.convert import timestamp
+from ..wire.records import content_info_to_pb, content_status_to_pb
 
 LIST_BATCH = 100
 """Infos per ``ListContentResponse`` (containerd's contentserver)."""
 READ_CHUNK = CHUNK
 """Bytes per ``ReadContentResponse`` (1 MiB)."""
-
-
-def info_to_pb(info: Info) -> pb.Info:
-    return pb.Info(
-        digest=info.digest,
-        size=info.size,
-        created_at=timestamp(info.created_at),
-        updated_at=timestamp(info.updated_at),
-        labels=info.labels,
-    )
-
-
-def status_to_pb(status: Status) -> pb.Status:
-    return pb.Status(
-        started_at=timestamp(status.started_at),
-        updated_at=timestamp(status.updated_at),
-        ref=status.ref,
-        offset=status.offset,
-        total=status.total,
-        expected=status.expected,
-    )
 
 
 class ContentServicer(content_pb2_grpc.ContentServicer):
@@ -79,18 +58,18 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
         content_pb2_grpc.add_ContentServicer_to_server(self, server)
 
     async def Info(self, request, context):
-        return pb.InfoResponse(info=info_to_pb(await self.store.info(request.digest)))
+        return pb.InfoResponse(info=content_info_to_pb(await self.store.info(request.digest)))
 
     async def Update(self, request, context):
         info = await self.store.update(
             request.info.digest, dict(request.info.labels), list(request.update_mask.paths)
         )
-        return pb.UpdateResponse(info=info_to_pb(info))
+        return pb.UpdateResponse(info=content_info_to_pb(info))
 
     async def List(self, request, context):
         infos = await self.store.list(list(request.filters))
         for start in range(0, len(infos), LIST_BATCH):
-            yield pb.ListContentResponse(info=[info_to_pb(i) for i in infos[start : start + LIST_BATCH]])
+            yield pb.ListContentResponse(info=[content_info_to_pb(i) for i in infos[start : start + LIST_BATCH]])
 
     async def Delete(self, request, context):
         await self.store.delete(request.digest)
@@ -119,11 +98,11 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
             status = await self.store.status(request.ref)
         except ContainerdError as exc:
             raise type(exc)(f"could not get status for ref {quote(request.ref)}: {exc.context}") from exc
-        return pb.StatusResponse(status=status_to_pb(status))
+        return pb.StatusResponse(status=content_status_to_pb(status))
 
     async def ListStatuses(self, request, context):
         statuses = await self.store.list_statuses(list(request.filters))
-        return pb.ListStatusesResponse(statuses=[status_to_pb(s) for s in statuses])
+        return pb.ListStatusesResponse(statuses=[content_status_to_pb(s) for s in statuses])
 
     async def Abort(self, request, context):
         await self.store.abort(request.ref)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..api.services.diff.v1 import diff_pb2 as pb
 from ..api.services.diff.v1 import diff_pb2_grpc
-from .convert import descriptor_from_pb, descriptor_to_pb, mount_from_pb
+from ..wire.convert import descriptor_from_pb, descriptor_to_pb, mount_from_pb
 
 
 class DiffServicer(diff_pb2_grpc.DiffServicer):

@@ -11,7 +11,7 @@ from ..errdefs import InvalidArgument
 from ..events.exchange import Envelope, Exchange
 from ..events.filtering import matcher
 from ..typeurl import AnyValue, pack
-from .convert import nanoseconds, timestamp
+from ..wire.convert import nanoseconds, timestamp
 
 
 def envelope_to_pb(env: Envelope) -> pb.Envelope:

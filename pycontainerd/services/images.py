@@ -6,22 +6,8 @@ from google.protobuf import empty_pb2
 
 from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc
-from ..metadata.images import Image, ImageStore
-from .convert import descriptor_from_pb, descriptor_to_pb, timestamp
-
-
-def image_to_pb(image: Image) -> pb.Image:
-    return pb.Image(
-        name=image.name,
-        labels=dict(image.labels),
-        target=descriptor_to_pb(image.target),
-        created_at=timestamp(image.created_at),
-        updated_at=timestamp(image.updated_at),
-    )
-
-
-def image_from_pb(image: pb.Image) -> Image:
-    return Image(name=image.name, labels=dict(image.labels), target=descriptor_from_pb(image.target))
+from ..metadata.images import ImageStore
+from ..wire.records import image_from_pb, image_to_pb
 
 
 class ImagesServicer(images_pb2_grpc.ImagesServicer):

@@ -30,7 +30,7 @@ from .. import identifiers, leases_context, namespaces
 from ..errdefs import ContainerdError, InvalidArgument
 from ..log import enabled, get_logger
 from ..metrics import observe_rpc
-from .errors import code_of
+from ..wire.errors import code_of
 
 log = get_logger("grpc")
 

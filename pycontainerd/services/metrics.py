@@ -57,7 +57,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .. import metrics as rpc_hook
 from ..log import get_logger
-from ..metadata.db import SEP, MetadataDB, key
+from ..metadata.db import MetadataDB
+from ..metadata.keys import CONTAINERS, IMAGES, SNAPSHOTS, key_prefix, parse
 from ..plugin import PluginSet, PluginType
 from ..version import REVISION, VERSION
 from .debug import HTTPServer, Request, Response
@@ -194,17 +195,16 @@ class StoreCounts:
 
 def count_objects(db: MetadataDB) -> StoreCounts:
     """Namespaces, and per namespace its images, containers and snapshot references, read in
-    one LMDB read transaction (keys only; see :mod:`pycontainerd.metadata.db`)."""
+    one LMDB read transaction (keys only; see :mod:`pycontainerd.metadata.keys`)."""
     counts = StoreCounts()
 
     def read(txn) -> None:
-        names = [k.decode() for k in txn.raw.cursor(db=db.dbs["namespaces"]).iternext(values=False)]
+        names = [k.decode() for k in txn.raw.cursor(db=txn.db("namespaces")).iternext(values=False)]
         counts.names, counts.namespaces = names, len(names)
-        objects = db.dbs["objects"]
-        with txn.raw.cursor(db=objects) as cur:
+        with txn.raw.cursor(db=txn.db("objects")) as cur:
             for ns in names:
-                for kind, into in (("image", counts.images), ("containers", counts.containers)):
-                    prefix = key(ns, kind) + SEP
+                for kind, into in ((IMAGES, counts.images), (CONTAINERS, counts.containers)):
+                    prefix = key_prefix(ns, kind)
                     n = 0
                     if cur.set_range(prefix):
                         for k in cur.iternext(values=False):
@@ -213,12 +213,15 @@ def count_objects(db: MetadataDB) -> StoreCounts:
                             n += 1
                     if n:
                         into[ns] = n
-                prefix = key(ns, "snapshots") + SEP
+                prefix = key_prefix(ns, SNAPSHOTS)
                 if cur.set_range(prefix):
                     for k in cur.iternext(values=False):
                         if not k.startswith(prefix):
                             break
-                        snapshotter = k[len(prefix):].split(SEP, 1)[0].decode()
+                        parsed = parse(k)
+                        if parsed is None:
+                            continue
+                        snapshotter = parsed.id[0]
                         counts.snapshots[(ns, snapshotter)] = counts.snapshots.get((ns, snapshotter), 0) + 1
 
     db.view(read)

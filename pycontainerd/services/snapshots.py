@@ -14,33 +14,11 @@ from google.protobuf import empty_pb2
 from ..api.services.snapshots.v1 import snapshots_pb2 as pb
 from ..api.services.snapshots.v1 import snapshots_pb2_grpc
 from ..errdefs import InvalidArgument
-from ..snapshots.types import Info, Kind, Snapshotter
-from .convert import mount_to_pb, nanoseconds, timestamp
+from ..snapshots.types import Snapshotter
+from ..wire.convert import mount_to_pb
+from ..wire.records import snapshot_info_from_pb, snapshot_info_to_pb
 
 LIST_BATCH = 100
-
-
-def info_to_pb(info: Info) -> pb.Info:
-    return pb.Info(
-        name=info.name,
-        parent=info.parent,
-        kind=int(info.kind) if info.kind != Kind.UNKNOWN else int(Kind.COMMITTED),
-        created_at=timestamp(info.created_at),
-        updated_at=timestamp(info.updated_at),
-        labels=dict(info.labels),
-    )
-
-
-def info_from_pb(info: pb.Info) -> Info:
-    kind = Kind(info.kind) if info.kind in (Kind.ACTIVE, Kind.VIEW) else Kind.COMMITTED
-    return Info(
-        name=info.name,
-        parent=info.parent,
-        kind=kind,
-        labels=dict(info.labels),
-        created_at=nanoseconds(info.created_at),
-        updated_at=nanoseconds(info.updated_at),
-    )
 
 
 class SnapshotsServicer(snapshots_pb2_grpc.SnapshotsServicer):
@@ -84,17 +62,17 @@ class SnapshotsServicer(snapshots_pb2_grpc.SnapshotsServicer):
 
     async def Stat(self, request, context):
         info = await self._store(request.snapshotter).stat(request.key)
-        return pb.StatSnapshotResponse(info=info_to_pb(info))
+        return pb.StatSnapshotResponse(info=snapshot_info_to_pb(info))
 
     async def Update(self, request, context):
         store = self._store(request.snapshotter)
-        info = await store.update(info_from_pb(request.info), list(request.update_mask.paths))
-        return pb.UpdateSnapshotResponse(info=info_to_pb(info))
+        info = await store.update(snapshot_info_from_pb(request.info), list(request.update_mask.paths))
+        return pb.UpdateSnapshotResponse(info=snapshot_info_to_pb(info))
 
     async def List(self, request, context):
         infos = await self._store(request.snapshotter).walk(list(request.filters))
         for start in range(0, len(infos), LIST_BATCH):
-            yield pb.ListSnapshotsResponse(info=[info_to_pb(i) for i in infos[start : start + LIST_BATCH]])
+            yield pb.ListSnapshotsResponse(info=[snapshot_info_to_pb(i) for i in infos[start : start + LIST_BATCH]])
 
     async def Usage(self, request, context):
         usage = await self._store(request.snapshotter).usage(request.key)

@@ -12,7 +12,7 @@ from ..api.types.task import task_pb2 as types
 from ..errdefs import NotImplementedYet
 from ..runtime.task import ProcessState
 from ..tasks import TasksService
-from .convert import mount_from_pb, timestamp
+from ..wire.convert import mount_from_pb, timestamp
 
 _STATUS = {"created": types.CREATED, "running": types.RUNNING, "stopped": types.STOPPED,
            "paused": types.PAUSED, "pausing": types.PAUSING}

@@ -33,18 +33,14 @@ so a backend can make a directory change and its record change one unit.
 from __future__ import annotations
 
 import struct
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-import lmdb
+from typing import Any
 
 from .. import filters as filters_mod
 from .. import labels as labels_mod
-from ..fsutil import cloexec_fds_under
 from ..errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -52,14 +48,12 @@ from ..errdefs import (
     NotFound,
     quote,
 )
-from ..metadata.db import Txn
+from ..lmdb_env import LMDBEnv, Txn
 from .types import Info, Kind, Usage, adaptor
 
 SCHEMA_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30
 _DBS = ("meta", "snapshots", "parents")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,7 @@ class Snapshot:
     parent_ids: list[str] = field(default_factory=list)
 
 
-class MetaStore:
+class MetaStore(LMDBEnv):
     """The LMDB environment of one snapshotter.
 
     Args:
@@ -84,63 +78,15 @@ class MetaStore:
     """
 
     def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.env: lmdb.Environment | None = lmdb.open(
-            str(self.path), map_size=map_size, max_dbs=len(_DBS), subdir=True, sync=True, metasync=True,
-            max_readers=256,
-        )
-        cloexec_fds_under(self.path)  # LMDB leaves its data file inheritable
-        self.dbs = {name: self.env.open_db(name.encode()) for name in _DBS}
-        self.max_key_size = self.env.max_key_size()
-        self._close_lock = threading.Lock()
-        try:
-            self._check_schema()
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(path, what="snapshot metadata", dbs=_DBS, schema_version=SCHEMA_VERSION,
+                         map_size=map_size, max_readers=256)
 
-    def _check_schema(self) -> None:
-        with self._env().begin(write=True) as raw:
-            current = raw.get(b"schema", db=self.dbs["meta"])
-            version = int(current) if current else 0
-            if version > SCHEMA_VERSION:
-                raise FailedPrecondition(
-                    f"snapshot metadata schema version {version} at {self.path} is newer than this "
-                    f"pycontainerd understands ({SCHEMA_VERSION})"
-                )
-            if version == 0:
-                raw.put(b"schema", str(SCHEMA_VERSION).encode(), db=self.dbs["meta"])
-
-    def _env(self) -> lmdb.Environment:
-        if self.env is None:
-            raise FailedPrecondition(f"snapshot metadata store {self.path} is closed")
-        return self.env
-
-    def view(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in a read-only transaction."""
-        with self._env().begin(write=False) as raw:
-            return fn(Txn(self, raw))  # type: ignore[arg-type]  # Txn only needs .dbs
-
-    def update(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in one write transaction (blocking; call from a worker thread):
-        committed if ``fn`` returns, rolled back if it raises."""
-        with self._env().begin(write=True) as raw:
-            return fn(Txn(self, raw))  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        """Close the environment; a second call does nothing."""
-        with self._close_lock:
-            if self.env is not None:
-                self.env.close()
-                self.env = None
+    update = LMDBEnv.update_sync
+    """Run ``fn`` in one write transaction (blocking; call from a worker thread): committed
+    if ``fn`` returns, rolled back if it raises."""
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _max_key(txn: Txn) -> int:
-    return getattr(txn._db, "max_key_size", 511)  # noqa: SLF001
 
 
 def _key(txn: Txn, name: str) -> bytes:
@@ -151,7 +97,7 @@ def _key(txn: Txn, name: str) -> bytes:
     raw = name.encode()
     if b"\0" in raw:
         raise InvalidArgument(f"snapshot key {quote(name)} contains a NUL byte")
-    limit = _max_key(txn)
+    limit = txn.max_key_size
     if len(raw) > limit:
         raise InvalidArgument(f"snapshot key {quote(name[:40] + '...')} is longer than {limit} bytes")
     return raw
@@ -173,7 +119,7 @@ def _info(name: str, record: Mapping[str, Any]) -> Info:
 
 
 def _get(txn: Txn, name: str) -> dict[str, Any] | None:
-    if not name or "\0" in name or len(name.encode()) > _max_key(txn):
+    if not name or "\0" in name or len(name.encode()) > txn.max_key_size:
         return None
     return txn.get("snapshots", name.encode())
 
@@ -186,7 +132,7 @@ def _clean_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _next_id(txn: Txn) -> int:
-    meta = txn._db.dbs["meta"]  # noqa: SLF001 - same package family, raw counter
+    meta = txn.db("meta")  # a raw counter, not JSON
     current = txn.raw.get(b"next_id", db=meta)
     nid = (int(current) if current else 0) + 1
     txn.raw.put(b"next_id", str(nid).encode(), db=meta)

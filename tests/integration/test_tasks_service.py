@@ -15,7 +15,7 @@ from pycontainerd.client.snapshots import SnapshotClient
 from pycontainerd.errdefs import NotFound
 from pycontainerd.metadata.containers import Container, Runtime
 from pycontainerd.oci import default_spec
-from pycontainerd.services.convert import mount_to_pb
+from pycontainerd.wire.convert import mount_to_pb
 from pycontainerd.typeurl import OCI_SPEC_URL, AnyValue
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]

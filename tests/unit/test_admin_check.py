@@ -23,7 +23,8 @@ from pycontainerd.admin.check import check
 from pycontainerd.cli import cli
 from pycontainerd.gc_scheduler import Scheduler
 from pycontainerd.metadata import gc
-from pycontainerd.metadata.db import MetadataDB, key
+from pycontainerd.metadata.db import MetadataDB
+from pycontainerd.metadata.keys import key
 from pycontainerd.snapshots.native import NativeSnapshotter
 
 NS = "default"
@@ -372,7 +373,8 @@ def test_cli_table_json_and_exit_codes(st):
 
 _WRITER = """
 import sys
-from pycontainerd.metadata.db import MetadataDB, key
+from pycontainerd.metadata.db import MetadataDB
+from pycontainerd.metadata.keys import key
 db = MetadataDB(sys.argv[1])
 print("ready", flush=True)
 for i in range(int(sys.argv[2])):

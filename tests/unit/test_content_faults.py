@@ -12,7 +12,7 @@ import pytest
 
 from pycontainerd.content.local import LocalStore, disk_full_is_exhausted
 from pycontainerd.errdefs import ResourceExhausted
-from pycontainerd.services.errors import code_of
+from pycontainerd.wire.errors import code_of
 
 
 async def test_write_to_a_full_disk_is_resource_exhausted_and_keeps_the_ingest_resumable(tmp_path):

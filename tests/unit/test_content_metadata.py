@@ -21,14 +21,9 @@ from pycontainerd.errdefs import (
 )
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata import gc
-from pycontainerd.metadata.content import (
-    ContentStore,
-    blob_key,
-    ingest_key,
-    lease_content_key,
-    lease_ingest_key,
-)
+from pycontainerd.metadata.content import ContentStore
 from pycontainerd.metadata.db import MetadataDB
+from pycontainerd.metadata.keys import blob_key, ingest_key, lease_resource_key
 from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import NamespaceStore
 
@@ -329,21 +324,21 @@ async def test_leases_hold_ingests_and_blobs(cs, db):
         await leases.create("pull-1")
         with leases_context.using("pull-1"):
             w = await cs.writer("r1")
-            assert record(db, lease_ingest_key("a", "pull-1", "r1")) == {}
+            assert record(db, lease_resource_key("a", "pull-1", "ingests", "r1")) == {}
             assert record(db, ingest_key("a", "r1"))["ref"] == "a/1/r1"
             assert "expire_at" not in record(db, ingest_key("a", "r1"))
             await w.write(HELLO)
             await w.commit(0, D)
-            assert record(db, lease_ingest_key("a", "pull-1", "r1")) is None
-            assert record(db, lease_content_key("a", "pull-1", D)) == {}
+            assert record(db, lease_resource_key("a", "pull-1", "ingests", "r1")) is None
+            assert record(db, lease_resource_key("a", "pull-1", "content", D)) == {}
             # the blob is already here: the lease still gets to hold it
             await leases.create("pull-2")
             with leases_context.using("pull-2"), pytest.raises(AlreadyExists):
                 await cs.writer("r2", 0, D)
-            assert record(db, lease_content_key("a", "pull-2", D)) == {}
+            assert record(db, lease_resource_key("a", "pull-2", "content", D)) == {}
             # delete under a lease also releases that lease's hold
             await cs.delete(D)
-            assert record(db, lease_content_key("a", "pull-1", D)) is None
+            assert record(db, lease_resource_key("a", "pull-1", "content", D)) is None
         # without a lease an ingest gets an expiry instead
         await (await cs.writer("r3")).close()
         assert record(db, ingest_key("a", "r3"))["expire_at"] > 0

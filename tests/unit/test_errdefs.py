@@ -2,7 +2,7 @@
 
 from pycontainerd import errdefs
 from pycontainerd.cri.backend import BackendError
-from pycontainerd.services.errors import code_of
+from pycontainerd.wire.errors import code_of
 
 
 def test_wrap_keeps_class_code_and_message():

@@ -8,7 +8,8 @@ from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import InvalidArgument, NotFound, NotImplementedYet
 from pycontainerd.gc_scheduler import Scheduler
 from pycontainerd.metadata import gc as gc_mod
-from pycontainerd.metadata.db import MetadataDB, key
+from pycontainerd.metadata.db import MetadataDB
+from pycontainerd.metadata.keys import key
 from pycontainerd.metadata.images import Image, ImageStore
 from pycontainerd.metadata.leases import LeaseStore, Resource
 

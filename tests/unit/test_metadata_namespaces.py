@@ -2,7 +2,8 @@ import pytest
 
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.events.exchange import Exchange
-from pycontainerd.metadata.db import SCHEMA_VERSION, MetadataDB, key
+from pycontainerd.metadata.db import SCHEMA_VERSION, MetadataDB
+from pycontainerd.metadata.keys import key
 from pycontainerd.metadata.namespaces import NamespaceStore, ensure, remaining_kinds
 
 

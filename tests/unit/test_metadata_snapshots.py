@@ -15,7 +15,8 @@ from pycontainerd.errdefs import (
 )
 from pycontainerd.gc_scheduler import Scheduler
 from pycontainerd.metadata import gc as gc_mod
-from pycontainerd.metadata.db import MetadataDB, key
+from pycontainerd.metadata.db import MetadataDB
+from pycontainerd.metadata.keys import key
 from pycontainerd.metadata.leases import LeaseStore, Resource
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.metadata.snapshots import SnapshotStore

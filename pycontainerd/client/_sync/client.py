@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 
     from ...descriptor import Descriptor
     from ...events.exchange import Envelope
-    from ...metadata.containers import Container as ContainerRecord
-    from ...metadata.images import Image as ImageRecord
-    from ...metadata.leases import Lease
-    from ...metadata.namespaces import Namespace
     from ...oci import opts as oci_opts
+    from ...records.containers import Container as ContainerRecord
+    from ...records.images import Image as ImageRecord
+    from ...records.leases import Lease
+    from ...records.namespaces import Namespace
     from ..client import PluginInfo, Progress, ServerInfo, Version
     from ..connection import TLSConfig
     from ..tasks import ProcessStatus, TaskMetrics

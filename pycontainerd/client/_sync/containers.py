@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from ...metadata.containers import Container as ContainerRecord
+    from ...records.containers import Container as ContainerRecord
     from .images import Image
     from .tasks import Task
 

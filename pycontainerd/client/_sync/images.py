@@ -15,7 +15,7 @@ from ..snapshots import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     from ...descriptor import Descriptor
-    from ...metadata.images import Image as ImageRecord
+    from ...records.images import Image as ImageRecord
     from ..images import CheckResult
 
 

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from ...api.cri.runtime.v1 import api_pb2 as cri
 from ...errdefs import InvalidArgument, NotFound, quote
 from ...log import get_logger
-from ...metadata.containers import Container as ContainerRecord
-from ...metadata.containers import Runtime
+from ...records.containers import Container as ContainerRecord
+from ...records.containers import Runtime
 from ...oci import opts as oci_opts
 from ...oci import spec as oci_spec
 from ...typeurl import AnyValue

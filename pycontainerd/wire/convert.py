@@ -1,6 +1,6 @@
 """Conversions between core types and the protobuf messages of containerd's API, shared by
-every servicer: descriptors and timestamps (nanoseconds since the epoch ⇄
-``google.protobuf.Timestamp``)."""
+the servicers, the client, the CRI plugin and the runtime: descriptors, mounts and
+timestamps (nanoseconds since the epoch ⇄ ``google.protobuf.Timestamp``)."""
 
 from __future__ import annotations
 

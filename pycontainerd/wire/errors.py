@@ -1,7 +1,7 @@
 """Core errors ⇄ gRPC status codes, in one place (containerd's ``errgrpc``).
 
 The server side raises nothing itself: servicers let :class:`~pycontainerd.errdefs.ContainerdError`
-propagate and :class:`ErrorInterceptor` aborts the call with the matching code and the
+propagate and the request interceptor aborts the call with the matching code and the
 error's message. Clients use :func:`from_rpc_error` to get the typed error back.
 """
 
