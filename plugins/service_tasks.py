@@ -2,12 +2,12 @@
 
 from pycontainerd.metadata.containers import ContainerStore
 from pycontainerd.plugin import PluginType, Registration
-from pycontainerd.tasks import TasksService
+from pycontainerd.tasks import LocalTasks
 
 
 def init(ic):
     containers = ContainerStore(ic.get_single(PluginType.METADATA), ic.get_single(PluginType.EVENT))
-    return TasksService(containers, ic.get(PluginType.RUNTIME_V2, "task"))
+    return LocalTasks(containers, ic.get(PluginType.RUNTIME_V2, "task"))
 
 
 registration = Registration(

@@ -20,7 +20,7 @@ from . import filters, namespaces
 from .errdefs import FailedPrecondition, NotFound, NotImplementedYet, quote
 from .metadata.containers import ContainerStore
 from .mount import Mount
-from .runtime.task import Exit, ProcessInfo, ProcessState, Task, TaskManager
+from .runtime.task import Exit, ProcessInfo, ProcessState, ShimTask, TaskManager
 
 SUPPORTED_RUNTIMES = ("io.containerd.runc.v2", "io.containerd.runc.v1", "io.containerd.runtime.v1.linux")
 """Runtime names served by our shim (containerd runs runc.v2 for all of them)."""
@@ -36,8 +36,9 @@ class Metric:
     data: any_pb2.Any
 
 
-class TasksService:
-    """Tasks of the request's namespace.
+class LocalTasks:
+    """Tasks of the request's namespace, in-process (containerd's ``local`` tasks service;
+    the gRPC :class:`~pycontainerd.services.tasks.TasksServicer` is a thin use of it).
 
     Args:
         containers: container records (for the spec, runtime and options).
@@ -48,7 +49,7 @@ class TasksService:
         self.containers = containers
         self.manager = manager
 
-    def task(self, container_id: str) -> Task:
+    def task(self, container_id: str) -> ShimTask:
         """The task of ``container_id``. Raises :class:`NotFound` (``task <id> not found``,
         containerd's words; its client adds ``no running task found``)."""
         ns = namespaces.required()
@@ -59,7 +60,7 @@ class TasksService:
 
     async def create(self, container_id: str, rootfs: Sequence[Mount], *, stdin: str = "", stdout: str = "",
                      stderr: str = "", terminal: bool = False, options: any_pb2.Any | None = None,
-                     checkpoint: bool = False) -> Task:
+                     checkpoint: bool = False) -> ShimTask:
         """Create the task (its init process stays ``created`` until :meth:`start`).
 
         Raises:
@@ -86,7 +87,7 @@ class TasksService:
         """Delete a stopped (or never started) task. Raises NotFound, FailedPrecondition."""
         return await self.manager.delete_task(namespaces.required(), self.task(container_id).id)
 
-    def list(self) -> list[Task]:
+    def list(self) -> list[ShimTask]:
         return self.manager.list(namespaces.required())
 
     async def states(self, filter_text: str = "") -> list[ProcessState]:

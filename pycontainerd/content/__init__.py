@@ -5,12 +5,13 @@ Two layers, as in containerd (``content/local`` under ``metadata/content.go``):
 * :mod:`.local` — :class:`~.local.LocalStore`, the files under
   ``<root>/io.containerd.content.v1.content``: ``blobs/sha256/<hex>`` (read-only, 0444) and
   ``ingest/<sha256 hex of ref>/`` (one directory per write in progress). It knows nothing of
-  namespaces.
+  namespaces. Its writes in progress (:class:`~.ingest.Writer`, the ingest files) are in
+  :mod:`.ingest`.
 * :mod:`pycontainerd.metadata.content` — the namespaced view over it: a blob is visible in a
   namespace only if that namespace holds a reference record for it.
 
-This module holds the plain types both layers share (:class:`Info`, :class:`Status`); digests
-are checked by :mod:`pycontainerd.digest`.
+This module holds the plain types and I/O sizes both layers share (:class:`Info`,
+:class:`Status`, :data:`CHUNK`); digests are checked by :mod:`pycontainerd.digest`.
 
 Times are integers, nanoseconds since the Unix epoch; sizes and offsets are bytes.
 """
@@ -18,6 +19,11 @@ Times are integers, nanoseconds since the Unix epoch; sizes and offsets are byte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+CHUNK = 1 << 20
+"""Bytes per read when hashing or copying (containerd's 1 MiB buffer pool)."""
+INLINE_IO = 64 << 10
+"""Writes and reads up to this many bytes run on the event loop; larger ones in a thread."""
 
 
 @dataclass

@@ -47,16 +47,9 @@ from .. import filters as filters_mod
 from .. import labels as labels_mod
 from .. import leases_context, namespaces
 from ..api.events import content_pb2
-from ..content import Info, Status
-from ..content.local import (
-    CHUNK,
-    LocalStore,
-    ReaderAt,
-    Writer,
-    adapt_info,
-    adapt_status,
-    run_to_completion,
-)
+from ..content import CHUNK, Info, Status
+from ..content.ingest import Writer, run_to_completion
+from ..content.local import LocalStore, ReaderAt, adapt_info, adapt_status
 from ..errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -549,7 +542,7 @@ class NamespacedWriter:
         return w
 
     async def write(self, data: bytes, offset: int | None = None) -> int:
-        """Append ``data`` (see :meth:`pycontainerd.content.local.Writer.write`).
+        """Append ``data`` (see :meth:`pycontainerd.content.ingest.Writer.write`).
 
         Raises:
             OutOfRange: ``offset`` given and not the current offset.

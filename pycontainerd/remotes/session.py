@@ -1,11 +1,12 @@
 """One registry conversation: hosts, requests, auth retries, redirects, error mapping.
 
-:meth:`RegistrySession.send` is containerd's ``request.doWithRetries``: it authorizes the
-request for its host, follows redirects itself (at most 10; the ``Authorization`` header is
-dropped on every hop and re-added only when the authorizer has a handler for the new
-host, so a 307 to a blob store on another host never sees registry credentials), and
-retries after a 401 the authorizer can answer, a 405 to a manifest HEAD (as a GET), and
-408/429 — at most 5 retries. Connection failures become
+:meth:`RegistrySession.send` is containerd's ``request.doWithRetries``: an httpx auth flow
+(:class:`RegistryAuth`) authorizes every hop for its host, follows the redirects httpx builds
+(at most 10; httpx drops the ``Authorization`` header towards another origin and the flow
+re-adds one only when the authorizer has a handler for the new host, so a 307 to a blob
+store on another host never sees registry credentials) and sends the request again after a
+401 the authorizer can answer; ``send`` retries a 405 to a manifest HEAD (as a GET) and
+408/429 — at most 5 retries in all. Connection failures become
 :class:`~pycontainerd.errdefs.Unavailable`.
 
 Plain HTTP is used only for hosts the caller allows (``plain_http=True`` for all, or a
@@ -18,7 +19,7 @@ import asyncio
 import enum
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -35,7 +36,6 @@ log = get_logger("remotes")
 USER_AGENT = f"pycontainerd/{__version__}"
 MAX_REDIRECTS = 10
 MAX_RETRIES = 5
-_REDIRECTS = (301, 302, 303, 307, 308)
 
 ContentFactory = Callable[[], "bytes | AsyncIterator[bytes]"]
 """Makes a request body afresh for every (re)try."""
@@ -187,16 +187,6 @@ class RegistrySession:
     def hosts_for(self, domain: str, capability: Capability) -> list[RegistryHost]:
         return [h for h in self.hosts(domain) if capability in h.capabilities]
 
-    def _build(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        headers: Mapping[str, str],
-        content: ContentFactory | None,
-    ) -> httpx.Request:
-        body = content() if content is not None else None
-        return self.client.build_request(method, url, headers=headers, content=body)
-
     async def send(
         self,
         method: str,
@@ -219,20 +209,11 @@ class RegistrySession:
         hdrs = {**self.headers, **(dict(host.headers) if host else {}), **dict(headers or {})}
         responses: list[httpx.Response] = []
         while True:
-            resp = await self._send_following(method, url, hdrs, scopes, content, stream, anonymous)
-            responses.append(resp)
+            flow = RegistryAuth(self, method, url, hdrs, scopes, content, anonymous, responses)
+            resp = await self._send_flow(flow, stream)
             retry = False
             if len(responses) <= MAX_RETRIES:
-                if resp.status_code == 401 and not anonymous:
-                    try:
-                        await self.authorizer.add_responses(responses, scopes)
-                        retry = True
-                    except NotImplementedYet:
-                        retry = False
-                    except BaseException:
-                        await resp.aclose()
-                        raise
-                elif resp.status_code == 405 and method == "HEAD" and "/manifests/" in url:
+                if resp.status_code == 405 and method == "HEAD" and "/manifests/" in url:
                     method = "GET"
                     retry = True
                 elif resp.status_code in (408, 429):
@@ -242,48 +223,98 @@ class RegistrySession:
                 return resp
             await resp.aclose()
 
-    async def _send_following(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        headers: Mapping[str, str],
-        scopes: Sequence[str],
-        content: ContentFactory | None,
-        stream: bool,
-        anonymous: bool,
-    ) -> httpx.Response:
-        current = httpx.URL(url)
-        for _hop in range(MAX_REDIRECTS + 1):
-            request = self._build(method, current, headers, content)
-            if anonymous:
-                request.headers.pop("Authorization", None)
-            else:
-                await self.authorizer.authorize(request, scopes)
-            log.debug("do request", method=method, url=_url_for_message(current))
+    async def _send_flow(self, flow: RegistryAuth, stream: bool) -> httpx.Response:
+        first = flow.build(flow.method, flow.url, flow.headers)
+        try:
+            resp = await self.client.send(first, auth=flow, stream=True, follow_redirects=False)
+        except httpx.TransportError as exc:
+            failed = _failed_request(exc, first)
+            raise Unavailable(
+                f"failed to do request: {failed.method} {_url_for_message(failed.url)}: "
+                f"{_transport_error(failed.url, exc)}"
+            ) from exc
+        except httpx.TooManyRedirects as exc:  # the client's own limit on redirects and retries together
+            raise Unavailable(f"too many redirects and retries: {first.method} {_url_for_message(first.url)}") from exc
+        if not stream:
             try:
-                resp = await self.client.send(request, stream=True)
+                await resp.aread()
             except httpx.TransportError as exc:
-                raise Unavailable(
-                    f"failed to do request: {method} {_url_for_message(current)}: {_transport_error(current, exc)}"
-                ) from exc
-            location = resp.headers.get("location")
-            if resp.status_code in _REDIRECTS and location:
                 await resp.aclose()
-                nxt = current.join(location)
-                if resp.status_code == 303 or (resp.status_code in (301, 302) and method not in ("GET", "HEAD")):
-                    method, content = "GET", None
-                # headers never carry Authorization here: authorize() decides per host
-                current = nxt
-                continue
-            if not stream:
-                try:
-                    await resp.aread()
-                except httpx.TransportError as exc:
-                    await resp.aclose()
+                raise Unavailable(
+                    f"failed to read response: {resp.request.method} {_url_for_message(resp.request.url)}: "
+                    f"{type(exc).__name__}"
+                ) from exc
+            finally:
+                await resp.aclose()
+        return resp
+
+
+def _failed_request(exc: httpx.TransportError, default: httpx.Request) -> httpx.Request:
+    """The hop that failed (a redirect's target, say), else the first request."""
+    try:
+        return exc.request
+    except RuntimeError:  # raised without a request
+        return default
+
+
+@dataclass
+class RegistryAuth(httpx.Auth):
+    """One registry request as an httpx auth flow (containerd's ``doWithRetries`` 401 arm
+    and its redirect check).
+
+    Every hop is authorized for its own host: httpx builds each redirect
+    (``response.next_request``: the target, the method a 303 turns into, no
+    ``Authorization`` header towards another origin) and this flow asks the authorizer for
+    that host's header, so a 307 to a blob store on another host never sees registry
+    credentials. At most :data:`MAX_REDIRECTS` hops. A 401 that the authorizer can answer
+    (:meth:`~pycontainerd.remotes.auth.Authorizer.add_responses`, which parses the
+    challenge) starts the request again from its first URL. Final responses are appended to
+    ``responses``, which :meth:`RegistrySession.send` shares across its own retries.
+    """
+
+    session: RegistrySession
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    scopes: Sequence[str]
+    content: ContentFactory | None
+    anonymous: bool
+    responses: list[httpx.Response]
+
+    def build(self, method: str, url: str | httpx.URL, headers: Mapping[str, str]) -> httpx.Request:
+        """A request with a fresh body from the content factory (a stream is read once)."""
+        body = self.content() if self.content is not None else None
+        return self.session.client.build_request(method, url, headers=headers, content=body)
+
+    async def _authorize(self, request: httpx.Request) -> None:
+        if self.anonymous:
+            request.headers.pop("Authorization", None)
+        else:
+            await self.session.authorizer.authorize(request, self.scopes)
+        log.debug("do request", method=request.method, url=_url_for_message(request.url))
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        hops = 0
+        while True:
+            await self._authorize(request)
+            response = yield request
+            nxt = response.next_request
+            if nxt is not None:
+                if hops == MAX_REDIRECTS:
                     raise Unavailable(
-                        f"failed to read response: {method} {_url_for_message(current)}: {type(exc).__name__}"
-                    ) from exc
-                finally:
-                    await resp.aclose()
-            return resp
-        raise Unavailable(f"stopped after {MAX_REDIRECTS} redirects: {method} {_url_for_message(httpx.URL(url))}")
+                        f"stopped after {MAX_REDIRECTS} redirects: {self.method} {_url_for_message(httpx.URL(self.url))}"
+                    )
+                hops += 1
+                if nxt.method == request.method and self.content is not None:
+                    nxt = self.build(nxt.method, nxt.url, nxt.headers)  # 307/308 send the body again
+                request = nxt
+                continue
+            self.responses.append(response)
+            if response.status_code != 401 or self.anonymous or len(self.responses) > MAX_RETRIES:
+                return
+            try:
+                await self.session.authorizer.add_responses(self.responses, self.scopes)
+            except NotImplementedYet:
+                return  # no challenge this client can answer: the 401 stands
+            request = self.build(self.method, self.url, self.headers)
+            hops = 0

@@ -2,7 +2,7 @@
 
 :class:`TaskManager` creates tasks (bundle → shim ``start`` → ``Create``), finds them, deletes
 them, and after a daemon restart reconnects to every shim recorded under ``--state``
-(:meth:`TaskManager.load_existing`). :class:`Task` wraps the shim's
+(:meth:`TaskManager.load_existing`). :class:`ShimTask` wraps the shim's
 ``containerd.task.v2.Task`` calls with typed results. Errors are
 :mod:`pycontainerd.errdefs` classes, as the shim reported them (``NotFound``,
 ``FailedPrecondition``, …); a shim that is gone is :class:`~pycontainerd.errdefs.Unavailable`.
@@ -107,7 +107,7 @@ class CleanedTask:
 
 @dataclass
 class LoadResult:
-    loaded: list[Task] = field(default_factory=list)
+    loaded: list[ShimTask] = field(default_factory=list)
     cleaned: list[CleanedTask] = field(default_factory=list)
 
 
@@ -131,8 +131,9 @@ def pack_options(options: Message | any_pb2.Any | None) -> any_pb2.Any | None:
     return any_pb2.Any(type_url=options.DESCRIPTOR.full_name, value=options.SerializeToString())
 
 
-class Task:
-    """One task; every call goes to its shim. ``exec_id=""`` means the init process."""
+class ShimTask:
+    """The daemon's handle on one shim-backed task; every call goes to its shim.
+    ``exec_id=""`` means the init process."""
 
     def __init__(self, manager: TaskManager, shim: Shim, pid: int) -> None:
         self.manager = manager
@@ -257,26 +258,26 @@ class TaskManager:
         self.shims = ShimManager(state, address=address, ttrpc_address=ttrpc_address,
                                  command=list(shim_command) if shim_command else None,
                                  publish_binary=publish_binary, debug=debug, log_sink=log_sink)
-        self._tasks: dict[tuple[str, str], Task] = {}
+        self._tasks: dict[tuple[str, str], ShimTask] = {}
         self._creating: set[tuple[str, str]] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lookup ---------------------------------------------------------------------------------
 
-    def get(self, namespace: str, id: str) -> Task:
+    def get(self, namespace: str, id: str) -> ShimTask:
         t = self._tasks.get((namespace, id))
         if t is None:
             raise NotFound(f"task {quote(id)}")
         return t
 
-    def list(self, namespace: str) -> list[Task]:
+    def list(self, namespace: str) -> list[ShimTask]:
         return [t for (ns, _), t in sorted(self._tasks.items()) if ns == namespace]
 
     # --- create / delete ------------------------------------------------------------------------
 
     async def create(self, namespace: str, container_id: str, bundle_spec_bytes: bytes, rootfs_mounts: Iterable,
                      stdin: str = "", stdout: str = "", stderr: str = "", terminal: bool = False,
-                     runtime_options: Message | any_pb2.Any | None = None) -> Task:
+                     runtime_options: Message | any_pb2.Any | None = None) -> ShimTask:
         """Write the bundle, start its shim and create the task (state ``created``).
 
         ``rootfs_mounts`` are :class:`pycontainerd.mount.Mount` or ``containerd.types.Mount``;
@@ -316,7 +317,7 @@ class TaskManager:
             except BaseException:
                 await self._abandon(bundle, shim)
                 raise
-            task = Task(self, shim, resp.pid)
+            task = ShimTask(self, shim, resp.pid)
             self._adopt(task)
             return task
         finally:
@@ -351,7 +352,7 @@ class TaskManager:
         with contextlib.suppress(ContainerdError, OSError):
             await asyncio.to_thread(bundle.delete)
 
-    def _adopt(self, task: Task) -> None:
+    def _adopt(self, task: ShimTask) -> None:
         self._tasks[(task.namespace, task.id)] = task
         task.shim.client.add_close_callback(lambda: self._on_disconnect(task))
 
@@ -386,7 +387,7 @@ class TaskManager:
 
     # --- dead shims -----------------------------------------------------------------------------
 
-    def _on_disconnect(self, task: Task) -> None:
+    def _on_disconnect(self, task: ShimTask) -> None:
         if task._closing or self._tasks.get((task.namespace, task.id)) is not task:
             return
         log.warning("shim disconnected; cleaning up after it", namespace=task.namespace, id=task.id)
@@ -398,7 +399,7 @@ class TaskManager:
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 
-    async def _cleanup_dead(self, task: Task, reason: str) -> CleanedTask:
+    async def _cleanup_dead(self, task: ShimTask, reason: str) -> CleanedTask:
         self._tasks.pop((task.namespace, task.id), None)
         task._closing = True
         return await self._cleanup_bundle(task.bundle, reason, task.pid)
@@ -458,7 +459,7 @@ class TaskManager:
                 await shim.close()
                 result.cleaned.append(await self._cleanup_bundle(bundle, f"shim does not answer: {exc}"))
                 continue
-            task = Task(self, shim, st.pid or info.task_pid)
+            task = ShimTask(self, shim, st.pid or info.task_pid)
             self._adopt(task)
             result.loaded.append(task)
         return result

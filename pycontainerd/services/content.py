@@ -36,7 +36,7 @@ from google.protobuf import empty_pb2
 from .. import digest as digest_mod
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
-from ..content.local import CHUNK
+from ..content import CHUNK
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, OutOfRange, quote
 from ..metadata.content import ContentStore
 from ..wire.convert import timestamp

@@ -1,4 +1,4 @@
-"""``containerd.services.tasks.v1.Tasks`` over :class:`pycontainerd.tasks.TasksService`."""
+"""``containerd.services.tasks.v1.Tasks`` over :class:`pycontainerd.tasks.LocalTasks`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..api.types import metrics_pb2
 from ..api.types.task import task_pb2 as types
 from ..errdefs import NotImplementedYet
 from ..runtime.task import ProcessState
-from ..tasks import TasksService
+from ..tasks import LocalTasks
 from ..wire.convert import mount_from_pb, timestamp
 
 _STATUS = {"created": types.CREATED, "running": types.RUNNING, "stopped": types.STOPPED,
@@ -29,7 +29,7 @@ def process_to_pb(container_id: str, s: ProcessState) -> types.Process:
 class TasksServicer(tasks_pb2_grpc.TasksServicer):
     service_names = ("containerd.services.tasks.v1.Tasks",)
 
-    def __init__(self, service: TasksService) -> None:
+    def __init__(self, service: LocalTasks) -> None:
         self.service = service
 
     def add_to_server(self, server) -> None:

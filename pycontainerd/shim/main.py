@@ -59,7 +59,7 @@ from .events import Publisher
 from .mounts import is_mountpoint, unmount_all
 from .proto import Any, DeleteResponse, Timestamp
 from .runc import RuncError, read_pid_file
-from .service import SERVICE, TaskService, parse_options, read_options, runc_for
+from .service import SERVICE, ShimTaskService, parse_options, read_options, runc_for
 
 STATE_DIR_NAME = "io.containerd.runtime.v2.task"
 SOCKET_PATH_MAX = 107
@@ -490,7 +490,7 @@ def serve(f: Flags, lsock: socket.socket | None = None, on_ready=None) -> None:
     ttrpc_address = os.environ.get("TTRPC_ADDRESS") or (f.address + ".ttrpc" if f.address else "")
     publisher = Publisher(reactor, f.namespace, ttrpc_address, address=f.address,
                           publish_binary=f.publish_binary if f.publish_binary not in ("", "containerd") else "")
-    service = TaskService(reactor, f.namespace, publisher, shutdown=reactor.stop)
+    service = ShimTaskService(reactor, f.namespace, publisher, shutdown=reactor.stop)
     server = Server(reactor, require_same_user=True)
     server.register(SERVICE, service.methods())
     server.add_listener(lsock)

@@ -129,7 +129,7 @@ def read_options(bundle: str) -> dict:
         return {}
 
 
-class TaskService:
+class ShimTaskService:
     """The shim's task service; :meth:`methods` is what the ttrpc server registers."""
 
     def __init__(self, reactor: Reactor, namespace: str, publisher: Publisher, *,

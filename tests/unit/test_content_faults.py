@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from pycontainerd.content.local import LocalStore, disk_full_is_exhausted
+from pycontainerd.content.ingest import disk_full_is_exhausted
+from pycontainerd.content.local import LocalStore
 from pycontainerd.errdefs import ResourceExhausted
 from pycontainerd.wire.errors import code_of
 

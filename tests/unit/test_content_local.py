@@ -12,7 +12,8 @@ import pytest
 
 from pycontainerd import digest as digest_mod
 from pycontainerd.content import local as local_mod
-from pycontainerd.content.local import LocalStore, format_timestamp, parse_timestamp
+from pycontainerd.content.ingest import format_timestamp, parse_timestamp
+from pycontainerd.content.local import LocalStore
 from pycontainerd.errdefs import (
     AlreadyExists,
     FailedPrecondition,

@@ -16,7 +16,7 @@ from pycontainerd import errdefs
 from pycontainerd.api.runtime.runc.options import oci_pb2 as runc_options
 from pycontainerd.shim import proto as api
 from pycontainerd.shim.runc import Result
-from pycontainerd.shim.service import TaskService, exit_code
+from pycontainerd.shim.service import ShimTaskService, exit_code
 from pycontainerd.ttrpc.reactor import Reactor
 from pycontainerd.ttrpc.server import Deferred
 
@@ -71,7 +71,7 @@ def env(tmp_path):
     reactor = Reactor()
     rec = Recorder()
     rt = FakeRuntime()
-    svc = TaskService(reactor, "default", rec, runner=rt, clock_ns=lambda: 1_700_000_000_123_456_789)
+    svc = ShimTaskService(reactor, "default", rec, runner=rt, clock_ns=lambda: 1_700_000_000_123_456_789)
     bundle = tmp_path / "io.containerd.runtime.v2.task" / "default" / "c1"
     bundle.mkdir(parents=True)
     (bundle / "config.json").write_text(json.dumps({"process": {"args": ["true"]}, "linux": {
