@@ -77,6 +77,7 @@ REGISTRY: list[Entry] = [
     Entry("run", about="ctr run --rm, 20 parallel, memory per container"),
     Entry("tasks", about="Tasks.Create/Start/Wait/Delete through one client"),
     Entry("containers", about="containers create, ls of 200"),
+    Entry("cli", about="pyctr version / images ls / containers ls as whole commands, vs ctr"),
     Entry("events", about="400 events under 4 writers: ops/s, lag, delivered"),
     Entry("pull", about="cold pull of a ~125 MiB multi-layer image, download only"),
     Entry("unpack", about="unpack alone, and GNU tar's floor"),

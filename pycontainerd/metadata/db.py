@@ -48,12 +48,13 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
-
-import lmdb
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errdefs import FailedPrecondition, InvalidArgument, ResourceExhausted, quote
 from ..fsutil import cloexec_fds_under
+
+if TYPE_CHECKING:  # lmdb is imported by the database that opens it: record types import this module
+    import lmdb
 
 SCHEMA_VERSION = 1
 SEP = b"\0"
@@ -147,6 +148,8 @@ class MetadataDB:
     """
 
     def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        import lmdb
+
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.env = lmdb.open(
@@ -195,6 +198,8 @@ class MetadataDB:
         """Run ``fn`` in one write transaction on this thread: committed if ``fn`` returns,
         rolled back (nothing written) if it raises. A commit the disk (or quota, or LMDB's
         map) has no room for raises :class:`ResourceExhausted`, as a full content store does."""
+        import lmdb
+
         try:
             with self.env.begin(write=True) as raw:
                 return fn(Txn(self, raw))
