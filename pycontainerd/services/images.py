@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from google.protobuf import empty_pb2
 
+from .. import namespaces
 from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc
+from ..memo import Latest
 from ..metadata.images import Image, ImageStore
 from .convert import descriptor_from_pb, descriptor_to_pb, timestamp
 
@@ -32,15 +34,21 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, store: ImageStore, gc=None) -> None:
         self.store = store
         self.gc = gc
+        self._answers: Latest[pb.ListImagesResponse | pb.GetImageResponse] = Latest(256)
+        """Answers to List and Get by the database's write generation read before them, as
+        :class:`~pycontainerd.services.containers.ContainersServicer` keeps them."""
 
     def add_to_server(self, server) -> None:
         images_pb2_grpc.add_ImagesServicer_to_server(self, server)
 
     async def Get(self, request, context):
-        return pb.GetImageResponse(image=image_to_pb(self.store.get(request.name)))
+        return self._answers.get((namespaces.required(), "get", request.name), self.store.db.generation,
+                                 lambda: pb.GetImageResponse(image=image_to_pb(self.store.get(request.name))))
 
     async def List(self, request, context):
-        return pb.ListImagesResponse(images=[image_to_pb(i) for i in self.store.list(list(request.filters))])
+        filters = list(request.filters)
+        return self._answers.get((namespaces.required(), "list", *filters), self.store.db.generation,
+                                 lambda: pb.ListImagesResponse(images=[image_to_pb(i) for i in self.store.list(filters)]))
 
     async def Create(self, request, context):
         image = await self.store.create(image_from_pb(request.image))
