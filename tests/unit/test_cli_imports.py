@@ -78,3 +78,16 @@ def test_help_lists_every_command_without_importing_them_first(tmp_path):
     assert proc.returncode == 0, proc.stderr
     listed = {line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line.strip()}
     assert {"images", "containers", "tasks", "run", "version", "info", "admin", "completion"} <= listed
+
+
+def test_logging_and_image_walking_leave_rich_and_httpx_unloaded():
+    """What every daemon, shim and CRI start imports: structlog without rich (its console
+    renderer's tracebacks, unused here), the image-walking helpers without the HTTP stack.
+    rich itself stays importable (pyctr's progress display)."""
+    code = ("import sys; import pycontainerd.log, pycontainerd.remotes.fetch; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'httpx'))); "
+            "import rich.progress; pycontainerd.log.get_logger('t').warning('still logs')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert "event='still logs'" in proc.stderr
