@@ -57,10 +57,12 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         self._encoded: Memo[tuple[Container, pb.Container]] = Memo()
         """Messages of the store's (immutable, memoized) records, by the record's identity:
         the entry keeps its record alive, so an id is never another record's."""
-        self._answers: Latest[pb.ListContainersResponse | pb.GetContainerResponse] = Latest(256)
+        self._lists: Latest[pb.ListContainersResponse] = Latest(16)
+        self._gets: Latest[pb.GetContainerResponse] = Latest(256)
         """The last answer to each List (namespace, filters) and Get (namespace, id), for
         the database's write generation read before it: kubelet and agents ask about an
-        unchanged namespace over and over (:class:`~pycontainerd.memo.Latest`)."""
+        unchanged namespace over and over (:class:`~pycontainerd.memo.Latest`). Few lists
+        are kept: one of a busy namespace is megabytes."""
 
     def _pb(self, c: Container) -> pb.Container:
         kept, message = self._encoded.get(id(c), lambda: (c, container_to_pb(c)))
@@ -70,12 +72,12 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         containers_pb2_grpc.add_ContainersServicer_to_server(self, server)
 
     async def Get(self, request, context):
-        return self._answers.get((namespaces.required(), "get", request.id), self.store.db.generation,
+        return self._gets.get((namespaces.required(), request.id), self.store.db.generation,
                                  lambda: pb.GetContainerResponse(container=self._pb(self.store.get(request.id))))
 
     async def List(self, request, context):
         filters = list(request.filters)
-        return self._answers.get((namespaces.required(), "list", *filters), self.store.db.generation,
+        return self._lists.get((namespaces.required(), *filters), self.store.db.generation,
                                 lambda: pb.ListContainersResponse(containers=[self._pb(c)
                                                                               for c in self.store.list(filters)]))
 

@@ -34,7 +34,8 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, store: ImageStore, gc=None) -> None:
         self.store = store
         self.gc = gc
-        self._answers: Latest[pb.ListImagesResponse | pb.GetImageResponse] = Latest(256)
+        self._lists: Latest[pb.ListImagesResponse] = Latest(16)
+        self._gets: Latest[pb.GetImageResponse] = Latest(256)
         """Answers to List and Get by the database's write generation read before them, as
         :class:`~pycontainerd.services.containers.ContainersServicer` keeps them."""
 
@@ -42,12 +43,12 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         images_pb2_grpc.add_ImagesServicer_to_server(self, server)
 
     async def Get(self, request, context):
-        return self._answers.get((namespaces.required(), "get", request.name), self.store.db.generation,
+        return self._gets.get((namespaces.required(), request.name), self.store.db.generation,
                                  lambda: pb.GetImageResponse(image=image_to_pb(self.store.get(request.name))))
 
     async def List(self, request, context):
         filters = list(request.filters)
-        return self._answers.get((namespaces.required(), "list", *filters), self.store.db.generation,
+        return self._lists.get((namespaces.required(), *filters), self.store.db.generation,
                                  lambda: pb.ListImagesResponse(images=[image_to_pb(i) for i in self.store.list(filters)]))
 
     async def Create(self, request, context):
