@@ -54,10 +54,14 @@ class Txn:
         return self._db.dbs[dbname]
 
     def get(self, dbname: str, k: bytes) -> Any | None:
+        value = self.get_bytes(dbname, k)
+        return None if value is None else json.loads(value)
+
+    def get_bytes(self, dbname: str, k: bytes) -> bytes | None:
+        """The stored JSON as it is (for a store that memoizes what it decodes from it)."""
         if not k or len(k) > self.max_key_size:  # LMDB refuses such a key; no record has one
             return None
-        value = self.raw.get(k, db=self._db.dbs[dbname])
-        return None if value is None else json.loads(value)
+        return self.raw.get(k, db=self._db.dbs[dbname])
 
     def put(self, dbname: str, k: bytes, value: Any, overwrite: bool = True) -> bool:
         """Store ``value``; with ``overwrite=False`` return False if the key exists."""
@@ -74,13 +78,18 @@ class Txn:
 
     def scan(self, dbname: str, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Every ``(key, value)`` whose key starts with ``prefix``, in key order."""
+        for k, v in self.scan_bytes(dbname, prefix):
+            yield k, json.loads(v)
+
+    def scan_bytes(self, dbname: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """:meth:`scan` with the stored JSON as it is."""
         with self.raw.cursor(db=self._db.dbs[dbname]) as cur:
             if not cur.set_range(prefix):
                 return
             for k, v in cur:
                 if not k.startswith(prefix):
                     return
-                yield k, json.loads(v)
+                yield k, v
 
     def first_key(self, dbname: str, prefix: bytes, start: bytes | None = None) -> bytes | None:
         """The smallest key starting with ``prefix`` (and not below ``start``), or None."""
@@ -125,6 +134,10 @@ class LMDBEnv:
         self.dbs = {name: self.env.open_db(name.encode()) for name in dbs}
         self.max_key_size = self.env.max_key_size()
         self._close_lock = threading.Lock()
+        self.generation = 0
+        """Bumped after every committed write (:meth:`update_sync`): a reader that reads
+        it before its read transaction knows its data holds every write bumped so far."""
+        self._generation_lock = threading.Lock()
         try:
             self._migrate(schema_version, migrations)
         except BaseException:
@@ -172,7 +185,10 @@ class LMDBEnv:
         map) has no room for raises :class:`ResourceExhausted`, as a full content store does."""
         try:
             with self._env().begin(write=True) as raw:
-                return fn(Txn(self, raw))
+                result = fn(Txn(self, raw))
+            with self._generation_lock:
+                self.generation += 1
+            return result
         except lmdb.MapFullError as exc:
             raise ResourceExhausted(f"{self.what} database {self.path}: {exc}") from exc
         except lmdb.Error as exc:

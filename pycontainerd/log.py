@@ -11,7 +11,26 @@ from __future__ import annotations
 import logging
 import sys
 
-import structlog
+
+def _import_structlog():
+    """structlog's ``dev`` module imports ``rich`` when it is installed (it is, for pyctr's
+    progress display) to format tracebacks in its console renderer, which is not used here:
+    some 50 modules and 5 MiB in the daemon and every shim. Importing structlog while
+    ``rich`` reads as absent skips that; ``rich`` stays importable afterwards."""
+    if "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` raises ImportError
+    try:
+        import structlog
+    finally:
+        if sys.modules.get("rich", 0) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog()
 
 LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 

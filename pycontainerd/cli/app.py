@@ -12,20 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import grpc
 
-from .. import log
-from ..client import DEFAULT_ADDRESS, AsyncClient, TLSConfig
-from ..client.connection import is_transport_failure
+from ..client.connection import DEFAULT_ADDRESS, is_transport_failure
 from ..errdefs import ContainerdError
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -52,6 +54,8 @@ class Settings:
     tls_key: str | None = None
 
     def client(self) -> AsyncClient:
+        from ..client.client import AsyncClient, TLSConfig
+
         tls = None
         if self.tls_ca or self.tls_cert or self.tls_key:
             tls = TLSConfig(self.tls_ca, self.tls_cert, self.tls_key)
@@ -178,10 +182,45 @@ def env_default(*names: str, default: str) -> str:
 
 
 def configure_logging(debug: bool) -> None:
-    log.configure("debug" if debug else "warn")
+    """Debug logs with ``--debug``; otherwise :mod:`pycontainerd.log` sets warnings on stderr
+    itself when some command's code first imports it (structlog is not loaded for nothing)."""
+    if debug:
+        from .. import log
+
+        log.configure("debug")
 
 
-@click.group(context_settings=CONTEXT_SETTINGS,
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when used (``pyctr version`` loads neither
+    the image code nor LMDB), and which resolves ctr's short names (``c``, ``t``, ``ns`` …)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._package = ""
+        self._lazy: Mapping[str, tuple[str, str]] = {}
+        self._aliases: Mapping[str, str] = {}
+
+    def lazy(self, package: str, commands: Mapping[str, tuple[str, str]], aliases: Mapping[str, str]) -> None:
+        """Add ``commands`` (name → (module under ``package``, attribute)) and ``aliases``."""
+        self._package, self._lazy, self._aliases = package, commands, aliases
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = self._aliases.get(cmd_name, cmd_name)
+        if cmd_name not in self.commands and cmd_name in self._lazy:
+            module, attr = self._lazy[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"{self._package}.{module}"), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] in self._aliases:
+            args = [self._aliases[args[0]], *args[1:]]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS,
              epilog="Examples:\n\n\b\n"
                     "  pyctr images pull --plain-http 127.0.0.1:5000/library/busybox:latest\n"
                     "  pyctr run --rm -t docker.io/library/busybox:latest demo sh\n"

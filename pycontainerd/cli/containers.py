@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..client import AsyncClient
 from ..errdefs import NotFound
 from ..oci import spec as oci_spec
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .output import echo_listing, labels_text, parse_labels, to_jsonable
 from .run import create_container, spec_flags
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.group("containers", context_settings=CONTEXT_SETTINGS)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .images import _resolver
 from .output import age, echo_listing, human_size, labels_text, parse_labels
 from .progress import make_progress
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.group("content", context_settings=CONTEXT_SETTINGS)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, format_option, pass_client
 from .output import event_json, go_time, to_jsonable
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.command("events", context_settings=CONTEXT_SETTINGS)

@@ -9,16 +9,19 @@ import hashlib
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from ..client import AsyncClient
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..mount import mount_all, unmount_all
 from ..remotes import platforms as plats
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .output import dumps, echo_listing, human_size, labels_text
 from .progress import make_progress
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.group("images", context_settings=CONTEXT_SETTINGS)

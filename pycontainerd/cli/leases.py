@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from datetime import timedelta
 
 import click
 
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .output import echo_listing, labels_text, parse_labels, rfc3339
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 def parse_duration(text: str) -> timedelta:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import click
+from typing import TYPE_CHECKING
 
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .output import echo_listing, labels_text, parse_labels
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.group("namespaces", context_settings=CONTEXT_SETTINGS)

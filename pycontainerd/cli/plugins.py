@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import click
+from typing import TYPE_CHECKING
 
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, format_option, pass_client, quiet_option
 from .output import dumps, echo_listing
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.group("plugins", context_settings=CONTEXT_SETTINGS)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..client import AsyncClient
 from ..client.connection import DaemonUnreachable
 from ..client.containers import AsyncContainer
 from ..errdefs import NotFound, Unavailable
 from .app import CONTEXT_SETTINGS, pass_client
 from .attach import foreground, raw_terminal, stdio_creator
 from .specs import RunOptions, labels_from, spec_options
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 def spec_flags(fn: Callable[..., Any]) -> Callable[..., Any]:

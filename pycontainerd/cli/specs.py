@@ -9,11 +9,13 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errdefs import InvalidArgument
-from ..oci import opts as o
 from .output import parse_size
+
+if TYPE_CHECKING:
+    from ..oci import opts as o
 
 
 def parse_mount(text: str) -> dict[str, Any]:
@@ -100,6 +102,8 @@ class RunOptions:
 def spec_options(ro: RunOptions, host_hostname: str | None = None) -> list[o.SpecOpt]:
     """The spec options for ``ro``, after the image config (which the client applies
     first), in ``ctr run``'s order."""
+    from ..oci import opts as o  # spec building: only for commands that create containers
+
     opts: list[o.SpecOpt] = [o.with_default_unix_devices]
     for path in ro.env_files:  # files first, so that --env wins
         try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import platform
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import version as version_mod
-from ..client import AsyncClient
 from .app import CONTEXT_SETTINGS, format_option, pass_client
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 @click.command("version", context_settings=CONTEXT_SETTINGS)

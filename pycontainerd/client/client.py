@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
@@ -57,7 +56,6 @@ from ..records.containers import Container, Runtime
 from ..records.images import Image
 from ..records.leases import Lease
 from ..records.namespaces import Namespace
-from ..oci import opts as oci_opts
 from ..oci import spec as oci_spec
 from ..wire.records import (
     container_from_pb,
@@ -69,14 +67,16 @@ from ..wire.records import (
 )
 from ..typeurl import AnyValue
 from . import cio
-from .connection import Connection, TLSConfig, current_lease, mapped, mapped_stream, using_lease
+from .connection import DEFAULT_ADDRESS, Connection, TLSConfig, current_lease, mapped, mapped_stream, using_lease
 from .containers import STOP_SIGNAL_LABEL, AsyncContainer
 from .content import AsyncContentStore
 from .images import AsyncImage
 from .snapshots import DEFAULT_SNAPSHOTTER, AsyncSnapshotter, DiffClient
 from .tasks import ProcessStatus, TaskMetrics, _status, decode_any
 
-DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
+if TYPE_CHECKING:
+    from ..oci import opts as oci_opts
+
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
 Progress = Any
@@ -396,7 +396,7 @@ class AsyncClient:
             when = datetime.now(timezone.utc) + expire
             labels["containerd.io/gc.expire"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         if not lease_id:
-            lease_id = f"pycontainerd-{time.time_ns()}-{secrets.token_hex(3)}"
+            lease_id = f"pycontainerd-{time.time_ns()}-{os.urandom(3).hex()}"
         resp = await self._leases.Create(leases_pb2.CreateRequest(id=lease_id, labels=labels), metadata=self.md())
         return lease_from_pb(resp.lease)
 
@@ -419,7 +419,7 @@ class AsyncClient:
         if outer:
             yield Lease(outer)
             return
-        lease = await self.create_lease(f"pycontainerd-{time.time_ns()}-{secrets.token_hex(3)}", expire=expire)
+        lease = await self.create_lease(f"pycontainerd-{time.time_ns()}-{os.urandom(3).hex()}", expire=expire)
         try:
             with using_lease(lease.id):
                 yield lease
@@ -522,6 +522,8 @@ class AsyncClient:
                 if spec is not None:
                     final = dict(spec)
                 else:
+                    from ..oci import opts as oci_opts  # spec building: only for new containers
+
                     opts = ([oci_opts.with_image_config(cfg_doc)] if cfg_doc is not None and image_config else [])
                     opts += list(spec_opts)
                     final = await _generate_spec(ns, container_id, opts, cfg_doc, mounts)
@@ -586,6 +588,7 @@ async def _generate_spec(namespace: str, container_id: str, opts: list, image_co
     import tempfile
 
     from ..mount import Mount, mount_all, unmount_all
+    from ..oci import opts as oci_opts
 
     if not mounts:
         return oci_opts.generate(namespace, container_id, *opts, image_config=image_config)

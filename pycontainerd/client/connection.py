@@ -24,6 +24,8 @@ from .. import namespaces
 from ..errdefs import Unavailable
 from ..wire.errors import from_rpc_error
 
+DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
+"""The daemon's socket when no address is given."""
 LEASE_HEADER = "containerd-lease"
 """gRPC metadata key carrying the lease that protects what a request creates."""
 

@@ -26,7 +26,6 @@ from ..descriptor import Descriptor
 from ..errdefs import InvalidArgument, NotFound
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from ..remotes.fetch import children, select_platforms
 from .snapshots import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
@@ -98,6 +97,8 @@ class AsyncImage:
             doc = await self._read_json(desc, "manifest")
             if mediatypes.is_manifest(desc.media_type) or not mediatypes.is_index(desc.media_type):
                 return desc, doc
+            from ..remotes.fetch import select_platforms  # with its HTTP stack: not for every client
+
             try:
                 desc = select_platforms(imagespec.index_children(doc), matcher, 1)[0]
             except NotFound as exc:
@@ -152,6 +153,8 @@ class AsyncImage:
         """(every descriptor reachable for the platform, those missing from the store)."""
         seen: list[Descriptor] = []
         missing: list[Descriptor] = []
+        from ..remotes.fetch import children, select_platforms
+
         todo = [self.target]
         while todo:
             desc = todo.pop(0)

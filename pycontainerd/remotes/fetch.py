@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import (
@@ -37,7 +37,9 @@ from pycontainerd.errdefs import (
 )
 from pycontainerd.log import get_logger
 from pycontainerd.remotes import mediatypes, platforms
-from pycontainerd.remotes.fetcher import Fetcher
+
+if TYPE_CHECKING:  # the HTTP stack (httpx) loads with the resolver that makes a fetcher, not with this
+    from pycontainerd.remotes.fetcher import Fetcher
 
 log = get_logger("remotes")
 

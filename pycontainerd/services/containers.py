@@ -6,7 +6,10 @@ from google.protobuf import empty_pb2
 
 from ..api.services.containers.v1 import containers_pb2 as pb
 from ..api.services.containers.v1 import containers_pb2_grpc
+from .. import namespaces
+from ..memo import Latest, Memo
 from ..metadata.containers import ContainerStore
+from ..records.containers import Container
 from ..wire.records import container_from_pb, container_to_pb
 
 
@@ -15,19 +18,36 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
 
     def __init__(self, store: ContainerStore) -> None:
         self.store = store
+        self._encoded: Memo[tuple[Container, pb.Container]] = Memo()
+        """Messages of the store's (immutable, memoized) records, by the record's identity:
+        the entry keeps its record alive, so an id is never another record's."""
+        self._lists: Latest[pb.ListContainersResponse] = Latest(16)
+        self._gets: Latest[pb.GetContainerResponse] = Latest(256)
+        """The last answer to each List (namespace, filters) and Get (namespace, id), for
+        the database's write generation read before it: kubelet and agents ask about an
+        unchanged namespace over and over (:class:`~pycontainerd.memo.Latest`). Few lists
+        are kept: one of a busy namespace is megabytes."""
+
+    def _pb(self, c: Container) -> pb.Container:
+        kept, message = self._encoded.get(id(c), lambda: (c, container_to_pb(c)))
+        return message if kept is c else container_to_pb(c)
 
     def add_to_server(self, server) -> None:
         containers_pb2_grpc.add_ContainersServicer_to_server(self, server)
 
     async def Get(self, request, context):
-        return pb.GetContainerResponse(container=container_to_pb(self.store.get(request.id)))
+        return self._gets.get((namespaces.required(), request.id), self.store.db.generation,
+                                 lambda: pb.GetContainerResponse(container=self._pb(self.store.get(request.id))))
 
     async def List(self, request, context):
-        return pb.ListContainersResponse(containers=[container_to_pb(c) for c in self.store.list(list(request.filters))])
+        filters = list(request.filters)
+        return self._lists.get((namespaces.required(), *filters), self.store.db.generation,
+                                lambda: pb.ListContainersResponse(containers=[self._pb(c)
+                                                                              for c in self.store.list(filters)]))
 
     async def ListStream(self, request, context):
         for c in self.store.list(list(request.filters)):
-            yield pb.ListContainerMessage(container=container_to_pb(c))
+            yield pb.ListContainerMessage(container=self._pb(c))
 
     async def Create(self, request, context):
         c = await self.store.create(container_from_pb(request.container))

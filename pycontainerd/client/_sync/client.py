@@ -14,7 +14,8 @@ from .._portal import Portal
 from .._syncbase import SyncWrapper, register
 from .._syncbase import unwrap as _u
 from .._syncbase import wrap as _w
-from ..client import DEFAULT_ADDRESS, DEFAULT_RUNTIME, AsyncClient
+from ..client import DEFAULT_RUNTIME, AsyncClient
+from ..connection import DEFAULT_ADDRESS
 from ..snapshots import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
