@@ -33,7 +33,11 @@ HEAVY = (
     "pycontainerd.metadata.gc",
     "pycontainerd.oci.opts",  # spec building: containers create and run only
     "pycontainerd.remotes.fetcher",
-    "pycontainerd.snapshots",
+    "pycontainerd.snapshots.storage",  # the snapshotters (their records, .types, are the wire's)
+    "pycontainerd.snapshots.base",
+    "pycontainerd.snapshots.overlay",
+    "pycontainerd.snapshots.native",
+    "pycontainerd.metadata",  # the LMDB stores (the client uses pycontainerd.records)
     "pycontainerd.content.local",
     "pycontainerd.shim.service",  # (mount helpers of pycontainerd.shim are shared with the client)
     "pycontainerd.client._sync",

@@ -19,9 +19,12 @@ from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import NotFound
 from pycontainerd.events.exchange import Exchange
 from pycontainerd.memo import Latest, Memo
-from pycontainerd.metadata.containers import Container, ContainerStore, Runtime, _key, _record
+from pycontainerd.metadata.containers import ContainerStore, _record
+from pycontainerd.metadata.keys import container_key
+from pycontainerd.records.containers import Container, Runtime
 from pycontainerd.metadata.db import MetadataDB
-from pycontainerd.metadata.images import Image, ImageStore
+from pycontainerd.metadata.images import ImageStore
+from pycontainerd.records.images import Image
 from pycontainerd.services.containers import ContainersServicer
 from pycontainerd.services.images import ImagesServicer
 from pycontainerd.typeurl import AnyValue
@@ -87,7 +90,7 @@ async def test_a_write_committed_while_an_answer_is_made_is_not_hidden_by_it(db)
         def list_then_write(filters=()):
             rows = original(filters)
             current = store.get("a")
-            db.update_sync(lambda txn: txn.put("objects", _key("default", "a"),
+            db.update_sync(lambda txn: txn.put("objects", container_key("default", "a"),
                                                _record(replace(current, labels={"v": "2"}, updated_at=1))))
             return rows
 
