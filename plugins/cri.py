@@ -5,7 +5,8 @@ ImageService) on the daemon's socket; configuration in ``[plugins."io.containerd
 The plugin holds the daemon's in-process services (containers, images, content, leases,
 snapshots, diff, tasks, the event exchange) through :mod:`pycontainerd.cri.daemon`, as
 containerd's CRI plugin does: it makes no connection to the daemon's own socket. At init it
-subscribes to task exits and recovers the sandboxes and containers of a previous run, once.
+subscribes to task exits and starts recovering the sandboxes and containers of a previous
+run, once, in the background (CRI calls wait for it).
 """
 
 from pycontainerd.cri.config import CRIConfig
@@ -31,7 +32,7 @@ async def init(ic):
         gc=ic.get_all(PluginType.GC).get("scheduler"),
     )
     service = CRIService(cfg, services, root=str(ic.root), state=str(ic.state), snapshotter_root=root)
-    await service.start()
+    service.start()
     ic.plugin.exports["CRIVersion"] = "v1"
     return CRIServer(service)
 

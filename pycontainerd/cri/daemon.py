@@ -80,6 +80,12 @@ def _k8s(fn):
     return wrapper
 
 
+def _expiring(after: timedelta) -> dict[str, str]:
+    """The label that lets the garbage collector drop a lease ``after`` from now."""
+    when = datetime.now(timezone.utc) + after
+    return {"containerd.io/gc.expire": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 def runtime_options(options: Mapping[str, Any]) -> any_pb2.Any | None:
     """containerd's ``runc.v1.Options`` from the TOML ``options`` table."""
     if not options:
@@ -132,9 +138,8 @@ class Daemon:
             yield outer
             return
         lease_id = f"cri-{time.time_ns()}-{secrets.token_hex(3)}"
-        when = (datetime.now(timezone.utc) + expire).strftime("%Y-%m-%dT%H:%M:%SZ")
         with namespaces.using(NAMESPACE):
-            await self.services.leases.create(lease_id, {"containerd.io/gc.expire": when})
+            await self.services.leases.create(lease_id, _expiring(expire))
         try:
             with leases_context.using(lease_id):
                 yield lease_id
@@ -158,9 +163,8 @@ class Daemon:
 
         leases = self.services.leases
         lease_id = PULL_LEASE_PREFIX + hashlib.sha256(ref.encode()).hexdigest()[:32]
-        when = (datetime.now(timezone.utc) + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
         with contextlib.suppress(AlreadyExists):  # kept by a pull the disk cut short
-            await leases.create(lease_id, {"io.cri-containerd.pull": ref, "containerd.io/gc.expire": when})
+            await leases.create(lease_id, {"io.cri-containerd.pull": ref, **_expiring(timedelta(hours=24))})
         existed = await self.get_image(ref) is not None
         try:
             with leases_context.using(lease_id):

@@ -7,7 +7,7 @@ function ``async def <rpc>(svc: CRIService, request) -> response`` on the CRI pr
 messages, raising :mod:`pycontainerd.errdefs` errors. :mod:`pycontainerd.cri.servicer` is
 the thin gRPC layer over them. Images are :mod:`.images`, task exits :mod:`.exits`, the
 rebuild after a restart :mod:`.recovery`; :meth:`CRIService.start` (at plugin init)
-subscribes to task exits and recovers, once.
+subscribes to task exits and starts recovery, once; CRI calls wait for it.
 
 On-disk layout (``<root>`` and ``<state>`` are the plugin's directories)::
 
@@ -127,20 +127,34 @@ class CRIService:
         self.restrict_oom = config.restrict_oom_score_adj or not can_lower_oom_score_adj()
         self.pod_cidr = ""
         self._background: set[asyncio.Task] = set()
-        self._closing = False
+        self._recovery: asyncio.Task | None = None
         self.cpu_samples: dict[str, tuple[int, int]] = {}     # stats: previous (time, cpu ns)
         self.fs_usage_cache: dict[str, tuple[float, int, int, int]] = {}
 
     # -- life --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """At plugin init, once: subscribe to task exits, then rebuild the previous run's
-        sandboxes and containers (an exit in between is queued, not lost)."""
+    def start(self) -> None:
+        """At plugin init, once: subscribe to task exits, and rebuild the previous run's
+        sandboxes and containers in the background (the daemon serves meanwhile; an exit in
+        between is queued, not lost). CRI calls wait for it: :meth:`recovered`."""
         self.exits.subscribe()
+        self.spawn(self.exits.run())
+        self._recovery = self.spawn(self._recover())
+
+    async def _recover(self) -> None:
         try:
             await recover(self)
-        finally:
-            self.spawn(self.exits.run())
+        except Exception as exc:
+            log.error("cri recovery failed", error=str(exc))
+            raise
+
+    async def recovered(self) -> None:
+        """Return once recovery is done; raise its error if it failed."""
+        task = self._recovery
+        assert task is not None, "start() runs at plugin init"
+        if not task.done():
+            await asyncio.shield(task)
+        task.result()
 
     def spawn(self, coro) -> asyncio.Task:
         """Run ``coro`` in the background (cancelled by :meth:`shutdown`), outside the
@@ -153,7 +167,6 @@ class CRIService:
     def shutdown(self) -> None:
         """Stop background work now (the daemon is stopping): end event streams, cancel
         exit handling and log copying. Containers keep running."""
-        self._closing = True
         self.events.close()
         self.exits.close()
         for t in list(self._background):

@@ -1,11 +1,15 @@
 """``runtime.v1.RuntimeService`` and ``runtime.v1.ImageService`` over gRPC: one line per
-call into :mod:`pycontainerd.cri.handlers`. Errors are :mod:`pycontainerd.errdefs` classes,
+call into :mod:`pycontainerd.cri.handlers`, once the service's recovery (started at plugin
+init) is done. Errors are :mod:`pycontainerd.errdefs` classes,
 mapped to status codes by the daemon's interceptor. Exec, Attach and PortForward return URLs
 on the streaming server (:mod:`pycontainerd.cri.streaming`), which the plugin starts with
 the service; CheckpointContainer is not supported: UNIMPLEMENTED.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 from ..api.cri.runtime.v1 import api_pb2_grpc
 from ..errdefs import NotImplementedYet
@@ -46,6 +50,29 @@ from .streaming.server import StreamServer
 log = get_logger("cri")
 
 
+def _after_recovery(cls):
+    """Every RPC method of servicer ``cls`` first waits for the service's recovery (started
+    at plugin init, in the background, so that the daemon serves meanwhile)."""
+    for name, fn in list(vars(cls).items()):
+        if not name[:1].isupper():
+            continue
+        if inspect.isasyncgenfunction(fn):
+            @functools.wraps(fn)
+            async def stream(self, request, context, _fn=fn):
+                await self.svc.recovered()
+                async for item in _fn(self, request, context):
+                    yield item
+            setattr(cls, name, stream)
+        elif inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def unary(self, request, context, _fn=fn):
+                await self.svc.recovered()
+                return await _fn(self, request, context)
+            setattr(cls, name, unary)
+    return cls
+
+
+@_after_recovery
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, svc: CRIService) -> None:
         self.svc = svc
@@ -162,6 +189,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         return await runtime_config.update_pod_sandbox_resources(self.svc, request)
 
 
+@_after_recovery
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, svc: CRIService) -> None:
         self.svc = svc
