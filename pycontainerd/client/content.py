@@ -138,13 +138,7 @@ class AsyncContentStore:
             offset = (await call.read()).offset
             if offset < start:
                 raise FailedPrecondition(f"ingest {ref} holds {offset} bytes, cannot continue from {start}")
-            skip = offset - start
-            async for chunk in _chunks(data):
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk, skip = chunk[skip:], 0
+            async for chunk in after(data, offset - start):
                 for i in range(0, len(chunk), CHUNK):
                     await call.write(pb.WriteContentRequest(action=pb.WRITE, offset=offset, data=chunk[i:i + CHUNK]))
                     offset = (await call.read()).offset
@@ -172,11 +166,18 @@ class AsyncContentStore:
         return resp.digest
 
 
-async def _chunks(data: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:
+async def after(data: AsyncIterable[bytes] | bytes, skip: int) -> AsyncIterator[bytes]:
+    """The chunks of ``data`` without its first ``skip`` bytes (a write that resumes)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        yield bytes(data)
+        if skip < len(data):
+            yield bytes(data[skip:])
         return
     async for chunk in data:
+        if skip:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            chunk, skip = chunk[skip:], 0
         yield chunk
 
 

@@ -124,10 +124,8 @@ async def manifest_for(client, target: Descriptor, platform: str | None = None) 
 async def unpack_image(client, image: Image, *, platform: str | None = None,
                        snapshotter: str = "overlayfs") -> Unpacked:
     """Unpack ``image`` into ``snapshotter``; see module doc."""
-    from .snapshots import DiffClient, SnapshotClient
-
-    snaps = SnapshotClient(client.conn, snapshotter)
-    differ = DiffClient(client.conn)
+    snaps = client.snapshotter(snapshotter)
+    differ = client.diff
     manifest = await manifest_for(client, image.target, platform)
     config, layers = imagespec.manifest_children(manifest)
     config_doc = imagespec.parse_json(await client.content.read_all(config.digest), f"config {config.digest}")

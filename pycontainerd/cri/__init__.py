@@ -13,10 +13,15 @@ Layout (containerd's ``internal/cri``, one module per call)::
     netns.py      pinned network namespaces, created and read with pyroute2
     registry.py   registry hosts (certs.d/hosts.toml) and CRI auth for pulls
     logs.py       fifo → CRI log format copying, ExecSync capture
-    backend.py    containerd's v1 API over the daemon's own socket, namespace k8s.io
-    service.py    what every call shares; exit monitors; recovery after a restart
-    server/       one module per RPC: sandbox_run.py, container_start.py, image_pull.py, …
-    servicer.py   the gRPC servicers (one line per RPC)
+    daemon.py     the one seam to the daemon: its in-process services (containers, images,
+                  content, leases, snapshots, diff, tasks, events), namespace k8s.io
+    service.py    CRIService, the core every call shares (stores, paths, CRI events); no gRPC
+    images.py     images resolved for this host, local lookup, pull (the client's puller in-process)
+    exits.py      task exits and OOMs from one subscription to the event exchange
+    recovery.py   the previous run's sandboxes and containers, rebuilt once at plugin init
+    convert.py    PodSandboxStatus / ContainerStatus and cgroup figures as CRI messages
+    handlers/     one module per RPC: sandbox_run.py, container_start.py, image_pull.py, …
+    servicer.py   the thin gRPC layer (one line per RPC)
     streaming/    the streaming server behind Exec/Attach/PortForward URLs (SPDY/3.1, WebSocket)
 
 Everything CRI makes lives in containerd namespace ``k8s.io`` and is visible through the

@@ -14,6 +14,8 @@ the host's mount namespace and so outlast a daemon restart; ``release`` undoes i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import contextlib
 import os
@@ -24,6 +26,9 @@ from ..log import get_logger
 from ..mount import mount_all, unmount_all
 from ..oci.user import dir_in_root
 
+if TYPE_CHECKING:
+    from .service import CRIService
+
 log = get_logger("cri")
 
 GC_REF = "containerd.io/gc.ref.snapshot.{snapshotter}/image-volume-{index}"
@@ -33,8 +38,8 @@ def snapshot_key(cid: str, index: int) -> str:
     return f"{cid}-image-volume-{index}"
 
 
-def mount_dir(c, cid: str, index: int) -> str:
-    return os.path.join(c.container_root(cid), "image-volumes", str(index))
+def mount_dir(svc: CRIService, cid: str, index: int) -> str:
+    return os.path.join(svc.container_root(cid), "image-volumes", str(index))
 
 
 def is_image_mount(m: cri.Mount) -> bool:
@@ -51,7 +56,7 @@ def check(m: cri.Mount) -> None:
                               f"{quote(m.image.image)} at {quote(m.container_path)}")
 
 
-async def prepare(c, cid: str, mounts) -> dict[str, str]:
+async def prepare(svc: CRIService, cid: str, mounts) -> dict[str, str]:
     """Mount every image volume of ``mounts`` (a container config's, changed in place: each
     gets its ``host_path`` and ``image.image_ref``). Returns the GC labels the container record
     needs. On failure, what was made is undone before the error goes up."""
@@ -63,16 +68,16 @@ async def prepare(c, cid: str, mounts) -> dict[str, str]:
         for index, m in enumerate(mounts):
             if not is_image_mount(m):
                 continue
-            found = await c.local_image(m.image.image)
+            found = await svc.images.local_image(m.image.image)
             if found is None:
                 raise NotFound(f"failed to resolve image {quote(m.image.image)} for the image volume at "
                                f"{quote(m.container_path)}: not found (pull it first)")
             image, _ = found
-            await c.ensure_unpacked(image)
+            await svc.images.ensure_unpacked(image)
             key = snapshot_key(cid, index)
-            labels[GC_REF.format(snapshotter=c.backend.snapshotter, index=index)] = key
-            view = await c.backend.view(key, image.chain_id)
-            target = mount_dir(c, cid, index)
+            labels[GC_REF.format(snapshotter=svc.daemon.snapshotter, index=index)] = key
+            view = await svc.daemon.view(key, image.chain_id)
+            target = mount_dir(svc, cid, index)
             await asyncio.to_thread(_mount, view, target)
             host_path = target
             if m.image_sub_path:
@@ -80,7 +85,7 @@ async def prepare(c, cid: str, mounts) -> dict[str, str]:
             m.host_path = host_path
             m.image.image_ref = image.id
     except BaseException:
-        await release(c, cid, mounts)
+        await release(svc, cid, mounts)
         raise
     return labels
 
@@ -101,17 +106,17 @@ def _sub_path(target: str, sub: str, image: str) -> str:
                               f"{exc.strerror or exc}") from exc
 
 
-async def release(c, cid: str, mounts) -> None:
+async def release(svc: CRIService, cid: str, mounts) -> None:
     """Unmount and remove every image volume of container ``cid`` (idempotent)."""
     for index, m in enumerate(mounts):
         if not is_image_mount(m):
             continue
-        target = mount_dir(c, cid, index)
+        target = mount_dir(svc, cid, index)
         if os.path.isdir(target):
             await asyncio.to_thread(unmount_all, target)
             with contextlib.suppress(OSError):
                 os.rmdir(target)
-        await c.backend.remove_snapshot(snapshot_key(cid, index))
+        await svc.daemon.remove_snapshot(snapshot_key(cid, index))
 
 
 def unmount_orphan(container_dir: str) -> None:

@@ -17,12 +17,14 @@ running container:
   ``statvfs`` of the snapshotter's directory;
 - the ``spec`` figures from the container's current CRI resources.
 
-What the daemon's services provide comes through :class:`TaskSource`, a narrow seam (the
-gRPC :class:`~pycontainerd.cri.backend.Backend` today, the in-process services tomorrow).
+What the daemon's services provide comes through :class:`TaskSource`, a narrow seam
+(:class:`~pycontainerd.cri.daemon.Daemon`, the daemon's in-process services).
 Hugepages and the memory reservation are not reported (no descriptor).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import asyncio
 import contextlib
@@ -42,6 +44,9 @@ from . import netns
 from .state import ContainerState, SandboxState
 from .store import Container, Sandbox
 from .util import now_ns
+
+if TYPE_CHECKING:
+    from .service import CRIService
 
 BASE_KEYS = ("id", "name", "image")
 COUNTER, GAUGE = cri.COUNTER, cri.GAUGE
@@ -377,14 +382,14 @@ def network_metrics(sb: Sandbox, interfaces: Iterable[netns.Interface], ts: int)
     return b.out
 
 
-async def sandbox_metrics(c, source: TaskSource, sb: Sandbox) -> cri.PodSandboxMetrics:
+async def sandbox_metrics(svc: CRIService, source: TaskSource, sb: Sandbox) -> cri.PodSandboxMetrics:
     """The metrics of one pod: its network, and each of its running containers."""
     out = cri.PodSandboxMetrics(pod_sandbox_id=sb.id)
     ns_path = sb.netns_path or (f"/proc/{sb.pid}/ns/net" if sb.pid else "")
     if ns_path and (sb.network_ready or not sb.netns_path):
         with contextlib.suppress(Exception):  # the namespace may be going away: no counters then
             out.metrics.extend(network_metrics(sb, await netns.interfaces_async(ns_path), now_ns()))
-    cts = c.containers.list(lambda x: x.sandbox_id == sb.id and x.state is ContainerState.RUNNING)
+    cts = svc.containers.list(lambda x: x.sandbox_id == sb.id and x.state is ContainerState.RUNNING)
     figures: dict[str, any_pb2.Any] = {}
     if cts:
         with contextlib.suppress(ContainerdError):
@@ -396,7 +401,7 @@ async def sandbox_metrics(c, source: TaskSource, sb: Sandbox) -> cri.PodSandboxM
         fs_used = None
         with contextlib.suppress(ContainerdError):
             fs_used = (await source.snapshot_usage(ct.id))[0]
-        metrics = await asyncio.to_thread(_measure, ct, figures.get(ct.id), pids, fs_used, c.snapshotter_root)
+        metrics = await asyncio.to_thread(_measure, ct, figures.get(ct.id), pids, fs_used, svc.snapshotter_root)
         out.container_metrics.append(cri.ContainerMetrics(container_id=ct.id, metrics=metrics))
     return out
 
@@ -408,5 +413,5 @@ def _measure(ct: Container, figures: any_pb2.Any | None, pids: list[int], fs_use
     return container_metrics(ct, Cgroup.from_any(figures), procs, fs_used, now_ns())
 
 
-async def all_sandbox_metrics(c, source: TaskSource) -> list[cri.PodSandboxMetrics]:
-    return [await sandbox_metrics(c, source, sb) for sb in c.sandboxes.list(lambda s: s.state is SandboxState.READY)]
+async def all_sandbox_metrics(svc: CRIService, source: TaskSource) -> list[cri.PodSandboxMetrics]:
+    return [await sandbox_metrics(svc, source, sb) for sb in svc.sandboxes.list(lambda s: s.state is SandboxState.READY)]

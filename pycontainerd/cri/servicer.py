@@ -1,5 +1,6 @@
 """``runtime.v1.RuntimeService`` and ``runtime.v1.ImageService`` over gRPC: one line per
-call into :mod:`pycontainerd.cri.server`. Errors are :mod:`pycontainerd.errdefs` classes,
+call into :mod:`pycontainerd.cri.handlers`, once the service's recovery (started at plugin
+init) is done. Errors are :mod:`pycontainerd.errdefs` classes,
 mapped to status codes by the daemon's interceptor. Exec, Attach and PortForward return URLs
 on the streaming server (:mod:`pycontainerd.cri.streaming`), which the plugin starts with
 the service; CheckpointContainer is not supported: UNIMPLEMENTED.
@@ -7,10 +8,13 @@ the service; CheckpointContainer is not supported: UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from ..api.cri.runtime.v1 import api_pb2_grpc
 from ..errdefs import NotImplementedYet
 from ..log import get_logger
-from .server import (
+from .handlers import (
     container_attach,
     container_create,
     container_events,
@@ -46,156 +50,178 @@ from .streaming.server import StreamServer
 log = get_logger("cri")
 
 
+def _after_recovery(cls):
+    """Every RPC method of servicer ``cls`` first waits for the service's recovery (started
+    at plugin init, in the background, so that the daemon serves meanwhile)."""
+    for name, fn in list(vars(cls).items()):
+        if not name[:1].isupper():
+            continue
+        if inspect.isasyncgenfunction(fn):
+            @functools.wraps(fn)
+            async def stream(self, request, context, _fn=fn):
+                await self.svc.recovered()
+                async for item in _fn(self, request, context):
+                    yield item
+            setattr(cls, name, stream)
+        elif inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def unary(self, request, context, _fn=fn):
+                await self.svc.recovered()
+                return await _fn(self, request, context)
+            setattr(cls, name, unary)
+    return cls
+
+
+@_after_recovery
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, c: CRIService) -> None:
-        self.c = c
+    def __init__(self, svc: CRIService) -> None:
+        self.svc = svc
 
     async def Version(self, request, context):
-        return await version.version(self.c, request)
+        return await version.version(self.svc, request)
 
     async def RunPodSandbox(self, request, context):
-        return await sandbox_run.run_pod_sandbox(self.c, request)
+        return await sandbox_run.run_pod_sandbox(self.svc, request)
 
     async def StopPodSandbox(self, request, context):
-        return await sandbox_stop.stop_pod_sandbox(self.c, request)
+        return await sandbox_stop.stop_pod_sandbox(self.svc, request)
 
     async def RemovePodSandbox(self, request, context):
-        return await sandbox_remove.remove_pod_sandbox(self.c, request)
+        return await sandbox_remove.remove_pod_sandbox(self.svc, request)
 
     async def PodSandboxStatus(self, request, context):
-        return await sandbox_status.pod_sandbox_status(self.c, request)
+        return await sandbox_status.pod_sandbox_status(self.svc, request)
 
     async def ListPodSandbox(self, request, context):
-        return await sandbox_list.list_pod_sandbox(self.c, request)
+        return await sandbox_list.list_pod_sandbox(self.svc, request)
 
     async def StreamPodSandboxes(self, request, context):
-        async for item in sandbox_list.stream_pod_sandboxes(self.c, request):
+        async for item in sandbox_list.stream_pod_sandboxes(self.svc, request):
             yield item
 
     async def CreateContainer(self, request, context):
-        return await container_create.create_container(self.c, request)
+        return await container_create.create_container(self.svc, request)
 
     async def StartContainer(self, request, context):
-        return await container_start.start_container(self.c, request)
+        return await container_start.start_container(self.svc, request)
 
     async def StopContainer(self, request, context):
-        return await container_stop.stop_container_rpc(self.c, request)
+        return await container_stop.stop_container_rpc(self.svc, request)
 
     async def RemoveContainer(self, request, context):
-        return await container_remove.remove_container(self.c, request)
+        return await container_remove.remove_container(self.svc, request)
 
     async def ListContainers(self, request, context):
-        return await container_list.list_containers(self.c, request)
+        return await container_list.list_containers(self.svc, request)
 
     async def StreamContainers(self, request, context):
-        async for item in container_list.stream_containers(self.c, request):
+        async for item in container_list.stream_containers(self.svc, request):
             yield item
 
     async def ContainerStatus(self, request, context):
-        return await container_status.container_status(self.c, request)
+        return await container_status.container_status(self.svc, request)
 
     async def UpdateContainerResources(self, request, context):
-        return await container_update.update_container_resources(self.c, request)
+        return await container_update.update_container_resources(self.svc, request)
 
     async def ReopenContainerLog(self, request, context):
-        return await container_log_reopen.reopen_container_log(self.c, request)
+        return await container_log_reopen.reopen_container_log(self.svc, request)
 
     async def ExecSync(self, request, context):
-        return await container_execsync.exec_sync(self.c, request)
+        return await container_execsync.exec_sync(self.svc, request)
 
     async def Exec(self, request, context):
-        return await container_exec.exec_rpc(self.c, request)
+        return await container_exec.exec_rpc(self.svc, request)
 
     async def Attach(self, request, context):
-        return await container_attach.attach(self.c, request)
+        return await container_attach.attach(self.svc, request)
 
     async def PortForward(self, request, context):
-        return await sandbox_portforward.port_forward(self.c, request)
+        return await sandbox_portforward.port_forward(self.svc, request)
 
     async def ContainerStats(self, request, context):
-        return await container_stats.container_stats(self.c, request)
+        return await container_stats.container_stats(self.svc, request)
 
     async def ListContainerStats(self, request, context):
-        return await container_stats.list_container_stats(self.c, request)
+        return await container_stats.list_container_stats(self.svc, request)
 
     async def StreamContainerStats(self, request, context):
-        async for item in container_stats.stream_container_stats(self.c, request):
+        async for item in container_stats.stream_container_stats(self.svc, request):
             yield item
 
     async def PodSandboxStats(self, request, context):
-        return await sandbox_stats.pod_sandbox_stats(self.c, request)
+        return await sandbox_stats.pod_sandbox_stats(self.svc, request)
 
     async def ListPodSandboxStats(self, request, context):
-        return await sandbox_stats.list_pod_sandbox_stats(self.c, request)
+        return await sandbox_stats.list_pod_sandbox_stats(self.svc, request)
 
     async def StreamPodSandboxStats(self, request, context):
-        async for item in sandbox_stats.stream_pod_sandbox_stats(self.c, request):
+        async for item in sandbox_stats.stream_pod_sandbox_stats(self.svc, request):
             yield item
 
     async def UpdateRuntimeConfig(self, request, context):
-        return await runtime_config.update_runtime_config(self.c, request)
+        return await runtime_config.update_runtime_config(self.svc, request)
 
     async def Status(self, request, context):
-        return await status.status(self.c, request)
+        return await status.status(self.svc, request)
 
     async def CheckpointContainer(self, request, context):
         raise NotImplementedYet("CheckpointContainer")
 
     async def GetContainerEvents(self, request, context):
-        async for item in container_events.get_container_events(self.c, request):
+        async for item in container_events.get_container_events(self.svc, request):
             yield item
 
     async def ListMetricDescriptors(self, request, context):
-        return await sandbox_stats.list_metric_descriptors(self.c, request)
+        return await sandbox_stats.list_metric_descriptors(self.svc, request)
 
     async def ListPodSandboxMetrics(self, request, context):
-        return await sandbox_stats.list_pod_sandbox_metrics(self.c, request)
+        return await sandbox_stats.list_pod_sandbox_metrics(self.svc, request)
 
     async def StreamPodSandboxMetrics(self, request, context):
-        async for item in sandbox_stats.stream_pod_sandbox_metrics(self.c, request):
+        async for item in sandbox_stats.stream_pod_sandbox_metrics(self.svc, request):
             yield item
 
     async def RuntimeConfig(self, request, context):
-        return await runtime_config.runtime_config(self.c, request)
+        return await runtime_config.runtime_config(self.svc, request)
 
     async def UpdatePodSandboxResources(self, request, context):
-        return await runtime_config.update_pod_sandbox_resources(self.c, request)
+        return await runtime_config.update_pod_sandbox_resources(self.svc, request)
 
 
+@_after_recovery
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, c: CRIService) -> None:
-        self.c = c
+    def __init__(self, svc: CRIService) -> None:
+        self.svc = svc
 
     async def ListImages(self, request, context):
-        return await image_list.list_images(self.c, request)
+        return await image_list.list_images(self.svc, request)
 
     async def StreamImages(self, request, context):
-        async for item in image_list.stream_images(self.c, request):
+        async for item in image_list.stream_images(self.svc, request):
             yield item
 
     async def ImageStatus(self, request, context):
-        return await image_status.image_status(self.c, request)
+        return await image_status.image_status(self.svc, request)
 
     async def PullImage(self, request, context):
-        return await image_pull.pull_image(self.c, request)
+        return await image_pull.pull_image(self.svc, request)
 
     async def RemoveImage(self, request, context):
-        return await image_remove.remove_image(self.c, request)
+        return await image_remove.remove_image(self.svc, request)
 
     async def ImageFsInfo(self, request, context):
-        return await image_fsinfo.image_fs_info(self.c, request)
+        return await image_fsinfo.image_fs_info(self.svc, request)
 
 
 class CRIServer:
     """The ``io.containerd.grpc.v1.cri`` plugin's instance: both services on the daemon's
-    server. With ``eager_start`` (CRI objects exist from a previous run) the service
-    connects and recovers as soon as the daemon serves, instead of on the first call."""
+    server, and the streaming server behind Exec/Attach/PortForward URLs."""
 
     service_names = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 
-    def __init__(self, service: CRIService, eager_start: bool = False) -> None:
+    def __init__(self, service: CRIService) -> None:
         self.service = service
-        self.eager_start = eager_start
         self.runtime = RuntimeServicer(service)
         self.images = ImageServicer(service)
         self.streaming = StreamServer(service, service.config)
@@ -205,20 +231,12 @@ class CRIServer:
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, server)
         api_pb2_grpc.add_ImageServiceServicer_to_server(self.images, server)
         self.service.spawn(self._start_streaming())
-        if self.eager_start:
-            self.service.spawn(self._start())
 
     async def _start_streaming(self) -> None:
         try:
             await self.streaming.start()
         except Exception as exc:  # Exec/Attach/PortForward retry and report it
             log.error("cri streaming server failed to start", error=str(exc))
-
-    async def _start(self) -> None:
-        try:
-            await self.service.ensure_started()
-        except Exception as exc:  # the next CRI call retries
-            log.error("cri recovery failed", error=str(exc))
 
     def shutdown(self) -> None:
         self.service.shutdown()

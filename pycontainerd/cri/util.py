@@ -3,16 +3,22 @@ propagation, cgroup paths."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import posixpath
 import secrets
 import signal as signal_mod
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import InvalidArgument, quote
+from ..log import get_logger
+
+log = get_logger("cri")
 
 CAP_SYS_RESOURCE = 24
 
@@ -201,3 +207,33 @@ def labels_for(kind: str, *sources: Mapping[str, str]) -> dict[str, str]:
         out.update(s)
     out["io.cri-containerd.kind"] = kind
     return out
+
+
+@contextlib.asynccontextmanager
+async def creating(store, name: str, obj_id: str) -> AsyncIterator[contextlib.AsyncExitStack]:
+    """The undo list of creating ``obj_id`` (its ``name`` reserved in ``store``): steps
+    pushed with :func:`undo_on_failure` run in reverse when the block fails, and then the
+    object leaves ``store`` and its name is released; a block that succeeds keeps it all."""
+    try:
+        async with contextlib.AsyncExitStack() as undo:
+            yield undo
+            undo.pop_all()
+    except BaseException as exc:
+        log.info("create failed, undone", kind=store.kind, id=obj_id, error=str(exc))
+        store.delete(obj_id)
+        store.names.release(name, obj_id)
+        raise
+
+
+def undo_on_failure(stack: contextlib.AsyncExitStack, step: Callable[..., Any], *args: Any, obj_id: str) -> None:
+    """Push ``step(*args)`` (sync or async) on ``stack``, the undo list of a create that
+    :meth:`~contextlib.AsyncExitStack.pop_all` keeps when it succeeds: when the create fails,
+    the steps run in reverse, and one that fails is logged and the others still run."""
+    async def run() -> None:
+        try:
+            result = step(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as err:  # keep undoing
+            log.warning("undo step failed", id=obj_id, error=str(err))
+    stack.push_async_callback(run)

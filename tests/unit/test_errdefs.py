@@ -1,7 +1,7 @@
 """errdefs.wrap: context in front, the same class (so the same gRPC code) behind."""
 
 from pycontainerd import errdefs
-from pycontainerd.cri.backend import BackendError
+from pycontainerd.ttrpc.wire import RemoteError
 from pycontainerd.wire.errors import code_of
 
 
@@ -11,7 +11,7 @@ def test_wrap_keeps_class_code_and_message():
     assert type(wrapped) is errdefs.NotFound and code_of(wrapped) == code_of(err)
     assert str(wrapped) == "failed to create containerd task: task x: not found"
     assert str(err) == "task x: not found"  # the original is left alone
-    runc = BackendError("OCI runtime create failed: exec: no such file")
+    runc = RemoteError("UNKNOWN", "OCI runtime create failed: exec: no such file")
     unknown = errdefs.wrap(runc, "failed to create containerd task")
-    assert isinstance(unknown, BackendError) and code_of(unknown).name == "UNKNOWN"
+    assert isinstance(unknown, RemoteError) and code_of(unknown).name == "UNKNOWN"
     assert str(unknown) == "failed to create containerd task: OCI runtime create failed: exec: no such file"

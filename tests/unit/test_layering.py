@@ -84,9 +84,10 @@ KNOWN_VIOLATIONS = {
     "cycle: pycontainerd.client.archive, pycontainerd.client.client, pycontainerd.client.containers, "
     "pycontainerd.client.images, pycontainerd.client.tasks",
     "cycle: pycontainerd.services.debug, pycontainerd.services.metrics",
-    # CRI over its own daemon's socket (issue 16 §1: backend.py goes)
-    "layer: pycontainerd.cri.backend -> pycontainerd.client",
-    "layer: pycontainerd.cri.backend -> pycontainerd.client.connection",
+    "cycle: pycontainerd.cri.exits, pycontainerd.cri.image_volume, pycontainerd.cri.recovery, pycontainerd.cri.service",
+    # the CRI pulls through the client's pull and unpack (in-process, over LocalClient)
+    "layer: pycontainerd.cri.daemon -> pycontainerd.client.content",
+    "layer: pycontainerd.cri.daemon -> pycontainerd.client.pull",
     # the core reaching into the shim (issue 16: one lean package for both)
     "layer: pycontainerd.cri.metrics -> pycontainerd.shim.cgroups",
     "layer: pycontainerd.mount -> pycontainerd.shim.mounts",

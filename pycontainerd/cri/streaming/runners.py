@@ -20,6 +20,8 @@ the container keeps running unless it exits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import contextlib
 import copy
@@ -34,6 +36,9 @@ from ..logs import make_fifo
 from ..state import ContainerState
 from . import protocol as p
 from .remotecommand import Streams
+
+if TYPE_CHECKING:
+    from ..service import CRIService
 
 log = get_logger("cri.streaming")
 
@@ -96,19 +101,19 @@ async def _cancel(tasks) -> None:
             await t
 
 
-async def _resize_loop(c, streams: Streams, cid: str, exec_id: str) -> None:
+async def _resize_loop(svc: CRIService, streams: Streams, cid: str, exec_id: str) -> None:
     while True:
         size = await streams.resizes.get()
         try:
-            await c.backend.resize_pty(cid, size.width, size.height, exec_id=exec_id)
+            await svc.daemon.resize_pty(cid, size.width, size.height, exec_id=exec_id)
         except ContainerdError as exc:
             log.debug("resize failed", id=cid, exec_id=exec_id, error=str(exc))
 
 
-async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> None:
+async def serve_exec(svc: CRIService, container_id: str, cmd: list[str], streams: Streams) -> None:
     """Run ``cmd`` in the container for the connected client (see the module doc).
     Always ends with :meth:`Streams.finish`; errors become an InternalError status."""
-    ct = c.containers.find(container_id)
+    ct = svc.containers.find(container_id)
     if ct is None or ct.state is not ContainerState.RUNNING:
         await streams.finish(p.internal_error_status(f"container {container_id!r} is not running"))
         return
@@ -120,7 +125,7 @@ async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> 
     if opts.tty and not any(e.startswith("TERM=") for e in process.get("env") or []):
         process.setdefault("env", []).append("TERM=xterm")
     exec_id = secrets.token_hex(16)
-    directory = os.path.join(c.container_state(ct.id), "exec")
+    directory = os.path.join(svc.container_state(ct.id), "exec")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     paths = {k: os.path.join(directory, f"{exec_id}-{k}") for k in ("stdin", "stdout", "stderr")}
     want = {"stdin": opts.stdin, "stdout": opts.stdout, "stderr": opts.stderr and not opts.tty}
@@ -135,13 +140,13 @@ async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> 
                 make_fifo(paths[k])
                 mode = os.O_RDWR if k == "stdin" else os.O_RDONLY   # RDWR: the open never waits for the shim
                 fds[k] = os.open(paths[k], mode | os.O_NONBLOCK | os.O_CLOEXEC)
-        await c.backend.exec(ct.id, exec_id, process, stdin=paths["stdin"] if opts.stdin else "",
+        await svc.daemon.exec(ct.id, exec_id, process, stdin=paths["stdin"] if opts.stdin else "",
                              stdout=paths["stdout"] if opts.stdout else "",
                              stderr=paths["stderr"] if want["stderr"] else "", terminal=opts.tty)
         added = True
-        wait = loop.create_task(c.backend.wait(ct.id, exec_id))
+        wait = loop.create_task(svc.daemon.wait(ct.id, exec_id))
         tasks.append(wait)
-        await c.backend.start_task(ct.id, exec_id)
+        await svc.daemon.start_task(ct.id, exec_id)
         log.info("exec started", id=ct.id, exec_id=exec_id, tty=opts.tty, protocol=streams.protocol)
         outputs = []
         for k in ("stdout", "stderr"):
@@ -149,16 +154,16 @@ async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> 
                 outputs.append(loop.create_task(pump_fifo(fds[k], lambda d, _k=k: streams.write(_k, d))))
         tasks += outputs
         if "stdin" in fds:
-            tasks.append(loop.create_task(_feed_stdin(c, streams, ct.id, exec_id, fds, "stdin")))
+            tasks.append(loop.create_task(_feed_stdin(svc, streams, ct.id, exec_id, fds, "stdin")))
         if opts.tty:
-            tasks.append(loop.create_task(_resize_loop(c, streams, ct.id, exec_id)))
+            tasks.append(loop.create_task(_resize_loop(svc, streams, ct.id, exec_id)))
         gone = loop.create_task(streams.gone.wait())
         tasks.append(gone)
         await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not wait.done():
             log.info("exec client went away, killing the process", id=ct.id, exec_id=exec_id)
             with contextlib.suppress(ContainerdError):
-                await c.backend.kill(ct.id, signal.SIGKILL, exec_id=exec_id)
+                await svc.daemon.kill(ct.id, signal.SIGKILL, exec_id=exec_id)
             with contextlib.suppress(asyncio.TimeoutError, ContainerdError):
                 await asyncio.wait_for(asyncio.shield(wait), KILL_WAIT)
             return
@@ -172,7 +177,7 @@ async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> 
     except asyncio.CancelledError:              # the daemon is stopping: do not leave the process behind
         if added:
             with contextlib.suppress(ContainerdError):
-                await c.backend.kill(ct.id, signal.SIGKILL, exec_id=exec_id)
+                await svc.daemon.kill(ct.id, signal.SIGKILL, exec_id=exec_id)
         raise
     finally:
         await _cancel(tasks)
@@ -183,22 +188,22 @@ async def serve_exec(c, container_id: str, cmd: list[str], streams: Streams) -> 
         finally:
             if added:
                 with contextlib.suppress(ContainerdError):
-                    await c.backend.delete_process(ct.id, exec_id)
+                    await svc.daemon.delete_process(ct.id, exec_id)
             for path in paths.values():
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
 
-async def _feed_stdin(c, streams: Streams, cid: str, exec_id: str, fds: dict[str, int], key: str) -> None:
+async def _feed_stdin(svc: CRIService, streams: Streams, cid: str, exec_id: str, fds: dict[str, int], key: str) -> None:
     """Client stdin → fifo; at its end close our writer and the shim's (CloseIO)."""
     while data := await streams.read_stdin():
         await write_fd(fds[key], data)
     _close(fds.pop(key, None))
     with contextlib.suppress(ContainerdError):
-        await c.backend.close_io(cid, exec_id)
+        await svc.daemon.close_io(cid, exec_id)
 
 
-def container_stdin_path(c, ct) -> str:
+def container_stdin_path(svc: CRIService, ct) -> str:
     """The container's stdin fifo (``""`` when the container was created without stdin)."""
     if ct.io is None:
         return ""
@@ -206,9 +211,9 @@ def container_stdin_path(c, ct) -> str:
     return path if os.path.exists(path) else ""
 
 
-async def serve_attach(c, container_id: str, streams: Streams) -> None:
+async def serve_attach(svc: CRIService, container_id: str, streams: Streams) -> None:
     """Join the running container's stdio (see the module doc)."""
-    ct = c.containers.find(container_id)
+    ct = svc.containers.find(container_id)
     if ct is None or ct.state is not ContainerState.RUNNING or ct.io is None:
         await streams.finish(p.internal_error_status(f"container {container_id!r} is not running"))
         return
@@ -235,7 +240,7 @@ async def serve_attach(c, container_id: str, streams: Streams) -> None:
     try:
         fwd = loop.create_task(forward())
         tasks.append(fwd)
-        stdin_path = container_stdin_path(c, ct) if opts.stdin else ""
+        stdin_path = container_stdin_path(svc, ct) if opts.stdin else ""
         if stdin_path:
             fds["stdin"] = os.open(stdin_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             close_container_stdin = ct.config.stdin_once and not opts.tty
@@ -248,10 +253,10 @@ async def serve_attach(c, container_id: str, streams: Streams) -> None:
                     detached.set()
                     return
                 with contextlib.suppress(ContainerdError):
-                    await c.backend.close_io(ct.id)
+                    await svc.daemon.close_io(ct.id)
             tasks.append(loop.create_task(feed()))
         if opts.tty:
-            tasks.append(loop.create_task(_resize_loop(c, streams, ct.id, "")))
+            tasks.append(loop.create_task(_resize_loop(svc, streams, ct.id, "")))
         exited = loop.create_task(ct.exited.wait())
         gone = loop.create_task(streams.gone.wait())
         detach = loop.create_task(detached.wait())

@@ -94,8 +94,8 @@ class StreamServer:
     connection.
     """
 
-    def __init__(self, c, config) -> None:
-        self.c = c
+    def __init__(self, svc, config) -> None:
+        self.svc = svc
         self.address = config.stream_server_address or "127.0.0.1"
         self.port = int(config.stream_server_port or 0)
         self.idle_timeout = parse_duration(config.stream_idle_timeout)
@@ -372,9 +372,9 @@ class StreamServer:
     async def _run_command(self, req: Request, streams) -> None:
         try:
             if isinstance(req, ExecRequest):
-                await serve_exec(self.c, req.container_id, list(req.cmd), streams)
+                await serve_exec(self.svc, req.container_id, list(req.cmd), streams)
             else:
-                await serve_attach(self.c, req.container_id, streams)
+                await serve_attach(self.svc, req.container_id, streams)
         finally:
             await streams.aclose()
 
@@ -384,13 +384,13 @@ class StreamServer:
         from ..state import ContainerState, SandboxState
 
         if isinstance(req, PortForwardRequest):
-            sb = self.c.sandboxes.find(req.sandbox_id)
+            sb = self.svc.sandboxes.find(req.sandbox_id)
             if sb is None:
                 return f"pod sandbox {req.sandbox_id!r} not found"
             if sb.state is not SandboxState.READY:
                 return f"pod sandbox {req.sandbox_id!r} is not ready"
             return ""
-        ct = self.c.containers.find(req.container_id)
+        ct = self.svc.containers.find(req.container_id)
         if ct is None:
             return f"container {req.container_id!r} not found"
         if ct.state is not ContainerState.RUNNING:
@@ -398,7 +398,7 @@ class StreamServer:
         return ""
 
     def _netns(self, sandbox_id: str) -> str:
-        sb = self.c.sandboxes.find(sandbox_id)
+        sb = self.svc.sandboxes.find(sandbox_id)
         return sb.netns_path if sb is not None else ""
 
 

@@ -1,0 +1,17 @@
+"""``RemoveImage``: every name of the image (tags, digests, id) is deleted from namespace
+``k8s.io``; content and snapshots are collected afterwards. Idempotent: an image that is
+not here is success."""
+
+from __future__ import annotations
+
+from ...api.cri.runtime.v1 import api_pb2 as cri
+from ..service import CRIService
+
+
+async def remove_image(svc: CRIService, req: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+    found = await svc.images.local_image(req.image.image)
+    if found is not None:
+        _, names = found
+        for name in names:
+            await svc.daemon.delete_image(name)
+    return cri.RemoveImageResponse()
