@@ -79,7 +79,7 @@ def test_sigusr1_logs_every_task_and_thread_stack(daemon_factory, tmp_path):
     assert "level='info'" in line and "task Task-1 coro=run" in line and "thread MainThread" in line
     dump = (tmp / f"pycontainerd.{d.proc.pid}.stacks.log").read_text()
     assert dump.startswith("=== asyncio tasks (")
-    assert "pycontainerd/services/daemon.py" in dump and "await stop.wait()" in dump
+    assert "pycontainerd/server/daemon.py" in dump and "await stop.wait()" in dump
     assert "=== threads (" in dump
     version(d)  # the daemon serves on, and a second signal dumps again
     d.signal(signal.SIGUSR1)

@@ -30,7 +30,7 @@ from .. import identifiers, leases_context, namespaces
 from ..errdefs import ContainerdError, InvalidArgument
 from ..log import enabled, get_logger
 from ..metrics import observe_rpc
-from .errors import code_of
+from ..services.errors import code_of
 
 log = get_logger("grpc")
 
@@ -93,7 +93,7 @@ async def _rpc(method: str, ns: str | None, lease: str | None, context):
     finally:
         if enabled(logging.DEBUG):  # the level can change at run time: asked per call, cheaply
             log.debug("rpc", code=code, ms=round((time.monotonic() - started) * 1000, 3))
-        observe_rpc(method, code, context, started)  # Prometheus counters (services.metrics)
+        observe_rpc(method, code, context, started)  # Prometheus counters (server.metrics)
         # A stream the client stopped reading is finalised from another context, where
         # these tokens cannot be reset; that context dies with the call anyway.
         with contextlib.suppress(ValueError):

@@ -60,7 +60,7 @@ from ..log import get_logger
 from ..metadata.db import SEP, MetadataDB, key
 from ..plugin import PluginSet, PluginType
 from ..version import REVISION, VERSION
-from .debug import HTTPServer, Request, Response
+from .http import HTTPServer, Request, Response
 
 log = get_logger("metrics")
 
