@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 
 from ..ttrpc.reactor import Reactor
-from . import files, libc
+from ..sysutil import files, libc
 from . import proto as pb
 
 
