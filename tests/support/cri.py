@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
@@ -408,6 +410,17 @@ class CRIEnv:
     netns: str
     subnet: str = ""
     pins_before: frozenset = frozenset()
+    debug_socket: str = ""
+
+    def asyncio_tasks(self) -> int:
+        """How many asyncio tasks the daemon runs now, from the stack dump of its debug
+        endpoint (``cri_env(debug=True)``), as an operator would read it (leak checks)."""
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.debug_socket), timeout=30) as http:
+            resp = http.get("http://localhost/debug/stacks", headers={"connection": "close"})
+        resp.raise_for_status()
+        found = re.search(r"^=== asyncio tasks \((\d+)\) ===$", resp.text, re.M)
+        assert found is not None, resp.text[:200]
+        return int(found.group(1))
 
     def containerd_images(self) -> dict[str, dict[str, str]]:
         """Image names → labels in namespace k8s.io, through containerd's Images API."""
@@ -453,13 +466,14 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
             config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
-            bin_dir: str = CNI_BIN, root_tmpfs: int = 0, pull_busybox: bool = False):
+            bin_dir: str = CNI_BIN, root_tmpfs: int = 0, pull_busybox: bool = False, debug: bool = False):
     """A daemon configured for the CRI and our client (``pull_busybox``: the busybox image
     pulled through the CRI first). With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
     With ``root_tmpfs`` the daemon's ``--root`` is a tmpfs of that many bytes (a small disk;
-    grow it with ``mount -o remount,size=``). Teardown removes every pod through the CRI,
+    grow it with ``mount -o remount,size=``). With ``debug`` the daemon serves its debug
+    endpoint on ``<base>/debug.sock`` (:meth:`CRIEnv.asyncio_tasks`). Teardown removes every pod through the CRI,
     stops the daemon and fails the test if anything (process, mount, pinned netns) was left
     behind."""
     pins = frozenset(netns_pins())
@@ -472,6 +486,9 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
         (conf_dir / "10-pods.conflist").write_text(
             bridge_conflist("pods", f"pcd{uuid.uuid4().hex[:8]}", subnet, str(base / "ipam")))
     cfg = base / "config.toml"
+    debug_socket = str(base / "debug.sock") if debug else ""
+    if debug:
+        extra += f'\n[debug]\naddress = "{debug_socket}"\n'
     cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), bin_dir=bin_dir,
                               config_path=config_path, extra=extra, restrict_oom=restrict_oom, max_line=max_line))
     daemon = NetnsDaemon(base=base / "daemon", config=cfg, netns=tns)
@@ -489,7 +506,7 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
             for ref in (images.pause, images.busybox):
                 ctr_pull(ctr, daemon.address, ref)
         client = CRIClient(daemon.address)
-        env = CRIEnv(base, daemon, client, images, conf_dir, log_dir, tns, subnet, pins)
+        env = CRIEnv(base, daemon, client, images, conf_dir, log_dir, tns, subnet, pins, debug_socket)
         if pull_busybox:
             client.pull(images.busybox)
         yield env

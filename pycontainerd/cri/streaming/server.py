@@ -15,16 +15,12 @@ token is answered ``404 Not Found`` with a text body saying so. A request that i
 upgrade gets ``400``; a SPDY upgrade offering no protocol we speak gets ``403`` naming
 both lists (kubelet's wording). A connection with no traffic either way for
 ``stream_idle_timeout`` is closed.
-
-With the daemon's environment variable ``PYCONTAINERD_STREAM_DEBUG=1`` the server also
-answers ``GET /debug/tasks`` with the number of asyncio tasks of the daemon (leak tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import ssl
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -44,7 +40,7 @@ from .wsconn import WsConnection, WsTunnel
 
 log = get_logger("cri.streaming")
 
-DEBUG_ENV = "PYCONTAINERD_STREAM_DEBUG"
+
 class _Idle:
     """Last activity of a connection (reads and writes both count)."""
 
@@ -104,7 +100,6 @@ class StreamServer:
         self.key_file = config.x509_key_pair_streaming.tls_key_file
         self.tokens = TokenCache()
         self.base_url = ""
-        self.debug = os.environ.get(DEBUG_ENV) == "1"
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.Task] = set()
         self._started: asyncio.Future | None = None
@@ -231,9 +226,6 @@ class StreamServer:
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()
 
-        if self.debug and target.path == "/debug/tasks":
-            await respond(200, f"{len(asyncio.all_tasks())}\n")
-            return
         if len(parts) != 2 or parts[0] not in _KINDS:
             await respond(404, f"404 page not found: {target.path}\n")
             return
