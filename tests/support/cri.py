@@ -1,6 +1,7 @@
 """Support for the CRI tests: images, a daemon configured for the CRI (optionally inside a
 network namespace the test owns), a CRI client from our generated stubs, config builders,
-and a cleanup that leaves nothing behind even when a test failed.
+and a teardown that leaves nothing behind even when a test failed (the cleanup is
+:func:`pycontainerd.testing.force_cleanup`, shared by every daemon fixture).
 
 Images (built once per registry, no internet): ``HOST/cri/pause:3.9`` — a static pause
 program compiled here from ``tests/support/pause.c`` (entrypoint ``/pause``) — and
@@ -17,12 +18,10 @@ namespaces are pinned by the daemon and must be gone after RemovePodSandbox.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -36,14 +35,13 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
-from pycontainerd.testing import build_image_layout
+from pycontainerd.testing import NETNS_DIR, build_image_layout, force_cleanup, netns_pins
 from tests.support.daemon import Daemon
 from tests.support.registry import _run, _tool
 
 HERE = Path(__file__).resolve().parent
 PAUSE_SOURCE = HERE / "pause.c"
 CNI_BIN = "/usr/lib/cni"
-NETNS_DIR = "/var/run/netns"
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
@@ -167,113 +165,6 @@ def create_test_netns() -> str:
 
 def delete_test_netns(path: str) -> None:
     subprocess.run(["ip", "netns", "del", os.path.basename(path)], capture_output=True)
-
-
-def netns_pins() -> set[str]:
-    try:
-        return set(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return set()
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def mounts_under(base: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == base or mp.startswith(base.rstrip("/") + "/"):
-                out.append(mp)
-    return out
-
-
-def processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    pids.append(int(d))
-        except OSError:
-            continue
-    return pids
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _net_inodes_under(pids: list[int]) -> set[int]:
-    """Network-namespace inodes of ``pids`` and all their descendants."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    inodes, todo = set(), list(pids)
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):
-            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-        todo += children.get(pid, [])
-    return inodes
-
-
-def pins_of(base: Path, candidates: set[str]) -> set[str]:
-    """Which of the pod netns pins ``candidates`` the daemon at ``base`` made: a process of
-    its tree (shims, pause, containers) is in it, or its files under ``base`` name it (the
-    sandbox's netns path in its metadata). Other runtimes on this machine pin pod namespaces
-    too, concurrently: never touch theirs."""
-    if not candidates:
-        return set()
-    inodes = _net_inodes_under(processes_mentioning(str(base)))
-    mine = set()
-    for name in candidates:
-        with contextlib.suppress(OSError):
-            if os.stat(os.path.join(NETNS_DIR, name)).st_ino in inodes:
-                mine.add(name)
-    rest = candidates - mine
-    if not rest:
-        return mine
-    named = subprocess.run(["grep", "-rhoaF", "--exclude-dir=snapshots", "--exclude-dir=*content*",
-                            *(x for n in rest for x in ("-e", n)), str(base)],
-                           capture_output=True, text=True, errors="replace").stdout.split()
-    return mine | (rest & set(named))
-
-
-def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
-    """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
-    pins it made since ``pins_before`` (:func:`pins_of`). Returns what had to be cleaned
-    (empty when the test had cleaned up itself)."""
-    leftovers = []
-    mine = pins_of(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})
-    for pid in processes_mentioning(str(base)):
-        leftovers.append(f"process {pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
-        leftovers.append(f"mount {mp}")
-        _libc.umount2(mp.encode(), 2)
-    for name in sorted(mine):
-        leftovers.append(f"netns {name}")
-        path = os.path.join(NETNS_DIR, name)
-        _libc.umount2(path.encode(), 2)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-    return leftovers
 
 
 # --------------------------------------------------------------------------------------
