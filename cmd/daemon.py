@@ -62,10 +62,10 @@ def main(ctx, config_path, root, state, address, log_level, log_format):
     except (ContainerdError, ValueError) as exc:
         _exit_with(exc)
 
-    from pycontainerd.services import daemon
+    from pycontainerd.server import daemon
 
     try:
-        daemon.main(cfg, _registry())  # asyncio, on uvloop when available (services.daemon)
+        daemon.main(cfg, _registry())  # asyncio, on uvloop when available (server.daemon)
     except ContainerdError as exc:
         _exit_with(exc)
 

@@ -56,7 +56,7 @@ class GRPCConfig:
 @dataclass
 class DebugConfig:
     """``[debug]``: log level (trace, debug, info, warn, error) and format (text, json);
-    ``address`` (empty: off) serves the debug HTTP endpoint (:mod:`.services.debug`) on a
+    ``address`` (empty: off) serves the debug HTTP endpoint (:mod:`.server.debug`) on a
     unix socket (an absolute path, mode 0660, owned by ``uid``/``gid``) or on ``host:port``."""
 
     address: str = ""
@@ -70,7 +70,7 @@ class DebugConfig:
 class MetricsConfig:
     """``[metrics]``: Prometheus metrics over HTTP at ``http://<address>/v1/metrics``
     (``host:port``; empty: off); ``grpc_histogram`` adds the per-RPC latency histogram
-    ``grpc_server_handling_seconds`` (:mod:`.services.metrics`)."""
+    ``grpc_server_handling_seconds`` (:mod:`.server.metrics`)."""
 
     address: str = ""
     grpc_histogram: bool = False

@@ -1,5 +1,5 @@
 """The per-RPC metrics hook, kept free of imports so that the interceptor pays nothing for
-it while metrics are off (the exporter, :mod:`pycontainerd.services.metrics`, loads
+it while metrics are off (the exporter, :mod:`pycontainerd.server.metrics`, loads
 ``prometheus-client`` only when ``[metrics] address`` is set).
 
 The gRPC interceptor calls :func:`observe_rpc` once at the end of every call; the exporter

@@ -3,7 +3,9 @@
 Installed with the package (entry point ``pytest11``), it offers:
 
 * ``pycontainerd_daemon`` — a daemon started on temporary ``--root``, ``--state`` and
-  socket, stopped (and its temp dirs removed) after the test;
+  socket, stopped after the test, with whatever the test left running or mounted there
+  (containers, shims, mounts, pod network namespaces: :func:`force_cleanup`) removed with
+  its temp dirs, also when the test failed;
 * ``pycontainerd_daemon_factory`` — ``make(config_text=None, extra_args=(), env=None)``
   for several daemons or custom configuration;
 * ``pycontainerd_client`` — a connected sync :class:`pycontainerd.client.Client` on it;
@@ -24,6 +26,7 @@ needs the Debian packages ``umoci skopeo busybox-static``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -40,6 +43,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+
+from .sysutil import files, libc
+from .sysutil.mounts import MNT_DETACH
 
 
 @dataclass
@@ -189,6 +195,158 @@ class Registry:
                 proc.kill()
                 proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- cleanup: whatever a test left behind under its temporary dirs ----------------------------
+
+NETNS_DIR = "/var/run/netns"
+
+
+def netns_pins() -> set[str]:
+    """The names of the network namespaces pinned under ``/var/run/netns`` now."""
+    try:
+        return set(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return set()
+
+
+def mounts_under(base: str) -> list[str]:
+    """Mount points at ``base`` or below it (``/proc/self/mountinfo``), outermost first."""
+    prefix = base.rstrip("/") + "/"
+    out = []
+    for line in files.read_text("/proc/self/mountinfo").splitlines():
+        mp = line.split()[4].encode().decode("unicode_escape")
+        if mp == base or mp.startswith(prefix):
+            out.append(mp)
+    return out
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids (not this process) whose command line contains ``text``."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            if text.encode() in files.read(f"/proc/{d}/cmdline"):
+                pids.append(int(d))
+        except OSError:
+            continue
+    return pids
+
+
+def processes_working_in(base: str) -> list[int]:
+    """Pids (not this process) whose working directory is ``base`` or below it (a shim
+    works in its bundle)."""
+    prefix = base.rstrip("/") + "/"
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cwd = os.readlink(f"/proc/{d}/cwd").removesuffix(" (deleted)")
+            if cwd == base or cwd.startswith(prefix):
+                pids.append(int(d))
+    return pids
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return files.read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _net_inodes_under(pids: list[int]) -> set[int]:
+    """Network-namespace inodes of ``pids`` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(files.read_text(f"/proc/{d}/stat").rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    inodes, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        todo += children.get(pid, [])
+    return inodes
+
+
+def pins_of(base: Path, candidates: set[str]) -> set[str]:
+    """Which of the pod netns pins ``candidates`` the daemon at ``base`` made: a process of
+    its tree (shims, pause, containers) is in it, or its files under ``base`` name it (the
+    sandbox's netns path in its metadata). Other runtimes on this machine pin pod namespaces
+    too, concurrently: never touch theirs."""
+    if not candidates:
+        return set()
+    inodes = _net_inodes_under(processes_mentioning(_inside(base)))
+    mine = set()
+    for name in candidates:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(NETNS_DIR, name)).st_ino in inodes:
+                mine.add(name)
+    rest = candidates - mine
+    if not rest:
+        return mine
+    named = subprocess.run(["grep", "-rhoaF", "--exclude-dir=snapshots", "--exclude-dir=*content*",
+                            *(x for n in rest for x in ("-e", n)), str(base)],
+                           capture_output=True, text=True, errors="replace").stdout.split()
+    return mine | (rest & set(named))
+
+
+def _inside(base: Path) -> str:
+    """``base`` with a trailing slash: what names a path below it and not ``<base>0``."""
+    return str(base).rstrip("/") + "/"
+
+
+def _runc_containers(base: Path) -> list[tuple[str, str]]:
+    """``(runc root, container id)`` of every runc container whose state is under ``base``
+    (our shims keep runc's root at ``<state>/runc/<namespace>``)."""
+    runc = shutil.which("runc")
+    if runc is None:
+        return []
+    out = []
+    for pattern in ("runc/*", "*/runc/*", "*/*/runc/*"):
+        for root in sorted(base.glob(pattern)):
+            ids = subprocess.run([runc, "--root", str(root), "list", "-q"], capture_output=True,
+                                 text=True).stdout.split()
+            out += [(str(root), id) for id in ids]
+    return out
+
+
+def force_cleanup(base: Path, pins_before: set[str] | None = None) -> list[str]:
+    """Remove what a test's daemon left under ``base`` once the daemon is stopped, even when
+    the test failed half way: its runc containers (``runc delete --force``), every process
+    whose command line names a path under ``base`` or that works there (shims, runc, a
+    daemon that would not stop), every mount under ``base`` (innermost first, detached), and the pod netns pins
+    the daemon made since ``pins_before`` was taken (:func:`netns_pins`; None: none made).
+    Returns what had to be removed (empty when the test had cleaned up itself)."""
+    base = Path(base)
+    leftovers = []
+    mine = pins_of(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")}) \
+        if pins_before is not None else set()
+    for root, id in _runc_containers(base):
+        leftovers.append(f"container {id}")
+        subprocess.run(["runc", "--root", root, "delete", "--force", id], capture_output=True)
+    for pid in sorted({*processes_mentioning(_inside(base)), *processes_working_in(str(base))}):
+        leftovers.append(f"process {pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signals.SIGKILL)
+    for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
+        leftovers.append(f"mount {mp}")
+        libc.umount2(mp.encode(), MNT_DETACH)
+    for name in sorted(mine):
+        leftovers.append(f"netns {name}")
+        path = os.path.join(NETNS_DIR, name)
+        libc.umount2(path.encode(), MNT_DETACH)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return leftovers
 
 
 # --- images built with real tools ---------------------------------------------------------
@@ -387,7 +545,8 @@ def start_registry(*, username: str | None = None, password: str | None = None, 
 @pytest.fixture
 def pycontainerd_daemon_factory(tmp_path_factory):
     """``make(config_text=None, extra_args=(), env=None, start=True, base=None) -> Daemon``;
-    every daemon made is stopped and its directory removed after the test."""
+    after the test every daemon made is stopped, what it left (containers, shims, mounts,
+    pod netns: :func:`force_cleanup`) is removed, and so is its directory."""
     started: list[Daemon] = []
 
     def make(config_text: str | None = None, extra_args=(), env=None, start: bool = True, base=None) -> Daemon:
@@ -402,10 +561,12 @@ def pycontainerd_daemon_factory(tmp_path_factory):
             d.start()
         return d
 
+    pins = netns_pins()
     yield make
     for d in started:
         d.stop()
     for d in started:
+        force_cleanup(d.base, pins)
         shutil.rmtree(d.base, ignore_errors=True)
 
 

@@ -1,7 +1,8 @@
 """Fixtures shared by every test tier.
 
 ``daemon_factory`` starts real daemons on temporary ``--root``/``--state`` dirs and always
-stops them at teardown. Tests that need root are marked ``root`` and skipped — loudly —
+stops them at teardown, removing whatever a test left behind (containers, shims, mounts, pod
+netns: :func:`pycontainerd.testing.force_cleanup`, the one cleanup every fixture uses). Tests that need root are marked ``root`` and skipped — loudly —
 when not run as root; CI runs as root, so there they always run.
 """
 
@@ -13,7 +14,7 @@ import shutil
 
 import pytest
 
-from pycontainerd.testing import Daemon
+from pycontainerd.testing import Daemon, force_cleanup
 
 pytest_plugins = ["tests.support.registry", "tests.support.images"]
 
@@ -66,10 +67,12 @@ def ctr_bin() -> str:
 
 @pytest.fixture
 def containerd(tmp_path_factory):
-    """A real containerd (Debian's) on temporary dirs; stopped at teardown."""
+    """A real containerd (Debian's) on temporary dirs; stopped at teardown, with what it
+    left there removed (:func:`pycontainerd.testing.force_cleanup`)."""
     from tests.support.containerd import Containerd
 
     c = Containerd(tmp_path_factory.mktemp("containerd")).start()
     yield c
     c.stop()
+    force_cleanup(c.base)  # its shims and mounts, when a test failed before removing them
     shutil.rmtree(c.base, ignore_errors=True)

@@ -39,7 +39,7 @@ from ..api.cgroups.v1 import metrics_pb2 as cg1
 from ..api.cgroups.v2 import metrics_pb2 as cg2
 from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import ContainerdError
-from ..shim.cgroups import unified_dir
+from ..sysutil.cgroups import unified_dir
 from . import netns
 from .state import ContainerState, SandboxState
 from .store import Container, Sandbox

@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 
 from ..api.runtime.task.v2 import shim_pb2 as api
 from ..errdefs import Unavailable
-from ..shim.main import lean_command, python_path
+from ..sysutil.lean import python_path, shim_command
 from ..ttrpc import aio, wire
 from .bundle import SHIM_BINARY_PATH, Bundle
 from .zygote import Zygote, ZygoteUnavailable, enabled_by_env
@@ -43,12 +43,12 @@ TASK_SERVICE = "containerd.task.v2.Task"
 
 
 def default_shim_command() -> list[str]:
-    """Our shim, started lean: ``python -S -P -c …`` (see :func:`pycontainerd.shim.main.lean_command`).
+    """Our shim, started lean: ``python -S -P -c …`` (see :func:`pycontainerd.sysutil.lean.shim_command`).
 
     ``pycontainerd-shim`` (the console script) works too, but pays for ``site`` and a
     second interpreter start per task.
     """
-    return lean_command()
+    return shim_command()
 
 
 class ShimLog:

@@ -24,7 +24,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 
-from ..shim import zygote as shim_zygote
+from ..sysutil import lean
 
 READY_TIMEOUT = 30.0
 RETRY_AFTER = 60.0
@@ -63,7 +63,7 @@ class Zygote:
         self._next_id += 1
         data = json.dumps({"id": rid, "argv": list(argv), "cwd": cwd, "env": dict(env),
                            "stdin": stdin.hex()}).encode()
-        if len(data) > shim_zygote.MAX_MESSAGE:
+        if len(data) > lean.ZYGOTE_MAX_MESSAGE:
             raise ZygoteUnavailable("request too large for the zygote")
         for attempt in (0, 1):
             await self._ensure()
@@ -105,10 +105,10 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         for s in (ours, theirs):  # room for many requests/answers in flight
             with contextlib.suppress(OSError):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * shim_zygote.MAX_MESSAGE)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * lean.ZYGOTE_MAX_MESSAGE)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *shim_zygote.command(theirs.fileno()), pass_fds=(theirs.fileno(),), cwd="/",
+                *lean.zygote_command(theirs.fileno()), pass_fds=(theirs.fileno(),), cwd="/",
                 env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL)
         except OSError as exc:
             ours.close()
@@ -129,7 +129,7 @@ class Zygote:
         sock = self._sock
         while sock is not None:
             try:
-                msg = sock.recv(shim_zygote.MAX_MESSAGE)
+                msg = sock.recv(lean.ZYGOTE_MAX_MESSAGE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

@@ -1,3 +1,3 @@
-"""The gRPC layer: servicers that translate protobuf ⇄ core types, the interceptor that
-maps core errors to status codes, and the server that listens on the daemon's sockets.
-Nothing here holds domain logic."""
+"""The gRPC servicers: each translates protobuf ⇄ core types and calls the core; errors map
+to status codes in :mod:`.errors`. Nothing here holds domain logic; the server that listens
+and the interceptor every call passes are in :mod:`pycontainerd.server`."""

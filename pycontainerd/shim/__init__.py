@@ -9,10 +9,11 @@ daemon, that runs the OCI runtime and owns the task's processes, stdio and exit 
 - :mod:`.runc` — the OCI runtime's command line; :mod:`.stdio` — pipes, fifos, ptys;
 - :mod:`.events` — the publisher to the daemon; :mod:`.cgroups` — stats and OOM;
 - :mod:`.proto` — the messages it serves and sends, encoded by
-  :mod:`pycontainerd.ttrpc.protowire` (no ``google.protobuf``);
+  :mod:`pycontainerd.sysutil.protowire` (no ``google.protobuf``);
 - :mod:`.spawn` — running commands with ``posix_spawn`` (no ``subprocess``);
-  :mod:`.mounts` — the rootfs ``mount(2)`` calls; :mod:`.files` — small file reads and
-  writes without ``open()``; :mod:`.libc` — the ``ctypes`` calls, resolved once.
+- from :mod:`pycontainerd.sysutil`, shared with the core: the rootfs ``mount(2)`` calls,
+  small file reads and writes without ``open()``, the ``ctypes`` calls resolved once, and
+  how a shim is started (:mod:`~pycontainerd.sysutil.lean`).
 
 Its memory per container is a benchmark figure (shim RSS/PSS against
 ``containerd-shim-runc-v2``): it never imports grpc, asyncio, structlog, google.protobuf,

@@ -17,15 +17,11 @@ import os
 from collections.abc import Callable
 
 from ..ttrpc.reactor import Reactor
-from . import files, libc
+from ..sysutil import files, libc
+from ..sysutil.cgroups import join as _join
+from ..sysutil.cgroups import mounts as _mounts
+from ..sysutil.cgroups import read as _read
 from . import proto as pb
-
-
-def _read(path: str) -> str:
-    try:
-        return files.read_text(path)
-    except OSError:
-        return ""
 
 
 def _int(path: str) -> int:
@@ -48,53 +44,6 @@ def _kv(path: str) -> dict[str, int]:
             except ValueError:
                 pass
     return out
-
-
-def _mounts() -> tuple[dict[str, tuple[str, str]], tuple[str, str] | None]:
-    """``({v1 controller: (mount root, mount point)}, (v2 root, v2 mount point) or None)``."""
-    v1_mounts: dict[str, tuple[str, str]] = {}
-    v2_mount = None
-    for line in _read("/proc/self/mountinfo").splitlines():
-        pre, _, post = line.partition(" - ")
-        fields, post_f = pre.split(), post.split()
-        if len(post_f) < 3:
-            continue
-        fstype, opts = post_f[0], post_f[2].split(",")
-        root, mp = fields[3], fields[4].encode().decode("unicode_escape")
-        if fstype == "cgroup2" and v2_mount is None:
-            v2_mount = (root, mp)
-        elif fstype == "cgroup":
-            for o in opts:
-                name = o[5:] if o.startswith("name=") else o
-                if o.startswith("name=") or o in _V1_CONTROLLERS:
-                    v1_mounts.setdefault(name, (root, mp))
-    return v1_mounts, v2_mount
-
-
-_V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "devices", "freezer",
-                   "hugetlb", "net_cls", "net_prio", "perf_event", "rdma"}
-
-
-def _join(mount: tuple[str, str], path: str) -> str:
-    """The directory of cgroup ``path`` under a mount whose root in the hierarchy is
-    ``root``; a path outside that root is taken from the mount point as is."""
-    root, mp = mount
-    root = root.rstrip("/")
-    if root and (path == root or path.startswith(root + "/")):
-        rel = path[len(root):].lstrip("/")
-    else:
-        rel = path.lstrip("/")
-    return os.path.normpath(os.path.join(mp, rel))
-
-
-def unified_dir(pid: int) -> str:
-    """The cgroup v2 directory of ``pid`` — on a hybrid host too, where the unified hierarchy
-    holds no controllers but does hold the pressure (PSI) files; "" when there is none."""
-    path = next((line[3:] for line in _read(f"/proc/{pid}/cgroup").splitlines() if line.startswith("0::")), None)
-    if path is None:
-        return ""
-    _, v2 = _mounts()
-    return _join(v2, path) if v2 is not None else ""
 
 
 class Cgroup:

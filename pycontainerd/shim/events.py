@@ -70,8 +70,6 @@ class Publisher:
         self._queue: deque[tuple[pb.Envelope, int]] = deque()
         self._scheduled = False
         self._retrying = False
-        self.sent: list[pb.Envelope] = []  # kept only when record=True (tests)
-        self.record = False
 
     def publish(self, topic: str, event: pb.Message) -> None:
         self._queue.append((envelope(self.namespace, topic, event), 0))
@@ -114,8 +112,6 @@ class Publisher:
                 self._schedule(float(count))
                 return
             self._queue.popleft()
-            if self.record:
-                self.sent.append(env)
 
     def _send(self, env: pb.Envelope) -> None:
         path = self.ttrpc_address[len("unix://"):] if self.ttrpc_address.startswith("unix://") else self.ttrpc_address
@@ -152,8 +148,6 @@ class Publisher:
             except Exception:
                 break
             self._queue.popleft()
-            if self.record:
-                self.sent.append(env)
         if self._client is not None:
             self._client.close()
             self._client = None

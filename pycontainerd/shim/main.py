@@ -12,7 +12,7 @@ bundle is ``<state>/io.containerd.runtime.v2.task/<ns>/<id>`` (containerd uses
 ``/run/containerd/s/…``); the hash is shortened so the path fits a unix socket — writes
 it to ``<bundle>/address``, starts the long-lived shim in a new session (``setsid``)
 handing it the listening socket, waits until it is serving, and prints the address
-(``unix:///…``, no newline). Started lean (``python -S -P``, :func:`lean_command`, what the
+(``unix:///…``, no newline). Started lean (``python -S -P``, :func:`pycontainerd.sysutil.lean.shim_command`, what the
 daemon runs) it *forks* the long-lived shim, saving an interpreter start; started with
 ``site`` (the ``pycontainerd-shim`` console script, e.g. by containerd) it *execs* a lean
 interpreter instead, so the long-lived shim never carries ``site``'s imports. Containers
@@ -54,9 +54,9 @@ from _sha256 import sha256
 
 from ..ttrpc.reactor import Reactor
 from ..ttrpc.server import Server
-from . import files, libc
+from ..sysutil import files, lean, libc
 from .events import Publisher
-from .mounts import is_mountpoint, unmount_all
+from ..sysutil.mounts import is_mountpoint, unmount_all
 from .proto import Any, DeleteResponse, Timestamp
 from .runc import RuncError, read_pid_file
 from .service import SERVICE, ShimTaskService, parse_options, read_options, runc_for
@@ -186,27 +186,6 @@ def can_connect(path: str, timeout: float = 0.1) -> bool:
         return False
     finally:
         s.close()
-
-
-def lean_command() -> list[str]:
-    """The shim as the daemon runs it: ``python -S -P`` (no site, no ``.pth`` hooks) with
-    :func:`python_path` as ``PYTHONPATH``; ``start`` then forks the long-lived shim."""
-    return [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.main import main; main()"]
-
-
-def python_path() -> str:
-    return _python_path()
-
-
-def _python_path() -> str:
-    """Where this interpreter found pycontainerd (the ``PYTHONPATH`` of a ``python -S`` shim).
-
-    Nothing else: the shim needs only the standard library (no ``google.protobuf``, see
-    :mod:`pycontainerd.shim.proto`), so an import of anything else fails in the shim.
-    """
-    import pycontainerd
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(pycontainerd.__file__)))
 
 
 def start(f: Flags, options_data: bytes | None = None) -> str:
@@ -379,13 +358,12 @@ def _spawn(f: Flags, bundle: str, sock: socket.socket) -> int:
     import subprocess  # this short-lived `start` process only; the long-lived shim never imports it
 
     ready_r, ready_w = os.pipe()
-    argv = [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.main import main; main()",
-            "-namespace", f.namespace, "-id", f.id, "-address", f.address,
+    argv = [*lean.shim_command(), "-namespace", f.namespace, "-id", f.id, "-address", f.address,
             "-publish-binary", f.publish_binary, "-socket-fd", str(sock.fileno()), "-ready-fd", str(ready_w)]
     if f.debug:
         argv.append("-debug")
     env = dict(os.environ)
-    env["PYTHONPATH"] = _python_path()
+    env["PYTHONPATH"] = lean.python_path()
     env.setdefault("TTRPC_ADDRESS", f.address + ".ttrpc" if f.address else "")
     log = os.open(os.path.join(bundle, "shim.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

@@ -13,7 +13,7 @@ import os
 
 from ..errdefs import AlreadyExists, NotFound
 from ..ttrpc.server import Deferred
-from . import files
+from ..sysutil import files
 from .cgroups import Cgroup
 from .runc import Runc
 from .state import StateMachine, Status

@@ -1,5 +1,5 @@
 """The messages the shim serves and sends, without ``google.protobuf`` (see
-:mod:`pycontainerd.ttrpc.protowire` for the encoding and why).
+:mod:`pycontainerd.sysutil.protowire` for the encoding and why).
 
 Field numbers, names and types are those of the ``.proto`` files under ``api/``:
 ``runtime/task/v2/shim.proto`` (the ``containerd.task.v2.Task`` service), ``types/mount.proto``,
@@ -10,13 +10,13 @@ compares every class here with the generated descriptor of the same name and rou
 random values through ``google.protobuf``.
 
 Names mirror the generated modules (``proto.StateRequest`` ↔ ``shim_pb2.StateRequest``);
-an ``Any`` field is a :class:`~pycontainerd.ttrpc.protowire.Any` and a ``Timestamp`` a
-:class:`~pycontainerd.ttrpc.protowire.Timestamp` (``None`` when absent).
+an ``Any`` field is a :class:`~pycontainerd.sysutil.protowire.Any` and a ``Timestamp`` a
+:class:`~pycontainerd.sysutil.protowire.Timestamp` (``None`` when absent).
 """
 
 from __future__ import annotations
 
-from ..ttrpc.protowire import (
+from ..sysutil.protowire import (
     BOOL,
     EMPTY,
     INT32,

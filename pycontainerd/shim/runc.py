@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from ..errdefs import ContainerdError, NotFound
-from . import files
+from ..sysutil import files
 from .spawn import Result, run
 
 

@@ -40,7 +40,7 @@ from ..errdefs import (
 from ..ttrpc.reactor import Reactor
 from ..ttrpc.server import CallContext, Deferred
 from . import events as topics
-from . import files, mounts
+from ..sysutil import files, mounts
 from . import proto as pb
 from .cgroups import Cgroup
 from .events import Publisher

@@ -46,24 +46,19 @@ import signal
 import socket
 import sys
 
-from . import libc
+from ..sysutil import libc
+from ..sysutil.lean import ZYGOTE_MAX_MESSAGE
 from . import main as shim
 
-MAX_MESSAGE = 1 << 20
 PRELOAD = (
     "pycontainerd.shim.main", "pycontainerd.shim.service", "pycontainerd.shim.events",
     "pycontainerd.shim.stdio", "pycontainerd.shim.cgroups", "pycontainerd.shim.process",
     "pycontainerd.shim.runc", "pycontainerd.shim.state", "pycontainerd.ttrpc.server",
-    "pycontainerd.ttrpc.client", "pycontainerd.ttrpc.reactor", "pycontainerd.shim.mounts",
-    "pycontainerd.shim.spawn", "pycontainerd.shim.proto", "pycontainerd.shim.libc",
+    "pycontainerd.ttrpc.client", "pycontainerd.ttrpc.reactor", "pycontainerd.shim.spawn",
+    "pycontainerd.shim.proto", "pycontainerd.sysutil.mounts", "pycontainerd.sysutil.libc",
+    "pycontainerd.sysutil.files", "pycontainerd.sysutil.protowire", "pycontainerd.sysutil.lean",
 )
 """What a shim imports while serving a task (see ``tests/unit/test_shim_imports.py``)."""
-
-
-def command(fd: int) -> list[str]:
-    """How the daemon runs the zygote (``python -S -P``; ``PYTHONPATH`` from
-    :func:`pycontainerd.shim.main.python_path`)."""
-    return [sys.executable, "-S", "-P", "-c", "from pycontainerd.shim.zygote import main; main()", "-fd", str(fd)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +89,7 @@ def _serve(sock: socket.socket) -> None:
     shim forked before, and is counted in that shim's private memory."""
     while True:
         try:
-            msg = sock.recv(MAX_MESSAGE)  # a fresh mapping each time (over malloc's mmap threshold)
+            msg = sock.recv(ZYGOTE_MAX_MESSAGE)  # a fresh mapping each time (over malloc's mmap threshold)
         except OSError:
             return
         if not msg:

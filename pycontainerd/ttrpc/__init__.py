@@ -1,12 +1,11 @@
 """ttrpc, containerd's small RPC protocol (github.com/containerd/ttrpc), for the shim API.
 
-Layers, bottom up:
+Layers, bottom up, over :mod:`pycontainerd.sysutil.protowire` (a minimal hand-written
+protobuf codec, so that the shim never loads ``google.protobuf``):
 
-- :mod:`.protowire` — a minimal hand-written protobuf (proto3) codec, so that the shim
-  never loads ``google.protobuf``;
 - :mod:`.wire` — frames (a 10-byte header: 4-byte big-endian length, 4-byte stream id,
   1-byte type, 1-byte flags) carrying the ``ttrpc.Request`` / ``ttrpc.Response`` envelopes
-  (encoded with :mod:`.protowire`), the status-code table and the mapping between
+  (encoded with ``protowire``), the status-code table and the mapping between
   :mod:`pycontainerd.errdefs` and ``google.rpc.Status``.
 - :mod:`.reactor` — a single-threaded ``epoll`` event loop with timers and signals.
 - :mod:`.server` — a blocking, thread-free server on a reactor (what the shim serves

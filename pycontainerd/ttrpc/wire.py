@@ -19,9 +19,9 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from .. import errdefs
-from .protowire import BYTES, INT64, MESSAGE, REPEATED, STRING, Status, message
+from ..sysutil.protowire import BYTES, INT64, MESSAGE, REPEATED, STRING, Status, message
 
-# api/ttrpc/ttrpc.proto (the shim imports no google.protobuf: see .protowire)
+# api/ttrpc/ttrpc.proto (the shim imports no google.protobuf: see pycontainerd.sysutil.protowire)
 KeyValue = message("ttrpc.KeyValue", (1, "key", STRING), (2, "value", STRING))
 Request = message("ttrpc.Request", (1, "service", STRING), (2, "method", STRING), (3, "payload", BYTES),
                   (4, "timeout_nano", INT64), (5, "metadata", MESSAGE | REPEATED, KeyValue))
@@ -161,7 +161,7 @@ def encode_request(service: str, method: str, payload: bytes, timeout_nano: int 
 
 
 def decode_request(data: bytes) -> Request:
-    """Raises :class:`~.protowire.DecodeError` (a ValueError) for bytes that are not one."""
+    """Raises :class:`~pycontainerd.sysutil.protowire.DecodeError` (a ValueError) for bytes that are not one."""
     return Request.decode(data)
 
 

@@ -27,7 +27,8 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri.logs import parse_entry
-from tests.support.cri import container_config, cri_env, netns_pins, pins_of, pod_config
+from pycontainerd.testing import netns_pins, pins_of
+from tests.support.cri import container_config, cri_env, pod_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -17,7 +17,8 @@ import pytest
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri.logs import timestamp
 from tests.support.crictl import crictl
-from tests.support.cri import CRIClient, container_config, cri_env, pod_config, process_alive
+from pycontainerd.testing import process_alive
+from tests.support.cri import CRIClient, container_config, cri_env, pod_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -15,7 +15,8 @@ import grpc
 import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
-from tests.support.cri import container_config, cri_env, pod_config, processes_mentioning
+from pycontainerd.testing import processes_mentioning
+from tests.support.cri import container_config, cri_env, pod_config
 from tests.support.start_failures import START_FAILURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]

@@ -41,17 +41,9 @@ PAGE = "hello-from-the-pod"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, registry, ctr_bin):
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    old = os.environ.get("PYCONTAINERD_STREAM_DEBUG")
-    os.environ["PYCONTAINERD_STREAM_DEBUG"] = "1"          # GET /debug/tasks for the leak check
-    try:
-        with cri_env(tmp_path_factory.mktemp("stream") / "cri", registry, netns=True, subnet=subnet,
-                     ctr=ctr_bin) as e:
-            yield e
-    finally:
-        if old is None:
-            os.environ.pop("PYCONTAINERD_STREAM_DEBUG", None)
-        else:
-            os.environ["PYCONTAINERD_STREAM_DEBUG"] = old
+    with cri_env(tmp_path_factory.mktemp("stream") / "cri", registry, netns=True, subnet=subnet,
+                 ctr=ctr_bin, debug=True) as e:  # debug: the daemon's task count for the leak checks
+        yield e
 
 
 @pytest.fixture(scope="module")
@@ -254,12 +246,6 @@ def test_rpc_validation(env, pod):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def _task_count(base: str) -> int:
-    status, body = await http_get(f"{base}/debug/tasks")
-    assert status == 200, body
-    return int(body)
-
-
 def _exec_pids(env, cid) -> list[int]:
     with grpc.insecure_channel(f"unix:{env.daemon.address}") as ch:
         resp = tasks_pb2_grpc.TasksStub(ch).ListPids(tasks_pb2.ListPidsRequest(container_id=cid),
@@ -270,10 +256,9 @@ def _exec_pids(env, cid) -> list[int]:
 async def test_client_vanishing_mid_exec(env, pod):
     _, _, web = pod
     url = exec_url(env, web, ["true"])
-    base = url.rsplit("/", 2)[0]
     await (await RemoteCommand.connect(url)).wait()             # warm: everything lazily made exists
     await asyncio.sleep(0)
-    baseline = await _task_count(base)
+    baseline = await asyncio.to_thread(env.asyncio_tasks)
     pids_before = set(_exec_pids(env, web))
     for transport in ("spdy", "ws"):
         url = exec_url(env, web, ["sh", "-c", "echo started; exec sleep 1000"], stdin=True)
@@ -285,10 +270,10 @@ async def test_client_vanishing_mid_exec(env, pod):
         while set(_exec_pids(env, web)) - pids_before and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert set(_exec_pids(env, web)) - pids_before == set(), "the exec process was left in the shim"
-        count = await _task_count(base)
+        count = await asyncio.to_thread(env.asyncio_tasks)
         while count > baseline and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            count = await _task_count(base)
+            count = await asyncio.to_thread(env.asyncio_tasks)
         assert count <= baseline, f"{count - baseline} asyncio task(s) leaked in the daemon"
     leftovers = glob.glob(os.path.join(str(env.daemon.state), "**", "exec", "*-std*"), recursive=True)
     assert leftovers == [], "exec fifos left behind"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from pycontainerd.client import Client, Unavailable
-from tests.integration.test_pyctr_run import pyctr, wait_for
+from tests.support.pyctr import pyctr, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from pycontainerd.mount import PAGE_SIZE, Mount, is_mountpoint, mount_all, unmount_all
+from pycontainerd.mount import Mount, is_mountpoint, mount_all, unmount_all
+from pycontainerd.sysutil.mounts import PAGE_SIZE
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 

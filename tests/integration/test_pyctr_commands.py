@@ -20,12 +20,12 @@ import time
 import pytest
 
 from pycontainerd.client import AsyncClient
-from tests.integration import test_pyctr_run
-from tests.integration.test_pyctr_run import no_leftovers, pyctr  # noqa: F401  (autouse fixture)
+from tests.support import pyctr as pyctr_support
+from tests.support.pyctr import no_leftovers, pyctr  # noqa: F401  (autouse fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-image = test_pyctr_run.image  # fixture: busybox pulled (and unpacked) into the daemon; yields its ref
+image = pyctr_support.image  # fixture: busybox pulled (and unpacked) into the daemon; yields its ref
 
 
 def as_json(daemon, *args, **kw):

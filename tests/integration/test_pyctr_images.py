@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from tests.integration.test_pyctr_run import no_leftovers, pyctr, wait_for  # noqa: F401  (autouse fixture)
+from tests.support.pyctr import no_leftovers, pyctr, wait_for  # noqa: F401  (autouse fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -12,62 +12,12 @@ import time
 
 import pytest
 
+from tests.support import pyctr as pyctr_support
+from tests.support.pyctr import no_leftovers, pyctr, wait_for  # noqa: F401  (autouse fixture)
+
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
-
-def pyctr(daemon, *args, check=True, ns=None, timeout=120, env=None, stdin=subprocess.DEVNULL):
-    """Run ``python -m pycontainerd_cmd.ctr -a <daemon> ARGS`` (the installed ``pyctr``)."""
-    cmd = [sys.executable, "-m", "pycontainerd_cmd.ctr", "-a", daemon.address, "--connect-timeout", "10"]
-    if ns:
-        cmd += ["-n", ns]
-    proc = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                          stdin=stdin, env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pyctr {' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}\n{daemon.log()[-3000:]}")
-    return proc
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
-@pytest.fixture
-def image(daemon, busybox_image):
-    pyctr(daemon, "images", "pull", "--plain-http", busybox_image.oci.ref)
-    return busybox_image.oci.ref
-
-
-FIFO_ROOT = "/run/pycontainerd/fifo"
-
-
-def fifo_dirs() -> set[str]:
-    return set(os.listdir(FIFO_ROOT)) if os.path.isdir(FIFO_ROOT) else set()
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers(request):
-    fifos_before = fifo_dirs()
-    # set the daemon up first, so that it is torn down after this check
-    d = request.getfixturevalue("daemon") if "daemon" in request.fixturenames else None
-    yield
-    if d is None or d.proc is None:
-        return
-    for task in pyctr(d, "tasks", "ls", "-q", check=False).stdout.split():
-        pyctr(d, "tasks", "rm", "-f", task, check=False)
-    for c in pyctr(d, "containers", "ls", "-q", check=False).stdout.split():
-        pyctr(d, "containers", "rm", c, check=False)
-    bundles = d.state / "io.containerd.runtime.v2.task" / "default"
-    assert not bundles.exists() or not os.listdir(bundles), os.listdir(bundles)
-    with open("/proc/self/mountinfo") as f:
-        leaked = [line.split()[4] for line in f if str(d.base) in line]
-    assert not leaked, leaked
-    assert fifo_dirs() <= fifos_before, "the client left fifos behind"
+image = pyctr_support.image  # fixture: busybox pulled (and unpacked) into the daemon; yields its ref
 
 
 def test_run_rm_prints_hello_and_passes_exit_codes(daemon, image):

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from pycontainerd.testing import Daemon
-from tests.support.cri import force_cleanup, netns_pins
+from pycontainerd.testing import force_cleanup, netns_pins
 
 pytestmark = [pytest.mark.interop, pytest.mark.integration, pytest.mark.root]
 

@@ -29,8 +29,8 @@ import grpc
 import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
-from tests.support.cri import CRIClient, build_cri_images, container_config, cri_env, force_cleanup, hosts_dir, \
-    netns_pins, pod_config
+from pycontainerd.testing import force_cleanup, netns_pins
+from tests.support.cri import CRIClient, build_cri_images, container_config, cri_env, hosts_dir, pod_config
 from tests.support.k8s_stream import RemoteCommand, SpdyPortForward, start_containerd_cri
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cri import container_config, cri_env, mounts_under, pod_config
+from pycontainerd.testing import mounts_under
+from tests.support.cri import container_config, cri_env, pod_config
 from tests.support.crictl import crictl, wait_for
 from tests.support.start_failures import as_crictl_config
 

@@ -14,7 +14,6 @@ asserted along with the exit status.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -29,7 +28,6 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.cri import netns
-from tests.support import k8s_stream
 from tests.support.cri import container_config, cri_env, pod_config
 from tests.support.crictl import crictl, crictl_argv
 from tests.support.crictl_pty import PTY_COLS, PTY_ROWS, on_pty
@@ -44,11 +42,9 @@ BIG = 3 << 20                       # bytes of the page fetched through port-for
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, registry, ctr_bin):
     subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYCONTAINERD_STREAM_DEBUG", "1")           # GET /debug/tasks for the leak check
-        with cri_env(tmp_path_factory.mktemp("crictl-stream") / "cri", registry, netns=True, subnet=subnet,
-                     ctr=ctr_bin) as e:
-            yield e
+    with cri_env(tmp_path_factory.mktemp("crictl-stream") / "cri", registry, netns=True, subnet=subnet,
+                 ctr=ctr_bin, debug=True) as e:  # debug: the daemon's task count for the leak check
+        yield e
 
 
 @pytest.fixture(scope="module")
@@ -322,23 +318,12 @@ def test_port_forward_to_a_port_nothing_listens_on(env, pod, transport):
 # -- leaks -----------------------------------------------------------------------------------
 
 
-def _daemon_tasks(env, base: str) -> int:
-    k8s_stream.NETNS = env.netns
-    try:
-        status, body = asyncio.run(k8s_stream.http_get(f"{base}/debug/tasks"))
-    finally:
-        k8s_stream.NETNS = ""
-    assert status == 200, body
-    return int(body)
-
-
 def test_crictl_sessions_leave_no_daemon_task(env, pod):
     """After exec, attach and port-forward sessions of every transport have ended, the
     daemon's asyncio task count is back to where it was."""
     pid, _, web = pod
-    base = env.client.Exec(cri.ExecRequest(container_id=web, cmd=["true"], stdout=True)).url.rsplit("/", 2)[0]
     crictl(env, "exec", web, "true")                               # warm: what is made lazily exists
-    baseline = _daemon_tasks(env, base)
+    baseline = env.asyncio_tasks()
     for transport in ("spdy", "websocket"):
         assert crictl(env, "exec", "--transport", transport, "-i", web, "cat", input="x").stdout == "x"
         pf = PortForward(env, pid, HTTP_PORT, transport)
@@ -347,6 +332,6 @@ def test_crictl_sessions_leave_no_daemon_task(env, pod):
         finally:
             pf.close()
     deadline = time.monotonic() + 60
-    while (count := _daemon_tasks(env, base)) > baseline:
+    while (count := env.asyncio_tasks()) > baseline:
         assert time.monotonic() < deadline, f"{count - baseline} asyncio task(s) left in the daemon"
         time.sleep(0.1)

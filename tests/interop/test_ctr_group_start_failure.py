@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.interop.test_ctr_foundation import ctr
-from tests.support.cri import processes_mentioning
+from pycontainerd.testing import processes_mentioning
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 

@@ -22,7 +22,8 @@ import pytest
 
 from pycontainerd.testing import Daemon
 from tests.support.containerd import Containerd
-from tests.support.cri import create_test_netns, delete_test_netns, force_cleanup, netns_pins
+from pycontainerd.testing import force_cleanup, netns_pins
+from tests.support.cri import create_test_netns, delete_test_netns
 from tests.support.dockerd import DOCKER, Dockerd, build_busybox_archive, open_base
 from tests.support.ptyrun import run_in_pty
 

@@ -17,7 +17,7 @@ import pytest
 
 from pycontainerd.testing import Daemon
 from tests.support.containerd import Containerd
-from tests.support.cri import mounts_under
+from pycontainerd.testing import mounts_under
 from tests.support.dockerd import open_base
 from tests.support.gobuild import GoBuildError, go_program
 

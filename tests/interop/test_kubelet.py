@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cri import CRIClient, cri_env, mounts_under, processes_mentioning
+from pycontainerd.testing import mounts_under, processes_mentioning
+from tests.support.cri import CRIClient, cri_env
 from tests.support.crictl import crictl, crictl_json
 from tests.support.crictl_pty import on_pty
 from tests.support.kubelet import Kubelet

@@ -18,17 +18,15 @@ run. Used by ``tests/reliability/test_daemon_kill.py`` (a few iterations) and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from pycontainerd.admin.check import Report, check, shim_processes
+from pycontainerd.admin.check import Report, check
+from pycontainerd.testing import force_cleanup
 
 PHASES = ("pull", "unpack", "create", "start", "delete", "gc")
 SEED_ENV = "PYCONTAINERD_FAULT_SEED"
@@ -243,13 +241,3 @@ class FaultRunner:
             self.ctr("containers", "rm", id, check=False)
 
 
-def force_cleanup(state) -> None:
-    """Kill every shim of the daemon state ``state`` and delete its runc containers."""
-    for shim in shim_processes(Path(state)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(shim.pid, signal.SIGKILL)
-    for runc_root in sorted(Path(state).glob("runc/*")):
-        ids = subprocess.run(["runc", "--root", str(runc_root), "list", "-q"], capture_output=True,
-                             text=True).stdout.split()
-        for id in ids:
-            subprocess.run(["runc", "--root", str(runc_root), "delete", "-f", id], capture_output=True)

@@ -25,7 +25,8 @@ from pycontainerd.admin.check import check, mount_points
 from pycontainerd.client import Client
 from pycontainerd.errdefs import ResourceExhausted
 from pycontainerd.mount import unmount_all
-from tests.reliability.harness import FaultRunner, force_cleanup
+from pycontainerd.testing import force_cleanup
+from tests.reliability.harness import FaultRunner
 from tests.support.images import push_one_layer_image
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.root]

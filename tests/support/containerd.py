@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pycontainerd.testing import mounts_under
+
 CONFIG = """version = 2
 root = "{root}"
 state = "{state}"
@@ -73,7 +75,5 @@ class Containerd:
                 self.proc.wait()
         self.proc = None
         # shims started by this containerd (if any) die with their tasks; unmount leftovers
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if str(self.base) in line.split()[4]]
-        for mp in reversed(mounts):
+        for mp in reversed(mounts_under(str(self.base))):
             subprocess.run(["umount", "-l", mp], capture_output=True)

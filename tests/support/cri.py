@@ -1,6 +1,7 @@
 """Support for the CRI tests: images, a daemon configured for the CRI (optionally inside a
 network namespace the test owns), a CRI client from our generated stubs, config builders,
-and a cleanup that leaves nothing behind even when a test failed.
+and a teardown that leaves nothing behind even when a test failed (the cleanup is
+:func:`pycontainerd.testing.force_cleanup`, shared by every daemon fixture).
 
 Images (built once per registry, no internet): ``HOST/cri/pause:3.9`` — a static pause
 program compiled here from ``tests/support/pause.c`` (entrypoint ``/pause``) — and
@@ -17,11 +18,10 @@ namespaces are pinned by the daemon and must be gone after RemovePodSandbox.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
+import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,18 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from pycontainerd.api.cri.runtime.v1 import api_pb2_grpc
-from pycontainerd.testing import build_image_layout
+from pycontainerd.testing import NETNS_DIR, build_image_layout, force_cleanup, netns_pins
 from tests.support.daemon import Daemon
 from tests.support.registry import _run, _tool
 
 HERE = Path(__file__).resolve().parent
 PAUSE_SOURCE = HERE / "pause.c"
 CNI_BIN = "/usr/lib/cni"
-NETNS_DIR = "/var/run/netns"
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
@@ -165,113 +165,6 @@ def create_test_netns() -> str:
 
 def delete_test_netns(path: str) -> None:
     subprocess.run(["ip", "netns", "del", os.path.basename(path)], capture_output=True)
-
-
-def netns_pins() -> set[str]:
-    try:
-        return set(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return set()
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def mounts_under(base: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == base or mp.startswith(base.rstrip("/") + "/"):
-                out.append(mp)
-    return out
-
-
-def processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    pids.append(int(d))
-        except OSError:
-            continue
-    return pids
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _net_inodes_under(pids: list[int]) -> set[int]:
-    """Network-namespace inodes of ``pids`` and all their descendants."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    inodes, todo = set(), list(pids)
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):
-            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-        todo += children.get(pid, [])
-    return inodes
-
-
-def pins_of(base: Path, candidates: set[str]) -> set[str]:
-    """Which of the pod netns pins ``candidates`` the daemon at ``base`` made: a process of
-    its tree (shims, pause, containers) is in it, or its files under ``base`` name it (the
-    sandbox's netns path in its metadata). Other runtimes on this machine pin pod namespaces
-    too, concurrently: never touch theirs."""
-    if not candidates:
-        return set()
-    inodes = _net_inodes_under(processes_mentioning(str(base)))
-    mine = set()
-    for name in candidates:
-        with contextlib.suppress(OSError):
-            if os.stat(os.path.join(NETNS_DIR, name)).st_ino in inodes:
-                mine.add(name)
-    rest = candidates - mine
-    if not rest:
-        return mine
-    named = subprocess.run(["grep", "-rhoaF", "--exclude-dir=snapshots", "--exclude-dir=*content*",
-                            *(x for n in rest for x in ("-e", n)), str(base)],
-                           capture_output=True, text=True, errors="replace").stdout.split()
-    return mine | (rest & set(named))
-
-
-def force_cleanup(base: Path, pins_before: set[str]) -> list[str]:
-    """Kill shims of the daemon at ``base``, unmount what is left under it, remove the netns
-    pins it made since ``pins_before`` (:func:`pins_of`). Returns what had to be cleaned
-    (empty when the test had cleaned up itself)."""
-    leftovers = []
-    mine = pins_of(base, {n for n in netns_pins() - pins_before if n.startswith("cni-")})
-    for pid in processes_mentioning(str(base)):
-        leftovers.append(f"process {pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for mp in sorted(mounts_under(str(base)), key=len, reverse=True):
-        leftovers.append(f"mount {mp}")
-        _libc.umount2(mp.encode(), 2)
-    for name in sorted(mine):
-        leftovers.append(f"netns {name}")
-        path = os.path.join(NETNS_DIR, name)
-        _libc.umount2(path.encode(), 2)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-    return leftovers
 
 
 # --------------------------------------------------------------------------------------
@@ -408,6 +301,17 @@ class CRIEnv:
     netns: str
     subnet: str = ""
     pins_before: frozenset = frozenset()
+    debug_socket: str = ""
+
+    def asyncio_tasks(self) -> int:
+        """How many asyncio tasks the daemon runs now, from the stack dump of its debug
+        endpoint (``cri_env(debug=True)``), as an operator would read it (leak checks)."""
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.debug_socket), timeout=30) as http:
+            resp = http.get("http://localhost/debug/stacks", headers={"connection": "close"})
+        resp.raise_for_status()
+        found = re.search(r"^=== asyncio tasks \((\d+)\) ===$", resp.text, re.M)
+        assert found is not None, resp.text[:200]
+        return int(found.group(1))
 
     def containerd_images(self) -> dict[str, dict[str, str]]:
         """Image names → labels in namespace k8s.io, through containerd's Images API."""
@@ -453,13 +357,14 @@ def copy_image(src_ref: str, dst_ref: str, dest_creds: str | None = None) -> Non
 @contextlib.contextmanager
 def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr: str | None = None,
             config_path: str = "", extra: str = "", restrict_oom: bool = False, max_line: int = 16384,
-            bin_dir: str = CNI_BIN, root_tmpfs: int = 0, pull_busybox: bool = False):
+            bin_dir: str = CNI_BIN, root_tmpfs: int = 0, pull_busybox: bool = False, debug: bool = False):
     """A daemon configured for the CRI and our client (``pull_busybox``: the busybox image
     pulled through the CRI first). With ``netns`` the daemon runs in a
     network namespace of its own and gets a CNI bridge network on ``subnet`` (images are
     pre-pulled with ``ctr`` from the host's network, since the registry is on its loopback).
     With ``root_tmpfs`` the daemon's ``--root`` is a tmpfs of that many bytes (a small disk;
-    grow it with ``mount -o remount,size=``). Teardown removes every pod through the CRI,
+    grow it with ``mount -o remount,size=``). With ``debug`` the daemon serves its debug
+    endpoint on ``<base>/debug.sock`` (:meth:`CRIEnv.asyncio_tasks`). Teardown removes every pod through the CRI,
     stops the daemon and fails the test if anything (process, mount, pinned netns) was left
     behind."""
     pins = frozenset(netns_pins())
@@ -472,6 +377,9 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
         (conf_dir / "10-pods.conflist").write_text(
             bridge_conflist("pods", f"pcd{uuid.uuid4().hex[:8]}", subnet, str(base / "ipam")))
     cfg = base / "config.toml"
+    debug_socket = str(base / "debug.sock") if debug else ""
+    if debug:
+        extra += f'\n[debug]\naddress = "{debug_socket}"\n'
     cfg.write_text(cri_config(sandbox_image=images.pause, conf_dir=str(conf_dir), bin_dir=bin_dir,
                               config_path=config_path, extra=extra, restrict_oom=restrict_oom, max_line=max_line))
     daemon = NetnsDaemon(base=base / "daemon", config=cfg, netns=tns)
@@ -489,7 +397,7 @@ def cri_env(base: Path, registry, *, netns: bool = False, subnet: str = "", ctr:
             for ref in (images.pause, images.busybox):
                 ctr_pull(ctr, daemon.address, ref)
         client = CRIClient(daemon.address)
-        env = CRIEnv(base, daemon, client, images, conf_dir, log_dir, tns, subnet, pins)
+        env = CRIEnv(base, daemon, client, images, conf_dir, log_dir, tns, subnet, pins, debug_socket)
         if pull_busybox:
             client.pull(images.busybox)
         yield env

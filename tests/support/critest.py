@@ -18,7 +18,7 @@ it): :func:`run_critest` does, and ``tests.support.crictl.crictl(node, ...)`` do
 :class:`CRINode` has ``daemon.address`` and ``netns`` like a ``CRIEnv``.
 
 Teardown (also when the test failed): every pod removed through the CRI, the runtime stopped,
-its shims killed and mounts unmounted (:func:`tests.support.cri.force_cleanup`), the registry
+its shims killed and mounts unmounted (:func:`pycontainerd.testing.force_cleanup`), the registry
 stopped, the namespace deleted; the temp base removed.
 """
 
@@ -40,16 +40,8 @@ from pathlib import Path
 import grpc
 
 from pycontainerd.testing import start_registry
-from tests.support.cri import (
-    CRIClient,
-    NetnsDaemon,
-    bridge_conflist,
-    create_test_netns,
-    cri_config,
-    delete_test_netns,
-    force_cleanup,
-    netns_pins,
-)
+from pycontainerd.testing import force_cleanup, netns_pins
+from tests.support.cri import CRIClient, NetnsDaemon, bridge_conflist, create_test_netns, cri_config, delete_test_netns
 from tests.support.crictl import ROOT, tool, tools_dir
 
 CRI_TOOLS_SRC = Path(os.environ.get("PYCONTAINERD_CRI_TOOLS_SRC", ROOT.parent / "shared" / "cri-tools"))

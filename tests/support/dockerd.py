@@ -23,8 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pycontainerd.testing import add_busybox, build_image_layout, require_tool, run_tool
-from tests.support.cri import mounts_under
+from pycontainerd.testing import add_busybox, build_image_layout, force_cleanup, require_tool, run_tool
 from tests.support.procs import terminate
 
 DOCKER = "/usr/bin/docker"  # Debian's CLI (20.10), not another one earlier on $PATH
@@ -157,8 +156,7 @@ class Dockerd:
             forced.append(f"process {pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for mp in sorted(mounts_under(str(self.base)), key=len, reverse=True):
-            subprocess.run(["umount", "-l", mp], capture_output=True)
+        force_cleanup(self.base)  # mounts (and any process) left under base
         remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.base, ignore_errors=True)
         return forced

@@ -1,4 +1,4 @@
-"""The debug endpoint (pycontainerd.services.debug): log level at run time over HTTP on a
+"""The debug endpoint (pycontainerd.server.debug, .http): log level at run time over HTTP on a
 unix socket, stack dumps, systemd's readiness notice, ``[debug]`` config, and
 ``pycontainerd --version``."""
 
@@ -20,7 +20,8 @@ import structlog
 from pycontainerd import config as config_mod
 from pycontainerd import log as logmod
 from pycontainerd.errdefs import InvalidArgument
-from pycontainerd.services.debug import HTTPServer, debug_handler, dump_stacks, parse_address, sd_notify
+from pycontainerd.server.debug import debug_handler, dump_stacks, sd_notify
+from pycontainerd.listen.http import HTTPServer, parse_address
 from pycontainerd.version import PACKAGE, REVISION, VERSION
 
 
@@ -202,7 +203,7 @@ def test_version_flag_prints_like_containerd(flag):
 @pytest.mark.parametrize("setting", ["--address", "[debug] address"])
 def test_long_socket_path_names_the_setting(tmp_path, setting):
     """Issue 18.2: the message names the flag or config key to change (an f-string)."""
-    from pycontainerd.services.server import prepare_unix_socket
+    from pycontainerd.listen.sockets import prepare_unix_socket
 
     path = tmp_path / ("x" * 120) / "s.sock"
     with pytest.raises(InvalidArgument) as err:

@@ -57,6 +57,7 @@ LAYER_OF = {
     "pycontainerd.version": "lean",
     "pycontainerd.errdefs": "lean",
     "pycontainerd.identifiers": "lean",
+    "pycontainerd.sysutil": "lean",  # stdlib-only code the shim and the core share
 }
 DEFAULT_LAYER = "core"
 
@@ -83,16 +84,10 @@ KNOWN_VIOLATIONS = {
     # (cycle: its members, sorted) or one import (layer: importer -> imported)
     "cycle: pycontainerd.client.archive, pycontainerd.client.client, pycontainerd.client.containers, "
     "pycontainerd.client.images, pycontainerd.client.tasks",
-    "cycle: pycontainerd.services.debug, pycontainerd.services.metrics",
     "cycle: pycontainerd.cri.exits, pycontainerd.cri.image_volume, pycontainerd.cri.recovery, pycontainerd.cri.service",
     # the CRI pulls through the client's pull and unpack (in-process, over LocalClient)
     "layer: pycontainerd.cri.daemon -> pycontainerd.client.content",
     "layer: pycontainerd.cri.daemon -> pycontainerd.client.pull",
-    # the core reaching into the shim (issue 16: one lean package for both)
-    "layer: pycontainerd.cri.metrics -> pycontainerd.shim.cgroups",
-    "layer: pycontainerd.mount -> pycontainerd.shim.mounts",
-    "layer: pycontainerd.runtime.shim_manager -> pycontainerd.shim.main",
-    "layer: pycontainerd.runtime.zygote -> pycontainerd.shim.zygote",
 }
 
 
@@ -296,11 +291,11 @@ def test_core_modules_do_not_import_grpc():
 
 def test_the_shim_stays_light():
     """The shim is a process per container: no grpc, asyncio, structlog or protobuf
-    (``google``) in its modules, nor in the ttrpc modules it uses (only ``ttrpc/aio.py``,
+    (``google``) in its modules, nor in the sysutil and ttrpc modules it uses (only ``ttrpc/aio.py``,
     the daemon's side, uses asyncio); tests/unit/test_shim_imports.py checks what loads."""
     offenders = []
     heavy_names = {"grpc", "asyncio", "structlog", "google"}
-    for path in [*(PKG / "shim").rglob("*.py"), *(PKG / "ttrpc").rglob("*.py")]:
+    for path in [*(PKG / "shim").rglob("*.py"), *(PKG / "ttrpc").rglob("*.py"), *(PKG / "sysutil").rglob("*.py")]:
         heavy = heavy_names & _imports(path)
         if path.name == "aio.py" and path.parent.name == "ttrpc":
             heavy -= {"asyncio"}
@@ -340,3 +335,61 @@ def test_snapshots_do_not_import_metadata():
                 if _resolve(path, node).startswith("pycontainerd.metadata"):
                     offenders.append(str(path.relative_to(PKG)))
     assert offenders == []
+
+
+def _dotted(path: Path) -> str:
+    parts = ("pycontainerd", *path.relative_to(PKG).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _full_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved (``from . import x`` gives
+    ``package.x``: a submodule or a name, either way inside the package)."""
+    package = _dotted(path) if path.name == "__init__.py" else _dotted(path).rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[:len(base) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            for alias in node.names:  # a submodule when there is one, else the module of the name
+                sub = f"{module}.{alias.name}"
+                rel = Path(*sub.split(".")[1:])
+                is_module = (PKG / rel).is_dir() or (PKG / rel).with_suffix(".py").is_file()
+                out.add(sub if is_module or not node.module else module)
+    return out
+
+
+LEAN = ("pycontainerd.sysutil", "pycontainerd.errdefs")
+
+
+def _outside(imports: set[str], allowed: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imports if m.split(".")[0] not in sys.stdlib_module_names
+                  and not any(m == a or m.startswith(a + ".") for a in allowed))
+
+
+def test_sysutil_imports_only_the_standard_library():
+    """DESIGN §2: the package the shim and the core share stays lean — the standard library,
+    itself and errdefs (which imports only the standard library)."""
+    offenders = {}
+    for path in [*(PKG / "sysutil").rglob("*.py"), PKG / "errdefs.py"]:
+        allowed = LEAN if path.parent.name == "sysutil" else ()
+        bad = _outside(_full_imports(path), allowed)
+        if bad:
+            offenders[str(path.relative_to(PKG))] = bad
+    assert offenders == {}
+
+
+def test_the_shim_imports_only_the_lean_layers():
+    """The shim is built from sysutil, ttrpc's blocking side, errdefs and identifiers (both
+    standard-library only); nothing of the daemon's (metadata, runtime, …) reaches it."""
+    allowed = (*LEAN, "pycontainerd.identifiers", "pycontainerd.shim", "pycontainerd.ttrpc.server", "pycontainerd.ttrpc.client",
+               "pycontainerd.ttrpc.reactor", "pycontainerd.ttrpc.wire")
+    offenders = {}
+    for path in [*(PKG / "shim").rglob("*.py"), *(PKG / "ttrpc").glob("[!a]*.py")]:
+        bad = _outside(_full_imports(path), allowed)
+        if bad:
+            offenders[str(path.relative_to(PKG))] = bad
+    assert offenders == {}

@@ -1,4 +1,4 @@
-"""Prometheus metrics (pycontainerd.services.metrics): the per-RPC counters through the real
+"""Prometheus metrics (pycontainerd.server.metrics): the per-RPC counters through the real
 interceptor on a real grpc.aio server, the store gauges read from a real LMDB and snapshotter,
 the HTTP endpoint, and the [metrics] config."""
 
@@ -24,8 +24,8 @@ from pycontainerd.metadata.db import MetadataDB
 from pycontainerd.metadata.images import Image, ImageStore
 from pycontainerd.metadata.snapshots import SnapshotStore
 from pycontainerd.plugin import Plugin, PluginSet, PluginType, Registration
-from pycontainerd.services.interceptors import RequestInterceptor
-from pycontainerd.services.metrics import (
+from pycontainerd.server.interceptors import RequestInterceptor
+from pycontainerd.server.metrics import (
     GO_CODE_NAMES,
     PATH,
     GRPCMetrics,

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from pycontainerd.shim.main import _python_path
+from pycontainerd.sysutil.lean import python_path as _python_path
 from pycontainerd.shim.zygote import PRELOAD
 
 FORBIDDEN = ("google", "grpc", "asyncio", "structlog", "subprocess", "dataclasses", "inspect", "typing")
@@ -34,7 +34,7 @@ def test_the_shim_loads_no_protobuf_grpc_asyncio_structlog_or_heavy_stdlib() -> 
                       f"for m in {list(PRELOAD)!r}: __import__(m)"])
     # site-packages on the path too: a stray import would load (and be listed), not just fail
     mods = _loaded(code, os.pathsep.join([_python_path(), _site_packages()]))
-    assert "pycontainerd.shim.service" in mods and "pycontainerd.ttrpc.server" in mods
+    assert {"pycontainerd.shim.service", "pycontainerd.ttrpc.server", "pycontainerd.sysutil.mounts"} <= mods
     bad = sorted(m for m in mods if m.split(".")[0] in FORBIDDEN)
     assert bad == []
 

@@ -1,4 +1,4 @@
-"""The shim's hand-written protobuf (pycontainerd.ttrpc.protowire, pycontainerd.shim.proto)
+"""The shim's hand-written protobuf (pycontainerd.sysutil.protowire, pycontainerd.shim.proto)
 against google.protobuf: every message has the generated descriptor's fields (numbers,
 names, types, repeated, message types), and random values round-trip both ways with the
 same bytes; unknown fields, packed and unpacked repeated numbers, defaults, negative ints,
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pycontainerd.shim import proto
-from pycontainerd.ttrpc import protowire as pw
+from pycontainerd.sysutil import protowire as pw
 from pycontainerd.ttrpc import wire
 
 GENERATED = (

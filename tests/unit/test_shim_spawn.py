@@ -1,5 +1,5 @@
-"""The shim's posix_spawn runner (pycontainerd.shim.spawn, in place of subprocess), its
-small file helpers, and its rootfs mount option parsing against pycontainerd.mount's."""
+"""The shim's posix_spawn runner (pycontainerd.shim.spawn, in place of subprocess), and the
+small file helpers and mount option parsing it shares with the core (pycontainerd.sysutil)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from pycontainerd import mount as core_mount
-from pycontainerd.shim import files, mounts, spawn
+from pycontainerd.shim import spawn
 from pycontainerd.shim.runc import Stdio, spawn_runner
+from pycontainerd.sysutil import files, mounts
 
 PY = [sys.executable, "-S", "-c"]
 
@@ -85,18 +85,34 @@ def test_files_read_write_append_and_offset(tmp_path) -> None:
         files.write(str(tmp_path / "missing"), "x", create=False)
 
 
-@pytest.mark.parametrize("options", [
-    [], ["ro"], ["rw", "nosuid", "nodev"], ["rbind", "ro", "rprivate"], ["bind", "rw", "noexec", "slave"],
-    ["defaults", "exec", "suid", "dev"], ["remount", "ro", "shared", "unbindable"],
-    ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w", "index=off"], ["size=64m", "mode=755", "ro", "runbindable"],
+# MS_* values of <linux/mount.h>, written out so the table is checked against the kernel's
+_RDONLY, _NOSUID, _NODEV, _NOEXEC, _REMOUNT, _BIND, _REC = 1, 2, 4, 8, 32, 4096, 16384
+_UNBINDABLE, _PRIVATE, _SLAVE, _SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
+
+
+@pytest.mark.parametrize("options, parsed", [
+    ([], (0, 0, "")),
+    (["ro"], (_RDONLY, 0, "")),
+    (["rw", "nosuid", "nodev"], (_NOSUID | _NODEV, 0, "")),
+    (["rbind", "ro", "rprivate"], (_BIND | _REC | _RDONLY, _PRIVATE | _REC, "")),
+    (["bind", "rw", "noexec", "slave"], (_BIND | _NOEXEC, _SLAVE, "")),
+    (["ro", "nosuid", "defaults", "exec", "suid", "dev", "rw"], (0, 0, "")),
+    (["remount", "ro", "shared", "unbindable"], (_REMOUNT | _RDONLY, _SHARED | _UNBINDABLE, "")),
+    (["lowerdir=/a:/b", "upperdir=/u", "workdir=/w", "index=off"],
+     (0, 0, "lowerdir=/a:/b,upperdir=/u,workdir=/w,index=off")),
+    (["size=64m", "mode=755", "ro", "runbindable"], (_RDONLY, _UNBINDABLE | _REC, "size=64m,mode=755")),
 ])
-def test_mount_options_parse_as_pycontainerd_mount_does(options) -> None:
-    assert mounts.parse_options(options) == core_mount.parse_options(options)
+def test_mount_options_parse_as_mount_8_does(options, parsed) -> None:
+    assert mounts.parse_options(options) == parsed
 
 
-def test_long_overlay_options_compact_as_pycontainerd_mount_does() -> None:
+def test_long_overlay_options_compact_to_paths_relative_to_their_parent() -> None:
     base = "/var/lib/pycontainerd/io.containerd.snapshotter.v1.overlayfs/snapshots"
     lower = ":".join(f"{base}/{i}/fs" for i in range(200))
     data = f"lowerdir={lower},upperdir={base}/201/fs,workdir={base}/201/work,index=off"
-    assert mounts.compact_overlay(data) == core_mount._compact_overlay(data)
-    assert mounts.compact_overlay("lowerdir=/a:/b") == core_mount._compact_overlay("lowerdir=/a:/b")
+    short, cwd = mounts.compact_overlay(data)
+    assert cwd == base
+    assert short == ("lowerdir=" + ":".join(f"{i}/fs" for i in range(200))
+                     + ",upperdir=201/fs,workdir=201/work,index=off")
+    assert len(data) > mounts.PAGE_SIZE > len(short)
+    assert mounts.compact_overlay("lowerdir=/a:/b") is None  # nothing in common but /

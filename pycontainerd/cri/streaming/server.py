@@ -1,4 +1,5 @@
-"""The CRI streaming server: HTTP/1.1 (h11) on ``stream_server_address:stream_server_port``
+"""The CRI streaming server: HTTP/1.1 on ``stream_server_address:stream_server_port`` (the
+daemon's one HTTP server loop, :class:`pycontainerd.listen.http.HTTPServer`, with an upgrade handler)
 (TLS with ``enable_tls_streaming``), serving the URLs that Exec, Attach and PortForward
 return, each for GET and POST as Kubernetes' streaming server routes them (client-go's
 SPDY executor, used by crictl, critest and kubelet, POSTs; WebSocket clients GET)::
@@ -15,26 +16,20 @@ token is answered ``404 Not Found`` with a text body saying so. A request that i
 upgrade gets ``400``; a SPDY upgrade offering no protocol we speak gets ``403`` naming
 both lists (kubelet's wording). A connection with no traffic either way for
 ``stream_idle_timeout`` is closed.
-
-With the daemon's environment variable ``PYCONTAINERD_STREAM_DEBUG=1`` the server also
-answers ``GET /debug/tasks`` with the number of asyncio tasks of the daemon (leak tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import ssl
-import time
-from urllib.parse import parse_qs, urlsplit
 
-import h11
 from wsproto.utilities import generate_accept_token
 
 from ...errdefs import InvalidArgument, Unavailable
 from ..config import parse_duration
 from ...log import get_logger
+from ...listen.http import HTTPServer, Upgrade
 from . import portforward, protocol as p
 from .remotecommand import SpdyStreams, StreamOptions, StreamSetupError, WsStreams
 from .runners import serve_attach, serve_exec
@@ -43,47 +38,6 @@ from .tokens import AttachRequest, ExecRequest, PortForwardRequest, Request, Tok
 from .wsconn import WsConnection, WsTunnel
 
 log = get_logger("cri.streaming")
-
-DEBUG_ENV = "PYCONTAINERD_STREAM_DEBUG"
-class _Idle:
-    """Last activity of a connection (reads and writes both count)."""
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
-
-    def touch(self) -> None:
-        self.last = time.monotonic()
-
-
-class _TouchingReader:
-    def __init__(self, reader: asyncio.StreamReader, idle: _Idle) -> None:
-        self._r, self._idle = reader, idle
-
-    async def read(self, n: int = -1) -> bytes:
-        data = await self._r.read(n)
-        self._idle.touch()
-        return data
-
-
-class _TouchingWriter:
-    def __init__(self, writer: asyncio.StreamWriter, idle: _Idle) -> None:
-        self._w, self._idle = writer, idle
-
-    def write(self, data: bytes) -> None:
-        self._idle.touch()
-        self._w.write(data)
-
-    async def drain(self) -> None:
-        await self._w.drain()
-
-    def close(self) -> None:
-        self._w.close()
-
-    async def wait_closed(self) -> None:
-        await self._w.wait_closed()
-
-    def get_extra_info(self, name: str, default=None):
-        return self._w.get_extra_info(name, default)
 
 
 class StreamServer:
@@ -104,9 +58,8 @@ class StreamServer:
         self.key_file = config.x509_key_pair_streaming.tls_key_file
         self.tokens = TokenCache()
         self.base_url = ""
-        self.debug = os.environ.get(DEBUG_ENV) == "1"
-        self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.Task] = set()
+        self.http = HTTPServer("cri streaming", upgrade=self._exchange, idle_timeout=self.idle_timeout,
+                               max_head=64 << 10)
         self._started: asyncio.Future | None = None
 
     # -- life --------------------------------------------------------------------------
@@ -127,10 +80,8 @@ class StreamServer:
             self._started = asyncio.get_running_loop().create_future()
             try:
                 ctx = self._ssl_context()
-                self._server = await asyncio.start_server(self._handle, self.address, self.port, ssl=ctx)
-                host, port = self._server.sockets[0].getsockname()[:2]
-                shown = f"[{host}]" if ":" in host else host
-                self.base_url = f"{'https' if ctx else 'http'}://{shown}:{port}"
+                await self.http.listen_tcp(self.address, self.port, ssl=ctx)
+                self.base_url = f"{'https' if ctx else 'http'}://{self.http.address}"
                 log.info("cri streaming server listening", url=self.base_url)
             except BaseException as exc:
                 self._started.set_exception(exc)
@@ -141,17 +92,7 @@ class StreamServer:
         await self._started
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._conns):
-            t.cancel()
-        for t in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        await self.http.close()
 
     async def url(self, kind: str, request: Request) -> str:
         """The URL of a new token for ``request``; ``kind`` is exec, attach or portforward.
@@ -166,117 +107,52 @@ class StreamServer:
 
     @property
     def connections(self) -> int:
-        return len(self._conns)
+        return self.http.connections
 
-    # -- one connection ----------------------------------------------------------------
+    # -- one request (a connection of its own) --------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        idle = _Idle()
-        watchdog = asyncio.get_running_loop().create_task(self._watch_idle(idle, writer)) if self.idle_timeout else None
-        try:
-            await self._serve(_TouchingReader(reader, idle), _TouchingWriter(writer, idle))
-        except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
-            log.debug("streaming connection ended", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - one connection must not take the server down
-            log.error("streaming connection failed", error=str(exc), exc_info=True)
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
-            with contextlib.suppress(Exception):
-                writer.close()
-            self._conns.discard(task)
-
-    async def _watch_idle(self, idle: _Idle, writer: asyncio.StreamWriter) -> None:
-        while True:
-            left = idle.last + self.idle_timeout - time.monotonic()
-            if left <= 0:
-                log.info("closing idle streaming connection", idle_timeout=self.idle_timeout)
-                writer.close()
-                return
-            await asyncio.sleep(left)
-
-    async def _serve(self, reader, writer) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
-        request = None
-        while request is None:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                data = await reader.read(65536)
-                conn.receive_data(data)
-                if not data and conn.their_state is not h11.SEND_BODY:
-                    return
-                continue
-            if isinstance(ev, h11.Request):
-                request = ev
-            elif isinstance(ev, h11.ConnectionClosed):
-                return
-        headers: dict[str, list[str]] = {}
-        for name, value in request.headers:
-            headers.setdefault(name.decode().lower(), []).append(value.decode(errors="replace"))
-        target = urlsplit(request.target.decode(errors="replace"))
-        parts = target.path.strip("/").split("/")
-        query = parse_qs(target.query)
-
-        async def respond(status: int, body: str, extra: list[tuple[str, str]] = ()) -> None:
-            data = body.encode()
-            hdrs = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
-                    ("Connection", "close"), *extra]
-            writer.write(conn.send(h11.Response(status_code=status, headers=hdrs)))
-            writer.write(conn.send(h11.Data(data=data)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
-
-        if self.debug and target.path == "/debug/tasks":
-            await respond(200, f"{len(asyncio.all_tasks())}\n")
-            return
+    async def _exchange(self, x: Upgrade) -> None:
+        parts = x.path.strip("/").split("/")
         if len(parts) != 2 or parts[0] not in _KINDS:
-            await respond(404, f"404 page not found: {target.path}\n")
+            await x.respond(404, f"404 page not found: {x.path}\n")
             return
-        if request.method not in _METHODS:
-            await respond(405, f"405 method not allowed: {request.method.decode(errors='replace')} {target.path} "
-                               "(GET or POST)\n", [("Allow", "GET, POST")])
+        if x.method not in _METHODS:
+            await x.respond(405, f"405 method not allowed: {x.method} {x.path} (GET or POST)\n",
+                            [("Allow", "GET, POST")])
             return
         kind, token = parts
         req = self.tokens.consume(token)
         if req is None or not isinstance(req, _KINDS[kind]):
-            await respond(404, f"token {token!r} for {kind} is unknown, already used or expired "
+            await x.respond(404, f"token {token!r} for {kind} is unknown, already used or expired "
                                "(tokens are single use and live one minute): call the CRI again\n")
             return
         problem = self._check_target(req)
         if problem:
-            await respond(404, problem + "\n")
+            await x.respond(404, problem + "\n")
             return
-        upgrade = ",".join(headers.get("upgrade", [])).lower()
-        pending = conn.trailing_data[0]
+        upgrade = ",".join(x.headers.get("upgrade", [])).lower()
         if upgrade == "websocket":
-            await self._websocket(conn, reader, writer, headers, query, req, respond, pending)
+            await self._websocket(x, req)
         elif upgrade.startswith("spdy/3.1"):
-            await self._spdy(conn, reader, writer, headers, req, respond, pending)
+            await self._spdy(x, req)
         else:
-            await respond(400, "unable to upgrade: missing upgrade headers in request "
+            await x.respond(400, "unable to upgrade: missing upgrade headers in request "
                                "(want Upgrade: SPDY/3.1 or websocket)\n")
 
     # -- SPDY --------------------------------------------------------------------------
 
-    async def _spdy(self, conn, reader, writer, headers, req: Request, respond, pending: bytes) -> None:
+    async def _spdy(self, x: Upgrade, req: Request) -> None:
         supported = p.SPDY_PORT_FORWARD if isinstance(req, PortForwardRequest) else p.SPDY_REMOTE_COMMAND
-        offered = headers.get(p.HEADER_PROTOCOL_VERSION.lower(), [])
+        offered = x.headers.get(p.HEADER_PROTOCOL_VERSION.lower(), [])
         chosen = p.negotiate(offered, supported)
         if chosen is None:
-            await respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+            await x.respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
                                f"server supports {list(supported)}\n")
             return
-        writer.write(conn.send(h11.InformationalResponse(status_code=101, headers=[
-            ("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), (p.HEADER_PROTOCOL_VERSION, chosen)])))
-        await writer.drain()
-        spdy_conn = SpdyConnection(reader, writer, server=True)
+        await x.switch([("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), (p.HEADER_PROTOCOL_VERSION, chosen)])
+        spdy_conn = SpdyConnection(x.reader, x.writer, server=True)
         loop = asyncio.get_running_loop()
-        runner = loop.create_task(self._feed_and_run(spdy_conn, pending))
+        runner = loop.create_task(self._feed_and_run(spdy_conn, x.pending))
         try:
             if isinstance(req, PortForwardRequest):
                 await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports), req.sandbox_id)
@@ -305,43 +181,42 @@ class StreamServer:
 
     # -- WebSocket ---------------------------------------------------------------------
 
-    async def _websocket(self, conn, reader, writer, headers, query, req: Request, respond, pending: bytes) -> None:
-        key = (headers.get("sec-websocket-key") or [""])[0]
-        if not key or (headers.get("sec-websocket-version") or [""])[0] != "13":
-            await respond(400, "bad websocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required\n")
+    async def _websocket(self, x: Upgrade, req: Request) -> None:
+        key = (x.headers.get("sec-websocket-key") or [""])[0]
+        if not key or (x.headers.get("sec-websocket-version") or [""])[0] != "13":
+            await x.respond(400, "bad websocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required\n")
             return
-        offered = headers.get("sec-websocket-protocol", [])
+        offered = x.headers.get("sec-websocket-protocol", [])
         if isinstance(req, PortForwardRequest):
             supported = p.WS_PORT_FORWARD
         else:
             supported = p.WS_REMOTE_COMMAND
         chosen = p.negotiate(offered, supported)
         if chosen is None and offered:
-            await respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+            await x.respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
                                f"server supports {list(supported)}\n")
             return
         ports: list[int] = []
         if isinstance(req, PortForwardRequest) and chosen != p.PORT_FORWARD_TUNNEL:
             try:
-                ports = [int(x) for v in query.get("ports", []) for x in v.split(",") if x.strip()]
+                ports = [int(n) for v in x.query.get("ports", []) for n in v.split(",") if n.strip()]
             except ValueError:
-                await respond(400, "bad ports query parameter: comma-separated port numbers expected\n")
+                await x.respond(400, "bad ports query parameter: comma-separated port numbers expected\n")
                 return
-            bad = [x for x in ports if not 0 < x < 65536 or (req.ports and x not in req.ports)]
+            bad = [n for n in ports if not 0 < n < 65536 or (req.ports and n not in req.ports)]
             if not ports or bad:
-                await respond(400, f"port-forward over websocket needs ?ports=… among {list(req.ports)}; "
+                await x.respond(400, f"port-forward over websocket needs ?ports=… among {list(req.ports)}; "
                                    f"got {ports or 'none'}\n")
                 return
         hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                 ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
         if chosen:
             hdrs.append(("Sec-WebSocket-Protocol", chosen))
-        writer.write(conn.send(h11.InformationalResponse(status_code=101, headers=hdrs)))
-        await writer.drain()
+        await x.switch(hdrs)
         protocol = chosen or p.V1
-        ws = WsConnection(reader, writer, client=False)
+        ws = WsConnection(x.reader, x.writer, client=False)
         loop = asyncio.get_running_loop()
-        runner = loop.create_task(ws.run(pending))
+        runner = loop.create_task(ws.run(x.pending))
         try:
             if protocol == p.PORT_FORWARD_TUNNEL:
                 tunnel = WsTunnel(ws)
@@ -403,7 +278,7 @@ class StreamServer:
 
 
 _KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
-_METHODS = (b"GET", b"POST")
+_METHODS = ("GET", "POST")
 
 
 def _options(req: ExecRequest | AttachRequest) -> StreamOptions:

@@ -61,7 +61,7 @@ from ..metadata.db import MetadataDB
 from ..metadata.keys import CONTAINERS, IMAGES, SNAPSHOTS, key_prefix, parse
 from ..plugin import PluginSet, PluginType
 from ..version import REVISION, VERSION
-from .debug import HTTPServer, Request, Response
+from ..listen.http import HTTPServer, Request, Response
 
 log = get_logger("metrics")
 

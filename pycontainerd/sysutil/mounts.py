@@ -1,24 +1,26 @@
-"""The task's rootfs mounts, done by the shim: :func:`mount_all` / :func:`unmount_all`.
+"""``mount(2)`` as containerd's ``mount.Mount`` does it, for the shim and the core alike:
+:func:`mount_all` / :func:`unmount_all` and the ``MS_*`` flags.
 
-The same ``mount(2)`` semantics as :mod:`pycontainerd.mount` (containerd's ``mount.Mount``:
-option words become ``MS_*`` flags, the rest is the data string; ``bind`` mounts take their
-flags on a remount; propagation words are applied last), without its imports
-(``dataclasses`` pulls ``inspect`` and ``ast``, ~2.5 MiB in every shim). The mounts are
-anything with ``type``, ``source`` and ``options`` (a
-:data:`pycontainerd.shim.proto.Mount`). ``tests/unit/test_shim_mounts.py`` checks the
-option parsing against :mod:`pycontainerd.mount`.
+Option words become ``MS_*`` flags (``ro``, ``bind``, ``rbind``, ``nosuid``, ``nodev``,
+``noexec`` …), the rest is the filesystem data string; ``bind`` mounts take their flags on
+a remount; propagation words (``rprivate`` …) are applied last. A mount is anything with
+``type``, ``source`` and ``options`` (:class:`pycontainerd.mount.Mount`, the shim's
+:data:`pycontainerd.shim.proto.Mount`); no ``dataclasses`` here (it pulls ``inspect`` and
+``ast``, ~2.5 MiB in every shim).
 
-An overlay data string longer than a page (the kernel's limit) is shortened by making the
-layer paths relative to their common parent and mounting from that directory, as
-containerd does; the shim is single-threaded, so it changes its own working directory for
-that call and changes it back.
+An overlay data string longer than a page (the kernel's limit on mount data) is shortened
+by making the layer paths relative to their common parent and mounting from that
+directory, as containerd does, so images with 128 layers still mount. ``mount(2)``
+resolves those paths against the caller's working directory: by default the call changes
+it and changes it back (right for the single-threaded shim); a threaded caller passes
+``mount_in`` to do that call elsewhere (the core runs ``mount(8)`` in a child).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..errdefs import InvalidArgument, quote
 from . import files, libc
@@ -93,9 +95,26 @@ def compact_overlay(data: str) -> tuple[str, str] | None:
     return ",".join(out), common
 
 
-def mount(m, target: str) -> None:
-    """Mount ``m`` on ``target``. Raises :class:`OSError` (with the errno) on failure and
-    :class:`InvalidArgument` for an overlay whose data cannot fit the kernel's limit."""
+def _mount_in_cwd(source: str, target: str, fstype: str, flags: int, data: str, cwd: str) -> None:
+    """``mount(2)`` with ``cwd`` as this process's working directory for the call."""
+    back = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(cwd)  # mount(2) resolves the relative layer paths against it
+        _mount(source, target, fstype, flags, data)
+    finally:
+        os.fchdir(back)
+        os.close(back)
+
+
+MountIn = Callable[[str, str, str, int, str, str], None]
+"""``(source, target, fstype, flags, data, cwd)``: mount with relative paths in ``data``
+resolved against ``cwd``."""
+
+
+def mount(m, target: str, mount_in: MountIn = _mount_in_cwd) -> None:
+    """Mount ``m`` on ``target``; a compacted overlay is mounted through ``mount_in``.
+    Raises :class:`OSError` (with the errno) on failure and :class:`InvalidArgument` for an
+    overlay whose data cannot fit the kernel's limit."""
     flags, propagation, data = parse_options(m.options)
     fstype = "" if m.type == "bind" else m.type
     if m.type == "bind":
@@ -105,14 +124,7 @@ def mount(m, target: str) -> None:
         if compact is None or len(compact[0]) >= PAGE_SIZE:
             raise InvalidArgument(f"overlay mount options for {quote(target)} exceed the page size")
         short, cwd = compact
-        target = os.path.abspath(target)
-        back = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.chdir(cwd)  # mount(2) resolves the relative layer paths against it
-            _mount(m.source, target, fstype, flags, short)
-        finally:
-            os.fchdir(back)
-            os.close(back)
+        mount_in(m.source, os.path.abspath(target), fstype, flags, short, cwd)
     else:
         _mount(m.source, target, fstype, flags & ~MS_RDONLY if flags & MS_BIND else flags, data)
         if flags & MS_BIND and flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC):
@@ -121,12 +133,12 @@ def mount(m, target: str) -> None:
         _mount("", target, "", propagation, "")
 
 
-def mount_all(mounts: Sequence, target: str) -> None:
+def mount_all(mounts: Sequence, target: str, mount_in: MountIn = _mount_in_cwd) -> None:
     """Mount each of ``mounts`` on ``target`` in order; on failure, undo what was done."""
     done = 0
     try:
         for m in mounts:
-            mount(m, target)
+            mount(m, target, mount_in)
             done += 1
     except BaseException:
         for _ in range(done):

@@ -107,7 +107,7 @@ class _rpc:
         finally:
             if enabled(logging.DEBUG):  # the level can change at run time: asked per call, cheaply
                 log.debug("rpc", code=code, ms=round((time.monotonic() - self.started) * 1000, 3))
-            observe_rpc(self.method, code, self.context, self.started)  # Prometheus counters (services.metrics)
+            observe_rpc(self.method, code, self.context, self.started)  # Prometheus counters (server.metrics)
             # A stream the client stopped reading is finalised from another context, where
             # these tokens cannot be reset; that context dies with the call anyway.
             with contextlib.suppress(ValueError):

@@ -1,5 +1,5 @@
-"""The C library calls the shim makes through :mod:`ctypes` (``prctl``, ``mount``,
-``umount2``, ``malloc_trim``, ``inotify``), resolved once at import.
+"""The C library calls the shim (and the core's mounts) make through :mod:`ctypes`
+(``prctl``, ``mount``, ``umount2``, ``malloc_trim``, ``inotify``), resolved once at import.
 
 Loaded in the zygote before it forks, so every shim shares these objects instead of
 building its own ``CDLL`` (a new class per instance) and function pointers — pages a shim

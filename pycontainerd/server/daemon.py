@@ -26,8 +26,8 @@ from ..config import Config
 from ..errdefs import FailedPrecondition, InvalidArgument
 from ..log import get_logger
 from ..plugin import PluginSet, Registry, close_all, initialize
-from .debug import Operations
-from .server import Server
+from .operations import Operations
+from .grpc_server import Server
 
 log = get_logger("daemon")
 
@@ -156,7 +156,7 @@ async def run(cfg: Config, registry: Registry) -> None:
 
         server = Server(cfg.grpc, plugins)
         await server.start()
-        # [metrics]/[debug] endpoints, SIGUSR1, sd_notify (services.debug)
+        # [metrics]/[debug] endpoints, SIGUSR1, sd_notify (.operations)
         ops = Operations(cfg, plugins, server.service_names)
         await ops.start()
 
