@@ -44,7 +44,7 @@ import tarfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import imagespec
 from ..archive.tarstream import next_member
@@ -70,6 +70,9 @@ from .archive_plan import (
     unreadable,
 )
 from .images import matcher_for
+
+if TYPE_CHECKING:
+    from ._protocols import ClientCore, ImageRef
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -139,7 +142,7 @@ class ExportedImage:
     target: Descriptor
 
 
-async def export_archive(client, out: IO[bytes], images: list[Image], *, platform: str | None = None,
+async def export_archive(client: ClientCore, out: IO[bytes], images: list[Image], *, platform: str | None = None,
                          all_platforms: bool = False, docker_manifest: bool = True,
                          skip_non_distributable: bool = False, progress: Progress | None = None) -> int:
     """Write ``images`` (records or :class:`AsyncImage`) as one OCI layout tar to ``out``
@@ -267,10 +270,10 @@ def _image_name(annotations: dict[str, str], base_name: str | None) -> str:
     return ""
 
 
-async def import_archive(client, source: IO[bytes], *, base_name: str | None = None, digests: bool = False,
+async def import_archive(client: ClientCore, source: IO[bytes], *, base_name: str | None = None, digests: bool = False,
                          index_name: str | None = None, platform: str | None = None, all_platforms: bool = False,
                          unpack: bool = True, snapshotter: str = "overlayfs",
-                         progress: Progress | None = None) -> list[Image]:
+                         progress: Progress | None = None) -> list[ImageRef]:
     """Import the tar read from ``source`` (a binary file object, possibly gzip-compressed);
     returns the image records created or updated, in archive order. See module doc.
 
@@ -288,7 +291,7 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
     index_doc: dict | None = None
     docker_doc: list | None = None
     docker_refs: set[str] | None = None  # paths manifest.json names, once read
-    created: list[Image] = []
+    created: list[ImageRef] = []
 
     def wanted(name: str) -> bool:
         if plan is not None:

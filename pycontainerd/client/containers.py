@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2
 
@@ -29,22 +29,26 @@ from ..records.containers import Container
 from ..oci import spec as oci_spec
 from ..wire.convert import mount_to_pb
 from . import cio
+from ._protocols import ClientCore
 from .connection import mapped
+from .images import AsyncImage
 from .tasks import AsyncTask
-
-if TYPE_CHECKING:
-    from .client import AsyncClient
-    from .images import AsyncImage
 
 STOP_SIGNAL_LABEL = "io.containerd.image.config.stop-signal"
 """Label with the image's ``StopSignal`` (``ctr tasks kill`` sends it by default)."""
+
+
+class ContainerClient(ClientCore, Protocol):
+    """What a container uses of the client: :class:`ClientCore` and its image by name."""
+
+    async def get_image(self, name: str) -> AsyncImage: ...
 
 
 class AsyncContainer:
     """A container by id (see module doc). Attribute ``id``; everything else is read from the
     daemon on demand (:meth:`info`), so it is never stale."""
 
-    def __init__(self, client: AsyncClient, container_id: str) -> None:
+    def __init__(self, client: ContainerClient, container_id: str) -> None:
         self._client = client
         self.id = container_id
 

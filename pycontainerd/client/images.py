@@ -29,7 +29,7 @@ from ..remotes import mediatypes, platforms
 from .snapshots import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
-    from .client import AsyncClient
+    from ._protocols import ClientCore
 
 
 def matcher_for(platform: str | None, all_platforms: bool = False) -> platforms.MatchComparer:
@@ -74,7 +74,7 @@ class AsyncImage:
     client: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of(cls, client: AsyncClient, record: Image) -> AsyncImage:
+    def of(cls, client: ClientCore, record: Image) -> AsyncImage:
         return cls(record.name, record.target, dict(record.labels), record.created_at, record.updated_at, client)
 
     @property

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import imagespec
 from ..descriptor import Descriptor
@@ -27,6 +28,9 @@ from ..remotes import mediatypes, platforms
 from ..remotes.fetch import fetch_image, select_platforms
 from ..remotes.reference import normalize
 from ..remotes.resolver import Resolver
+
+if TYPE_CHECKING:
+    from ._protocols import ClientCore, ImageRef
 
 Progress = Callable[[str, int, int], None]
 """``progress(ref_key, offset, total)`` after each chunk written."""
@@ -41,10 +45,10 @@ class Unpacked:
     reused: int
 
 
-async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = True,
+async def pull(client: ClientCore, ref: str, *, platform: str | None = None, unpack: bool = True,
                snapshotter: str = "overlayfs", resolver: Resolver | None = None,
                plain_http: bool | list[str] = False, progress: Progress | None = None,
-               matcher: platforms.MatchComparer | None = None) -> Image:
+               matcher: platforms.MatchComparer | None = None) -> ImageRef:
     """Fetch ``ref`` into the daemon and record the image; see module doc. ``matcher``
     overrides the platforms fetched from an index (``platforms.ALL``: every one).
 
@@ -91,11 +95,12 @@ async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = 
                 return status.offset if status.expected in ("", desc.digest) else 0
 
             result = await fetch_image(resolver, name, matcher, write_blob, have=have, resume_at=resume_at)
-            image = Image(name=name, target=result.target)
+            record = Image(name=name, target=result.target)
+            image: ImageRef
             try:
-                image = await client.create_image(image)
+                image = await client.create_image(record)
             except AlreadyExists:
-                image = await client.update_image(image, "target")
+                image = await client.update_image(record, "target")
             if unpack:
                 await unpack_image(client, image, platform=platform, snapshotter=snapshotter)
             return image
@@ -104,7 +109,7 @@ async def pull(client, ref: str, *, platform: str | None = None, unpack: bool = 
             await resolver.aclose()
 
 
-async def manifest_for(client, target: Descriptor, platform: str | None = None) -> dict:
+async def manifest_for(client: ClientCore, target: Descriptor, platform: str | None = None) -> dict:
     """The manifest document of ``target`` for ``platform`` (host default), following an
     index if needed. Raises :class:`NotFound` when no entry matches."""
     desc = target
@@ -121,7 +126,7 @@ async def manifest_for(client, target: Descriptor, platform: str | None = None) 
     raise InvalidArgument(f"image {target.digest}: indexes nested too deep")
 
 
-async def unpack_image(client, image: Image, *, platform: str | None = None,
+async def unpack_image(client: ClientCore, image: ImageRef, *, platform: str | None = None,
                        snapshotter: str = "overlayfs") -> Unpacked:
     """Unpack ``image`` into ``snapshotter``; see module doc."""
     snaps = client.snapshotter(snapshotter)

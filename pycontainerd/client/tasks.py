@@ -35,12 +35,13 @@ from ..api.services.tasks.v1 import tasks_pb2_grpc
 from ..api.types.task import task_pb2 as types
 from ..errdefs import FailedPrecondition, InvalidArgument, NotFound, quote
 from ..events.filtering import decode
+from ..oci import spec as oci_spec
 from ..typeurl import AnyValue
 from . import cio
 from .connection import mapped
 
 if TYPE_CHECKING:
-    from .client import AsyncClient
+    from ._protocols import ClientCore
 
 OCI_PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 """Type URL containerd uses for a JSON-encoded OCI process spec (``Tasks.Exec``)."""
@@ -137,7 +138,7 @@ class AsyncProcess:
     ``pid`` (after :meth:`start`); ``io`` (the client side of its stdio, or None).
     """
 
-    def __init__(self, client: AsyncClient, container_id: str, exec_id: str = "", pid: int = 0,
+    def __init__(self, client: ClientCore, container_id: str, exec_id: str = "", pid: int = 0,
                  io: cio.IO | None = None) -> None:
         self._client = client
         self.container_id = container_id
@@ -239,7 +240,7 @@ class AsyncTask(AsyncProcess):
     pids, metrics. Made by :meth:`AsyncContainer.new_task` or loaded by
     :meth:`AsyncContainer.task`."""
 
-    def __init__(self, client: AsyncClient, container_id: str, pid: int = 0, io: cio.IO | None = None) -> None:
+    def __init__(self, client: ClientCore, container_id: str, pid: int = 0, io: cio.IO | None = None) -> None:
         super().__init__(client, container_id, "", pid, io)
 
     @mapped
@@ -287,8 +288,8 @@ class AsyncTask(AsyncProcess):
         stdio's. Raises ``AlreadyExists`` for an exec id in use.
         """
         if process is None:
-            container = await self._client.load_container(self.container_id)
-            spec = await container.spec()
+            info = await self._client.get_container(self.container_id)
+            spec = oci_spec.from_any(info.spec) if info.spec is not None else {}
             process = dict(spec.get("process") or {})
             if args is not None:
                 process["args"] = list(args)
