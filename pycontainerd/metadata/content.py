@@ -657,8 +657,6 @@ __all__ = [
     "add_ingest_lease",
     "blob_key",
     "ingest_key",
-    "lease_content_key",
-    "lease_ingest_key",
     "references",
     "remove_content_lease",
     "remove_ingest_lease",

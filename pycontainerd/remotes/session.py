@@ -19,7 +19,7 @@ import asyncio
 import enum
 import json
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx

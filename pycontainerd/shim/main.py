@@ -333,7 +333,7 @@ def _fork(f: Flags, bundle: str, sock: socket.socket) -> int:
     return _await_ready(ready_r, bundle, pid, None)
 
 
-def _await_ready(ready_r: int, bundle: str, pid: int, proc: subprocess.Popen | None) -> int:
+def _await_ready(ready_r: int, bundle: str, pid: int, proc) -> int:  # proc: subprocess.Popen or None
     try:
         ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
         ok = bool(ready) and os.read(ready_r, 1) == b"1"

@@ -18,7 +18,8 @@ import pytest
 
 from pycontainerd.api.cri.runtime.v1 import api_pb2 as cri
 from tests.support.crictl import crictl, crictl_argv
-from tests.support.cri import container_config, cri_env, pod_config, process_alive
+from pycontainerd.testing import process_alive
+from tests.support.cri import container_config, cri_env, pod_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
