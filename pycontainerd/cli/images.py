@@ -315,10 +315,12 @@ async def mount(client: AsyncClient, rw: bool, platform_: str | None, snapshotte
     from datetime import timedelta
 
     img = await client.get_image(ref)
+    target = os.path.abspath(target)
+    if not os.path.isdir(target):  # as ctr: the mount point must exist
+        raise NotFound(f"{target}: no such directory (create the mount point first)")
     if not await img.is_unpacked(snapshotter, platform_):
         await img.unpack(snapshotter, platform_)
     chain = await img.chain_id(platform_)
-    target = os.path.abspath(target)
     try:
         lease = await client.create_lease(_mount_lease_id(target), expire=timedelta(hours=24),
                                           labels={f"containerd.io/gc.ref.snapshot.{snapshotter}": target})
@@ -331,7 +333,6 @@ async def mount(client: AsyncClient, rw: bool, platform_: str | None, snapshotte
     try:
         with using_lease(lease.id):
             mounts = await (snaps.prepare(target, chain) if rw else snaps.view(target, chain))
-        os.makedirs(target, exist_ok=True)
         await asyncio.to_thread(mount_all, mounts, target)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: never scan (and dirty) it
     libc.trim()  # give back what the imports left free, so that no shim maps it
-    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    try:
+        sock.send(json.dumps({"ready": os.getpid()}).encode())
+    except OSError:  # the daemon died while we started: nobody to serve
+        os._exit(0)
     _serve(sock)
     sock.close()
 

@@ -158,6 +158,7 @@ def test_mount_unmount_prune_and_content(daemon, busybox_image, tmp_path):
     ref = busybox_image.oci.ref
     pyctr(daemon, "images", "pull", "--plain-http", ref)
     target = tmp_path / "rootfs"
+    target.mkdir()
     pyctr(daemon, "images", "mount", ref, target)
     try:
         assert (target / "bin" / "busybox").exists()
