@@ -396,7 +396,7 @@ async def import_archive(client, source: IO[bytes], *, base_name: str | None = N
                 try:
                     if progress is not None:
                         progress(f"unpacking {rec.name}", 0, 0)
-                    from .pull import unpack_image
+                    from ..images.pull import unpack_image
 
                     await unpack_image(client, rec, platform=platform, snapshotter=snapshotter)
                 except NotFound:

@@ -85,9 +85,6 @@ KNOWN_VIOLATIONS = {
     "pycontainerd.client.images, pycontainerd.client.tasks",
     "cycle: pycontainerd.services.debug, pycontainerd.services.metrics",
     "cycle: pycontainerd.cri.exits, pycontainerd.cri.image_volume, pycontainerd.cri.recovery, pycontainerd.cri.service",
-    # the CRI pulls through the client's pull and unpack (in-process, over LocalClient)
-    "layer: pycontainerd.cri.daemon -> pycontainerd.client.content",
-    "layer: pycontainerd.cri.daemon -> pycontainerd.client.pull",
     # the core reaching into the shim (issue 16: one lean package for both)
     "layer: pycontainerd.cri.metrics -> pycontainerd.shim.cgroups",
     "layer: pycontainerd.mount -> pycontainerd.shim.mounts",
