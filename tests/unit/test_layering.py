@@ -84,7 +84,6 @@ KNOWN_VIOLATIONS = {
     "cycle: pycontainerd.client.archive, pycontainerd.client.client, pycontainerd.client.containers, "
     "pycontainerd.client.images, pycontainerd.client.tasks",
     "cycle: pycontainerd.services.debug, pycontainerd.services.metrics",
-    "cycle: pycontainerd.cri.exits, pycontainerd.cri.image_volume, pycontainerd.cri.recovery, pycontainerd.cri.service",
     # the core reaching into the shim (issue 16: one lean package for both)
     "layer: pycontainerd.cri.metrics -> pycontainerd.shim.cgroups",
     "layer: pycontainerd.mount -> pycontainerd.shim.mounts",
