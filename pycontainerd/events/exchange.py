@@ -19,10 +19,7 @@ from google.protobuf.message import Message
 
 from .. import identifiers, namespaces
 from ..errdefs import InvalidArgument, quote
-from ..log import get_logger
 from ..typeurl import AnyValue
-
-log = get_logger("events")
 
 _CLOSED = object()
 
@@ -120,8 +117,7 @@ class Subscription:
             return True
         try:
             return bool(self.match(envelope))
-        except Exception as exc:  # noqa: BLE001 - one subscriber's filter must not fail a publish
-            log.warning("event filter failed", topic=envelope.topic, error=str(exc))
+        except Exception:  # noqa: BLE001 - one subscriber's filter must not fail a publish
             return False
 
     def __aiter__(self) -> Subscription:
