@@ -399,7 +399,7 @@ async def import_archive(client: ClientCore, source: IO[bytes], *, base_name: st
                 try:
                     if progress is not None:
                         progress(f"unpacking {rec.name}", 0, 0)
-                    from .pull import unpack_image
+                    from ..images.pull import unpack_image
 
                     await unpack_image(client, rec, platform=platform, snapshotter=snapshotter)
                 except NotFound:

@@ -314,7 +314,7 @@ class AsyncClient:
         no matching platform), ``Unauthorized``, ``FailedPrecondition`` (digest mismatch),
         ``InvalidArgument`` (malformed manifest).
         """
-        from . import pull as pull_mod
+        from ..images import pull as pull_mod
         from .images import matcher_for
 
         record = await pull_mod.pull(self, ref, platform=platform, unpack=False, snapshotter=snapshotter,

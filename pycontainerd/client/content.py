@@ -16,6 +16,7 @@ from google.protobuf import field_mask_pb2
 
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
+from ..content import after
 from ..errdefs import AlreadyExists, FailedPrecondition
 from ..wire.errors import from_rpc_error
 from .connection import Connection, is_transport_failure, mapped, mapped_stream
@@ -164,21 +165,6 @@ class AsyncContentStore:
         if expected and resp.digest != expected:
             raise FailedPrecondition(f"unexpected digest: {resp.digest} != {expected}")
         return resp.digest
-
-
-async def after(data: AsyncIterable[bytes] | bytes, skip: int) -> AsyncIterator[bytes]:
-    """The chunks of ``data`` without its first ``skip`` bytes (a write that resumes)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        if skip < len(data):
-            yield bytes(data[skip:])
-        return
-    async for chunk in data:
-        if skip:
-            if len(chunk) <= skip:
-                skip -= len(chunk)
-                continue
-            chunk, skip = chunk[skip:], 0
-        yield chunk
 
 
 ContentClient = AsyncContentStore

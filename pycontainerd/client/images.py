@@ -91,20 +91,9 @@ class AsyncImage:
         return (await self._manifest(platform))[1]
 
     async def _manifest(self, platform: str | None) -> tuple[Descriptor, dict]:
-        desc = self.target
-        matcher = matcher_for(platform)
-        for _ in range(4):
-            doc = await self._read_json(desc, "manifest")
-            if mediatypes.is_manifest(desc.media_type) or not mediatypes.is_index(desc.media_type):
-                return desc, doc
-            from ..remotes.fetch import select_platforms  # with its HTTP stack: not for every client
+        from ..images.pull import manifest_for  # with the registry's HTTP stack: not for every client
 
-            try:
-                desc = select_platforms(imagespec.index_children(doc), matcher, 1)[0]
-            except NotFound as exc:
-                raise NotFound(f"image {self.name}: no match for platform "
-                               f"{platform or platforms.default_string()} in manifest {desc.digest}") from exc
-        raise InvalidArgument(f"image {self.name}: indexes nested too deep")
+        return await manifest_for(self.client, self.target, platform, self.name)
 
     async def config_descriptor(self, platform: str | None = None) -> Descriptor:
         config, _ = imagespec.manifest_children(await self.manifest(platform))
@@ -206,7 +195,7 @@ class AsyncImage:
     async def unpack(self, snapshotter: str = DEFAULT_SNAPSHOTTER, platform: str | None = None) -> str:
         """Unpack the layers into ``snapshotter`` (layers already there are reused); returns
         the top chainID."""
-        from .pull import unpack_image
+        from ..images.pull import unpack_image
 
         result = await unpack_image(self.client, self.record, platform=platform, snapshotter=snapshotter)
         return result.chain_id

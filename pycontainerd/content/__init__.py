@@ -18,6 +18,7 @@ Times are integers, nanoseconds since the Unix epoch; sizes and offsets are byte
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
 CHUNK = 1 << 20
@@ -64,3 +65,20 @@ class Status:
     expected: str = ""
     started_at: int = 0
     updated_at: int = 0
+
+
+async def after(data: AsyncIterable[bytes] | bytes, skip: int) -> AsyncIterator[bytes]:
+    """The chunks of ``data`` without its first ``skip`` bytes (a write that resumes: what a
+    content writer sends past what the ingest holds; the client's ``Content.Write`` stream
+    and the in-process writes of :mod:`pycontainerd.images.pull` alike)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        if skip < len(data):
+            yield bytes(data[skip:])
+        return
+    async for chunk in data:
+        if skip:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            chunk, skip = chunk[skip:], 0
+        yield chunk

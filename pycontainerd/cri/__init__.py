@@ -16,7 +16,8 @@ Layout (containerd's ``internal/cri``, one module per call)::
     daemon.py     the one seam to the daemon: its in-process services (containers, images,
                   content, leases, snapshots, diff, tasks, events), namespace k8s.io
     service.py    CRIService, the core every call shares (stores, paths, CRI events); no gRPC
-    images.py     images resolved for this host, local lookup, pull (the client's puller in-process)
+    host.py       CRIHost, what exits, recovery and image volumes need of CRIService (a protocol)
+    images.py     images resolved for this host, local lookup, pull (pycontainerd.images' puller in-process)
     exits.py      task exits and OOMs from one subscription to the event exchange
     recovery.py   the previous run's sandboxes and containers, rebuilt once at plugin init
     convert.py    PodSandboxStatus / ContainerStatus and cgroup figures as CRI messages

@@ -11,8 +11,9 @@ the CRI calls use. Every call runs in namespace ``k8s.io`` (the context variable
 exactly those of the same calls over gRPC. Errors are the services' own
 :mod:`pycontainerd.errdefs` classes.
 
-Pulling runs :func:`pycontainerd.client.pull.pull` (fetch, record, unpack) over
-:class:`LocalClient`, the few client calls it makes answered by the same services.
+Pulling runs the one puller, :func:`pycontainerd.images.pull.pull` (fetch, record, unpack),
+over :class:`pycontainerd.images.local.LocalTarget`: its few calls answered by the same
+services.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import functools
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,7 +33,6 @@ from google.protobuf import any_pb2
 
 from .. import leases_context, namespaces
 from ..api.runtime.runc.options import oci_pb2 as runc_options
-from ..client.content import after
 from ..errdefs import (
     AlreadyExists,
     DeadlineExceeded,
@@ -41,6 +41,8 @@ from ..errdefs import (
     ResourceExhausted,
 )
 from ..events.exchange import Exchange
+from ..images.local import LocalTarget
+from ..images.pull import pull, unpack_image
 from ..records.containers import Container as ContainerRecord
 from ..metadata.containers import ContainerStore
 from ..metadata.content import ContentStore
@@ -128,6 +130,11 @@ class Daemon:
             raise FailedPrecondition(f"snapshotter not loaded: {self.snapshotter}")
         return store
 
+    def _target(self) -> LocalTarget:
+        """What the puller writes to: these services, leases made by :meth:`lease`."""
+        s = self.services
+        return LocalTarget(s.content, s.images, s.snapshots, s.differ, self.lease)
+
     # -- leases -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -160,8 +167,6 @@ class Daemon:
         the partial blob with a ``Range`` request once there is room; any other end deletes
         the lease. A failed pull leaves no image record it made (containerd records the
         image only once it is unpacked)."""
-        from ..client.pull import pull
-
         leases = self.services.leases
         lease_id = PULL_LEASE_PREFIX + hashlib.sha256(ref.encode()).hexdigest()[:32]
         with contextlib.suppress(AlreadyExists):  # kept by a pull the disk cut short
@@ -169,7 +174,7 @@ class Daemon:
         existed = await self.get_image(ref) is not None
         try:
             with leases_context.using(lease_id):
-                img = await pull(LocalClient(self), ref, resolver=resolver, snapshotter=self.snapshotter)
+                img = await pull(self._target(), ref, resolver=resolver, snapshotter=self.snapshotter)
         except BaseException as exc:
             if not existed:
                 with contextlib.suppress(Exception):
@@ -183,9 +188,7 @@ class Daemon:
 
     @_k8s
     async def unpack(self, name: str) -> None:
-        from ..client.pull import unpack_image
-
-        await unpack_image(LocalClient(self), self.services.images.get(name), snapshotter=self.snapshotter)
+        await unpack_image(self._target(), self.services.images.get(name), snapshotter=self.snapshotter)
 
     @_k8s
     async def get_image(self, name: str) -> Image | None:
@@ -368,77 +371,4 @@ class Daemon:
         return [p.pid for p in await self.services.tasks.pids(cid)]
 
 
-class LocalClient:
-    """The client surface :func:`pycontainerd.client.pull.pull` and ``unpack_image`` call
-    (content, images, a lease, a snapshotter, the differ), answered by the in-process
-    services of ``daemon`` in the current namespace."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.content = _LocalContent(daemon.services.content)
-        self.diff = daemon.services.differ
-
-    def lease(self):
-        return self.daemon.lease()
-
-    def snapshotter(self, name: str) -> SnapshotStore:
-        store = self.daemon.services.snapshots.get(name)
-        if store is None:
-            raise FailedPrecondition(f"snapshotter not loaded: {name}")
-        return store
-
-    async def create_image(self, image: Image) -> Image:
-        return await self.daemon.services.images.create(image)
-
-    async def update_image(self, image: Image, *paths: str) -> Image:
-        return await self.daemon.services.images.update(image, list(paths))
-
-
-class _LocalContent:
-    """The content calls of the client's puller over the namespaced content store."""
-
-    def __init__(self, store: ContentStore) -> None:
-        self.store = store
-
-    async def info(self, digest: str):
-        return await self.store.info(digest)
-
-    async def status(self, ref: str):
-        return await self.store.status(ref)
-
-    async def read_all(self, digest: str) -> bytes:
-        return await self.store.read(digest)
-
-    async def update_labels(self, digest: str, labels: Mapping[str, str]):
-        return await self.store.update(digest, dict(labels), [f"labels.{k}" for k in labels])
-
-    async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
-                    labels: Mapping[str, str] | None = None, progress=None, start: int = 0) -> str:
-        """Write a blob under ``ref`` from byte ``start`` of ``data`` on, resuming after what
-        the ingest holds, and commit it (the client's ``Content.write``, in-process). A blob
-        that exists already counts as success."""
-        if expected and await self.store.exists(expected):
-            return expected
-        writer = await self.store.writer(ref, total, expected)
-        try:
-            offset = writer.status().offset
-            if offset < start:
-                raise FailedPrecondition(f"ingest {ref} holds {offset} bytes, cannot continue from {start}")
-            async for chunk in after(data, offset - start):
-                offset += await writer.write(chunk)
-                if progress is not None:
-                    progress(offset, total)
-            try:
-                digest = await writer.commit(total, expected, dict(labels or {}) or None)
-            except AlreadyExists:
-                if expected:
-                    return expected
-                raise
-        finally:
-            await writer.close()
-        if expected and digest != expected:
-            raise FailedPrecondition(f"unexpected digest: {digest} != {expected}")
-        return digest
-
-
-__all__ = ["NAMESPACE", "Daemon", "LocalClient", "Services", "image_record", "runtime_options"]
+__all__ = ["NAMESPACE", "Daemon", "Services", "image_record", "runtime_options"]

@@ -31,7 +31,7 @@ from .store import Container, Sandbox
 from .util import now_ns
 
 if TYPE_CHECKING:
-    from .service import CRIService
+    from .host import CRIHost
 
 log = get_logger("cri")
 
@@ -53,7 +53,7 @@ def _decode(env: Envelope):
 class ExitMonitor:
     """See the module doc."""
 
-    def __init__(self, svc: CRIService) -> None:
+    def __init__(self, svc: CRIHost) -> None:
         self.svc = svc
         self._sub: Subscription | None = None
         self._watched: set[str] = set()

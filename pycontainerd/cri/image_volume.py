@@ -27,7 +27,7 @@ from ..mount import mount_all, unmount_all
 from ..oci.user import dir_in_root
 
 if TYPE_CHECKING:
-    from .service import CRIService
+    from .host import CRIHost
 
 log = get_logger("cri")
 
@@ -38,7 +38,7 @@ def snapshot_key(cid: str, index: int) -> str:
     return f"{cid}-image-volume-{index}"
 
 
-def mount_dir(svc: CRIService, cid: str, index: int) -> str:
+def mount_dir(svc: CRIHost, cid: str, index: int) -> str:
     return os.path.join(svc.container_root(cid), "image-volumes", str(index))
 
 
@@ -56,7 +56,7 @@ def check(m: cri.Mount) -> None:
                               f"{quote(m.image.image)} at {quote(m.container_path)}")
 
 
-async def prepare(svc: CRIService, cid: str, mounts) -> dict[str, str]:
+async def prepare(svc: CRIHost, cid: str, mounts) -> dict[str, str]:
     """Mount every image volume of ``mounts`` (a container config's, changed in place: each
     gets its ``host_path`` and ``image.image_ref``). Returns the GC labels the container record
     needs. On failure, what was made is undone before the error goes up."""
@@ -106,7 +106,7 @@ def _sub_path(target: str, sub: str, image: str) -> str:
                               f"{exc.strerror or exc}") from exc
 
 
-async def release(svc: CRIService, cid: str, mounts) -> None:
+async def release(svc: CRIHost, cid: str, mounts) -> None:
     """Unmount and remove every image volume of container ``cid`` (idempotent)."""
     for index, m in enumerate(mounts):
         if not is_image_mount(m):

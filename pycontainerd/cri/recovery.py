@@ -42,7 +42,8 @@ from .store import (
 from .util import now_ns
 
 if TYPE_CHECKING:
-    from .service import CRIService
+    from .exits import ExitMonitor
+    from .host import CRIHost
 
 log = get_logger("cri")
 
@@ -69,15 +70,16 @@ _CONTAINER = _Kind(KIND_CONTAINER, CONTAINER_METADATA_EXT, Container, (Container
                    ContainerState.RUNNING, ContainerState.UNKNOWN)
 
 
-async def recover(svc: CRIService) -> None:
-    """Rebuild the stores from the ``k8s.io`` container records and status files."""
+async def recover(svc: CRIHost, exits: ExitMonitor) -> None:
+    """Rebuild the stores from the ``k8s.io`` container records and status files; tasks
+    still running are watched by ``exits``, those that ended meanwhile handled by it."""
     records = await svc.daemon.list_containers(f'labels."{KIND_LABEL}"')
     for kind in (_SANDBOX, _CONTAINER):
         for rec in records:
             if rec.labels.get(KIND_LABEL) != kind.label:
                 continue
             try:
-                await _recover(svc, rec, kind)
+                await _recover(svc, exits, rec, kind)
             except Exception as exc:  # one broken record must not hide the others
                 log.error("cannot recover", kind=kind.label, id=rec.id, error=str(exc))
     _cleanup_orphan_dirs(svc)
@@ -85,7 +87,7 @@ async def recover(svc: CRIService) -> None:
         log.info("cri recovered", sandboxes=len(svc.sandboxes), containers=len(svc.containers))
 
 
-async def _recover(svc: CRIService, rec: ContainerRecord, kind: _Kind) -> None:
+async def _recover(svc: CRIHost, exits: ExitMonitor, rec: ContainerRecord, kind: _Kind) -> None:
     ext = rec.extensions.get(kind.ext)
     is_sandbox = kind is _SANDBOX
     store = svc.sandboxes if is_sandbox else svc.containers
@@ -115,12 +117,12 @@ async def _recover(svc: CRIService, rec: ContainerRecord, kind: _Kind) -> None:
         obj.pid = st.pid
         if not is_sandbox:
             _reattach_io(svc, obj)
-        svc.exits.watch(obj)
+        exits.watch(obj)
     elif st is not None and st.status == "stopped" and ran:   # ended while we were away
         if is_sandbox:
-            await svc.exits.handle_sandbox_exit(obj, st.exit_status, st.exited_at_ns)
+            await exits.handle_sandbox_exit(obj, st.exit_status, st.exited_at_ns)
         else:
-            await svc.exits.handle_container_exit(obj, st.exit_status, st.exited_at_ns)
+            await exits.handle_container_exit(obj, st.exit_status, st.exited_at_ns)
         return
     else:
         if st is not None:          # created but never started, or stopped and handled
@@ -143,7 +145,7 @@ async def _recover(svc: CRIService, rec: ContainerRecord, kind: _Kind) -> None:
         svc.save(obj)
 
 
-def _reattach_io(svc: CRIService, c: Container) -> None:
+def _reattach_io(svc: CRIHost, c: Container) -> None:
     if not c.stdout_path:
         return
     io = ContainerIO(os.path.dirname(c.stdout_path), tty=c.config.tty, log_path=c.log_path,
@@ -155,7 +157,7 @@ def _reattach_io(svc: CRIService, c: Container) -> None:
         log.warning("cannot reattach container output", id=c.id, error=str(exc))
 
 
-def _cleanup_orphan_dirs(svc: CRIService) -> None:
+def _cleanup_orphan_dirs(svc: CRIHost) -> None:
     """Directories of objects no record knows (a crash mid-create)."""
     for kind, store in (("sandboxes", svc.sandboxes), ("containers", svc.containers)):
         for base in (svc.root, svc.state):

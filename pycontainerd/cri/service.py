@@ -143,7 +143,7 @@ class CRIService:
 
     async def _recover(self) -> None:
         try:
-            await recover(self)
+            await recover(self, self.exits)
         except Exception as exc:
             log.error("cri recovery failed", error=str(exc))
             raise

@@ -4,7 +4,8 @@ Events are protobuf messages of package ``containerd.events`` (e.g. ``NamespaceC
 wrapped in an :class:`Envelope` with the time, namespace and topic. Stores publish *after*
 their transaction commits. Each subscriber gets its own unbounded queue, so a slow
 subscriber never blocks a publisher or another subscriber; it is dropped when it stops
-iterating.
+iterating. A subscriber's filter runs as the event is published, so a subscriber wakes only
+for the events it wants (the CRI's exit monitor sees none of a busy daemon's other events).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from google.protobuf.message import Message
 from .. import identifiers, namespaces
 from ..errdefs import InvalidArgument, quote
 from ..typeurl import AnyValue
-
 
 _CLOSED = object()
 
@@ -61,14 +61,15 @@ class Exchange:
     """Fan-out of events to every subscriber."""
 
     def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue[Envelope]] = set()
+        self._subscribers: set[Subscription] = set()
 
     def publish_envelope(self, envelope: Envelope) -> None:
         """Deliver an already-built envelope (``Forward``) to every subscriber."""
         validate_topic(envelope.topic)
         identifiers.validate(envelope.namespace)
-        for queue in self._subscribers:
-            queue.put_nowait(envelope)
+        for sub in self._subscribers:
+            if sub.wants(envelope):
+                sub.queue.put_nowait(envelope)
 
     def publish(self, topic: str, event: Message | AnyValue, namespace: str | None = None) -> Envelope:
         """Publish ``event`` on ``topic`` in ``namespace`` (default: the request's).
@@ -86,14 +87,14 @@ class Exchange:
         (all by default). Registration is immediate; iterate the result asynchronously and
         close it (or use it as a context manager) when done."""
         sub = Subscription(self, match)
-        self._subscribers.add(sub.queue)
+        self._subscribers.add(sub)
         return sub
 
     def close(self) -> None:
         """End every subscription (their iterations stop); used at daemon shutdown so
         streaming subscribers do not hold the shutdown grace period."""
-        for queue in list(self._subscribers):
-            queue.put_nowait(_CLOSED)
+        for sub in list(self._subscribers):
+            sub.queue.put_nowait(_CLOSED)
         self._subscribers.clear()
 
     @property
@@ -109,19 +110,27 @@ class Subscription:
         self.match = match
         self.queue: asyncio.Queue[Envelope] = asyncio.Queue()
 
+    def wants(self, envelope: Envelope) -> bool:
+        """Whether the filter accepts ``envelope``; an event it cannot read (a client's
+        malformed payload) is not delivered to this subscriber and fails no publisher."""
+        if self.match is None:
+            return True
+        try:
+            return bool(self.match(envelope))
+        except Exception:  # noqa: BLE001 - one subscriber's filter must not fail a publish
+            return False
+
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Envelope:
-        while True:
-            envelope = await self.queue.get()
-            if envelope is _CLOSED:
-                raise StopAsyncIteration
-            if self.match is None or self.match(envelope):
-                return envelope
+        envelope = await self.queue.get()
+        if envelope is _CLOSED:
+            raise StopAsyncIteration
+        return envelope
 
     def close(self) -> None:
-        self.exchange._subscribers.discard(self.queue)
+        self.exchange._subscribers.discard(self)
 
     def __enter__(self) -> Subscription:
         return self

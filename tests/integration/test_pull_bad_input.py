@@ -10,7 +10,7 @@ import pytest
 
 from pycontainerd.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pycontainerd.client import AsyncClient
-from pycontainerd.client.pull import pull
+from pycontainerd.images.pull import pull
 from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
 from pycontainerd.remotes import mediatypes as mt
 from pycontainerd.remotes.errors import Unauthorized

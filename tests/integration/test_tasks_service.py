@@ -10,7 +10,7 @@ import pytest
 
 from pycontainerd.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.client import AsyncClient
-from pycontainerd.client.pull import pull
+from pycontainerd.images.pull import pull
 from pycontainerd.client.snapshots import SnapshotClient
 from pycontainerd.errdefs import NotFound
 from pycontainerd.metadata.containers import Container, Runtime

@@ -1,24 +1,28 @@
-"""Pull and unpack, client side, as containerd 1.6's client does them (DESIGN §5 Pull).
+"""Pull and unpack, as containerd 1.6's client does them (DESIGN §5 Pull), written once for
+every caller: the client library passes its ``AsyncClient`` (calls over gRPC), the CRI
+plugin an adapter over the daemon's in-process services (``pycontainerd.cri.daemon``).
+Both satisfy :class:`PullTarget`, the few calls used here.
 
-``pull``: resolve → fetch index/manifest/config/layers into the daemon's content store
-through Content.Write (each blob verified by digest and size; an interrupted ingest resumes
-by ref) under a lease → Images.Create (or Update) → optionally unpack → release the lease.
+``pull``: resolve → fetch index/manifest/config/layers into the target's content store
+(each blob verified by digest and size; an interrupted ingest resumes by ref) under a
+lease → create (or update) the image record → optionally unpack → release the lease.
 
 ``unpack``: for each layer of the platform's manifest, in order: if the layer's chainID is
-already a committed snapshot, skip; else Snapshots.Prepare (parent = previous chainID,
-label ``containerd.io/snapshot.ref``) → Diff.Apply → check the applied digest is the
-config's diffID → Snapshots.Commit as the chainID. Finally the config blob gets the label
-``containerd.io/gc.ref.snapshot.<snapshotter>`` (so GC keeps the snapshots while the image
-exists) and each layer ``containerd.io/uncompressed``.
+already a committed snapshot, skip; else prepare a snapshot (parent = previous chainID,
+label ``containerd.io/snapshot.ref``) → apply the layer with the differ → check the applied
+digest is the config's diffID → commit the snapshot as the chainID. Finally the config blob
+gets the label ``containerd.io/gc.ref.snapshot.<snapshotter>`` (so GC keeps the snapshots
+while the image exists) and each layer ``containerd.io/uncompressed``.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .. import imagespec
 from ..descriptor import Descriptor
@@ -29,11 +33,60 @@ from ..remotes.fetch import fetch_image, select_platforms
 from ..remotes.reference import normalize
 from ..remotes.resolver import Resolver
 
-if TYPE_CHECKING:
-    from ._protocols import ClientCore, ImageRef
-
 Progress = Callable[[str, int, int], None]
 """``progress(ref_key, offset, total)`` after each chunk written."""
+
+
+class ContentTarget(Protocol):
+    """The content store calls pull and unpack make."""
+
+    async def info(self, digest: str) -> Any: ...
+
+    async def status(self, ref: str) -> Any:
+        """The ingest ``ref`` (``offset``, ``expected``); ``NotFound`` when there is none."""
+
+    async def read_all(self, digest: str) -> bytes: ...
+
+    async def update_labels(self, digest: str, labels: Mapping[str, str]) -> Any: ...
+
+    async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
+                    labels: Mapping[str, str] | None = None, progress: Callable[[int, int], None] | None = None,
+                    start: int = 0) -> str:
+        """Write ``data`` (whose first byte is byte ``start`` of the blob) under ``ref``,
+        resuming after what the ingest holds, and commit it; a blob that exists counts as
+        success. Returns the digest."""
+
+
+class SnapshotTarget(Protocol):
+    """The snapshotter calls unpack makes."""
+
+    async def stat(self, key: str) -> Any: ...
+
+    async def prepare(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> Sequence[Any]: ...
+
+    async def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> Any: ...
+
+    async def remove(self, key: str) -> Any: ...
+
+
+class DifferTarget(Protocol):
+    async def apply(self, desc: Descriptor, mounts: Sequence[Any]) -> Descriptor: ...
+
+
+class PullTarget(Protocol):
+    """Where an image is pulled to: a content store, image records, snapshotters, a differ,
+    and leases (everything made inside ``lease()`` is kept from garbage collection)."""
+
+    content: ContentTarget
+    diff: DifferTarget
+
+    def lease(self) -> AbstractAsyncContextManager[Any]: ...
+
+    def snapshotter(self, name: str) -> SnapshotTarget: ...
+
+    async def create_image(self, image: Image) -> Image: ...
+
+    async def update_image(self, image: Image, *paths: str) -> Image: ...
 
 
 @dataclass(frozen=True)
@@ -45,11 +98,11 @@ class Unpacked:
     reused: int
 
 
-async def pull(client: ClientCore, ref: str, *, platform: str | None = None, unpack: bool = True,
+async def pull(client: PullTarget, ref: str, *, platform: str | None = None, unpack: bool = True,
                snapshotter: str = "overlayfs", resolver: Resolver | None = None,
                plain_http: bool | list[str] = False, progress: Progress | None = None,
-               matcher: platforms.MatchComparer | None = None) -> ImageRef:
-    """Fetch ``ref`` into the daemon and record the image; see module doc. ``matcher``
+               matcher: platforms.MatchComparer | None = None) -> Image:
+    """Fetch ``ref`` into ``client`` and record the image; see module doc. ``matcher``
     overrides the platforms fetched from an index (``platforms.ALL``: every one).
 
     Raises the remotes' typed errors (``NotFound``, ``Unauthorized``, …), ``FailedPrecondition``
@@ -95,12 +148,11 @@ async def pull(client: ClientCore, ref: str, *, platform: str | None = None, unp
                 return status.offset if status.expected in ("", desc.digest) else 0
 
             result = await fetch_image(resolver, name, matcher, write_blob, have=have, resume_at=resume_at)
-            record = Image(name=name, target=result.target)
-            image: ImageRef
+            image = Image(name=name, target=result.target)
             try:
-                image = await client.create_image(record)
+                image = await client.create_image(image)
             except AlreadyExists:
-                image = await client.update_image(record, "target")
+                image = await client.update_image(image, "target")
             if unpack:
                 await unpack_image(client, image, platform=platform, snapshotter=snapshotter)
             return image
@@ -109,29 +161,32 @@ async def pull(client: ClientCore, ref: str, *, platform: str | None = None, unp
             await resolver.aclose()
 
 
-async def manifest_for(client: ClientCore, target: Descriptor, platform: str | None = None) -> dict:
-    """The manifest document of ``target`` for ``platform`` (host default), following an
-    index if needed. Raises :class:`NotFound` when no entry matches."""
+async def manifest_for(client: PullTarget, target: Descriptor, platform: str | None = None,
+                       name: str = "") -> tuple[Descriptor, dict]:
+    """The manifest of ``target`` for ``platform`` (host default), following an index if
+    needed: its descriptor and document. Raises :class:`NotFound` when no entry matches;
+    errors name the image ``name`` when given."""
     desc = target
+    what = f"image {name}: " if name else ""
     for _ in range(4):  # index → (nested index) → manifest
         doc = imagespec.parse_json(await client.content.read_all(desc.digest), f"manifest {desc.digest}")
         if not mediatypes.is_index(desc.media_type):
-            return doc
+            return desc, doc
         matcher = platforms.only(platform) if platform else platforms.default()
         try:
             desc = select_platforms(imagespec.index_children(doc), matcher, 1)[0]
         except NotFound as exc:
-            raise NotFound(f"no match for platform {platform or platforms.default_string()} "
+            raise NotFound(f"{what}no match for platform {platform or platforms.default_string()} "
                            f"in manifest {desc.digest}") from exc
-    raise InvalidArgument(f"image {target.digest}: indexes nested too deep")
+    raise InvalidArgument(f"image {name or target.digest}: indexes nested too deep")
 
 
-async def unpack_image(client: ClientCore, image: ImageRef, *, platform: str | None = None,
+async def unpack_image(client: PullTarget, image: Image, *, platform: str | None = None,
                        snapshotter: str = "overlayfs") -> Unpacked:
     """Unpack ``image`` into ``snapshotter``; see module doc."""
     snaps = client.snapshotter(snapshotter)
     differ = client.diff
-    manifest = await manifest_for(client, image.target, platform)
+    _, manifest = await manifest_for(client, image.target, platform, image.name)
     config, layers = imagespec.manifest_children(manifest)
     config_doc = imagespec.parse_json(await client.content.read_all(config.digest), f"config {config.digest}")
     diff_ids = imagespec.diff_ids(config_doc)
