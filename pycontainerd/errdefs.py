@@ -109,6 +109,15 @@ class DeadlineExceeded(ContainerdError):
     suffix = "context deadline exceeded"
 
 
+class Unknown(ContainerdError):
+    """An error containerd reports as a plain error (``UNKNOWN``), whose message is all there
+    is: no sentinel suffix (the CRI's ``container is in CONTAINER_EXITED state``)."""
+
+    def __init__(self, message: str = "") -> None:
+        self.context = message
+        Exception.__init__(self, message or self.suffix)
+
+
 class PluginSkipped(Exception):
     """Raised by a plugin's init to opt out cleanly (containerd's ``ErrSkipPlugin``).
 

@@ -34,7 +34,7 @@ import enum
 from collections.abc import Mapping
 
 from ..api.cri.runtime.v1 import api_pb2 as cri
-from ..errdefs import FailedPrecondition
+from ..errdefs import FailedPrecondition, Unknown
 
 
 class SandboxState(enum.Enum):
@@ -150,10 +150,11 @@ def allowed(op: enum.Enum, state: enum.Enum) -> bool:
 
 def check_container_op(op: ContainerOp, container_id: str, state: ContainerState) -> None:
     """Raise :class:`FailedPrecondition` (``container "x" is in CONTAINER_EXITED state``)
-    unless ``op`` may run in ``state``."""
+    unless ``op`` may run in ``state`` — :class:`Unknown` for exec and attach, whose refusal
+    containerd's CRI returns as a plain error (code UNKNOWN)."""
     if not allowed(op, state):
-        raise FailedPrecondition(f"cannot {op.value} container {container_id!r}: "
-                                 f"container is in {state.cri_name} state")
+        error = Unknown if op in (ContainerOp.EXEC, ContainerOp.ATTACH) else FailedPrecondition
+        raise error(f"cannot {op.value} container {container_id!r}: container is in {state.cri_name} state")
 
 
 def check_sandbox_op(op: SandboxOp, sandbox_id: str, state: SandboxState) -> None:

@@ -464,8 +464,6 @@ def test_missing_image(node, pod, files):
     assert ref in grpc_error(create, "NotFound")
 
 
-@known_bug("ExecSync into an exited container answers FailedPrecondition; containerd answers Unknown "
-           "(`container is in CONTAINER_EXITED state`) (issue 13: bad input gets containerd's code; not yet assigned)")
 def test_exec_into_stopped_container(node, pod, files):
     cid = start(node, pod, files, "short", "true")
     wait_for(lambda: state(node, cid)["state"] == "CONTAINER_EXITED", what="exit")
