@@ -315,6 +315,12 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
     return {"destination": dst, "type": "bind", "source": src, "options": options}, rootfs_propagation
 
 
+CGROUP_MOUNT: Mapping[str, Any] = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                                   "options": ("nosuid", "noexec", "nodev", "relatime", "ro")}
+"""What containerd's CRI mounts after a container's own mounts, so a process can read its
+limits (a privileged container's is made writable)."""
+
+
 def _with_cri_mounts(mounts: list[cri.Mount], check_propagation=None, rro_supported: bool = False) -> o.SpecOpt:
     entries = []
     propagation = ""
@@ -333,6 +339,8 @@ def _with_cri_mounts(mounts: list[cri.Mount], check_propagation=None, rro_suppor
                 continue
             kept.append(cur)
         spec["mounts"] = kept + entries
+        if CGROUP_MOUNT["destination"] not in dests:  # its own cgroups, read-only (docker's, containerd's)
+            spec["mounts"].append({**CGROUP_MOUNT, "options": list(CGROUP_MOUNT["options"])})
         if propagation:
             spec.setdefault("linux", {})["rootfsPropagation"] = propagation
 

@@ -39,12 +39,6 @@ USER_IMAGE = "gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest"
 INSERTED_IMAGE = "registry.k8s.io/e2e-test-images/nginx:1.14-2"    # layers written by `umoci insert`
 
 
-def known_bug(reason: str):
-    """Our bug another branch fixes: strict xfail on pycontainerd (an XPASS fails: remove the
-    mark with the fix), nothing on containerd."""
-    return pytest.mark.xfail(OURS, strict=True, reason=reason)
-
-
 NO_WEBSOCKET = pytest.mark.xfail(not OURS, strict=True, reason="containerd 1.6.20 has no WebSocket streaming (403)")
 
 
@@ -382,8 +376,6 @@ def test_stats_and_statsp(node, pod_in_cgroup, files):
     assert linux["network"]["defaultInterface"]["name"] == "eth0"
 
 
-@known_bug("CRI containers get no /sys/fs/cgroup mount; containerd mounts the container's cgroups there "
-           "read-only (type cgroup, docker's behaviour), so a process cannot read its own limits (not yet filed)")
 def test_update_resources(node, pod, files):
     cid = start(node, pod, files, "limited", "sleep", "600")
     crictl(node, "update", "--memory", str(96 * 1024 * 1024), "--cpu-quota", "20000", "--cpu-period", "100000", cid)
