@@ -210,12 +210,17 @@ class Daemon:
             await self.services.images.update(image, ["target", "labels"])
 
     @_k8s
-    async def delete_image(self, name: str) -> None:
-        """Idempotent; asks for a garbage collection (as Images.Delete does)."""
+    async def delete_image(self, name: str, sync: bool = False) -> None:
+        """Idempotent; asks for a garbage collection (as Images.Delete does) — with ``sync``,
+        runs one and returns when the image's content and snapshots are gone (containerd's
+        CRI deletes an image's last name with ``SynchronousDelete``)."""
         with contextlib.suppress(NotFound):
             await self.services.images.delete(name)
             if self.services.gc is not None:
-                self.services.gc.schedule()
+                if sync:
+                    await self.services.gc.collect()
+                else:
+                    self.services.gc.schedule()
 
     @_k8s
     async def read_blob(self, digest: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import grpc
 import pytest
@@ -103,8 +104,12 @@ def test_pull_status_list_remove(env):
     fs = c.ImageFsInfo(cri.ImageFsInfoRequest()).image_filesystems
     assert len(fs) == 1 and fs[0].fs_id.mountpoint.endswith("io.containerd.snapshotter.v1.overlayfs")
     assert fs[0].used_bytes.value > 500_000 and fs[0].inodes_used.value > 10 and fs[0].timestamp > 0
-    # remove: every name goes; removing again, or something never pulled, is fine
+    # remove: every name goes, and its blobs before the call returns (containerd deletes the
+    # last name synchronously); removing again, or something never pulled, is fine
+    blobs = env.daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    assert image_id[7:] in os.listdir(blobs)  # the config blob
     c.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=ref)))
+    assert image_id[7:] not in os.listdir(blobs)
     assert not c.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))).HasField("image")
     assert not c.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=image_id))).HasField("image")
     assert not {name, img.repo_digests[0], image_id} & set(env.containerd_images())
