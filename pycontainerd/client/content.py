@@ -8,6 +8,8 @@ and tells where an earlier, interrupted ingest of the same ref stopped — so
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -17,7 +19,7 @@ from google.protobuf import field_mask_pb2
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
 from ..content import after
-from ..errdefs import AlreadyExists, FailedPrecondition
+from ..errdefs import AlreadyExists, FailedPrecondition, NotFound
 from ..wire.errors import from_rpc_error
 from .connection import Connection, is_transport_failure, mapped, mapped_stream
 
@@ -119,6 +121,28 @@ class AsyncContentStore:
     @mapped
     async def abort(self, ref: str) -> None:
         await self.stub.Abort(pb.AbortRequest(ref=ref), metadata=self.conn.metadata())
+
+    async def hold(self, digest: str) -> bool:
+        """True if the blob exists, and then the current lease (if any) holds it: a write
+        ``stat`` naming it as expected, which containerd answers ALREADY_EXISTS after adding
+        the blob to the lease; a missing blob's fresh ingest is aborted."""
+        ref = f"hold-{digest}-{os.urandom(4).hex()}"
+        call = self.stub.Write(metadata=self.conn.metadata())
+        try:
+            await call.write(pb.WriteContentRequest(action=pb.STAT, ref=ref, expected=digest))
+            await call.read()
+        except grpc.RpcError as exc:
+            if is_transport_failure(exc):
+                raise await self.conn.lost(exc) from exc
+            err = from_rpc_error(exc)
+            if isinstance(err, AlreadyExists):
+                return True
+            raise err from exc
+        finally:
+            call.cancel()
+        with contextlib.suppress(NotFound):
+            await self.abort(ref)
+        return False
 
     async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
                     labels: Mapping[str, str] | None = None, progress=None, start: int = 0) -> str:

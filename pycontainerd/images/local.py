@@ -33,6 +33,9 @@ class LocalContent:
     async def status(self, ref: str):
         return await self.store.status(ref)
 
+    async def hold(self, digest: str) -> bool:
+        return await self.store.hold(digest)
+
     async def read_all(self, digest: str) -> bytes:
         return await self.store.read(digest)
 
@@ -45,7 +48,7 @@ class LocalContent:
         """Write a blob under ``ref`` from byte ``start`` of ``data`` on, resuming after what
         the ingest holds, and commit it (the client's ``Content.write``, in-process). A blob
         that exists already counts as success."""
-        if expected and await self.store.exists(expected):
+        if expected and await self.store.hold(expected):
             return expected
         writer = await self.store.writer(ref, total, expected)
         try:

@@ -42,6 +42,10 @@ class ContentTarget(Protocol):
 
     async def info(self, digest: str) -> Any: ...
 
+    async def hold(self, digest: str) -> bool:
+        """True if the blob exists, and then the current lease holds it."""
+        ...
+
     async def status(self, ref: str) -> Any:
         """The ingest ``ref`` (``offset``, ``expected``); ``NotFound`` when there is none."""
 
@@ -134,11 +138,9 @@ async def pull(client: PullTarget, ref: str, *, platform: str | None = None, unp
                                            progress=report, start=start)
 
             async def have(desc: Descriptor) -> bool:
-                try:
-                    await client.content.info(desc.digest)
-                    return True
-                except NotFound:
-                    return False
+                # held by the pull's lease at once: a collection running before the image
+                # record exists must not take a blob this pull decided not to fetch
+                return await client.content.hold(desc.digest)
 
             async def resume_at(desc: Descriptor) -> int:
                 try:

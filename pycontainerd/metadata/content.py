@@ -244,6 +244,24 @@ class ContentStore:
             return False
         return True
 
+    async def hold(self, digest: str) -> bool:
+        """True if the blob is visible in this namespace — and then the current lease holds it,
+        in the same transaction, so no collection can take it from a pull that skips fetching
+        it (what opening a writer for an existing blob does, as containerd's store)."""
+        digest_mod.validate(digest)
+        ns = namespaces.required()
+        lease = leases_context.get()
+
+        def fn(txn: Txn) -> bool:
+            if txn.get(OBJECTS, blob_key(ns, digest)) is None:
+                return False
+            add_content_lease(txn, ns, lease, digest)
+            return True
+
+        if not lease:
+            return self.db.view(fn)
+        return await self.db.update(fn)
+
     async def update(self, digest: str, labels: Mapping[str, str], paths: Iterable[str] = ()) -> Info:
         """Change a blob's labels in this namespace; ``updated_at`` becomes now.
 

@@ -346,6 +346,27 @@ async def test_leases_hold_ingests_and_blobs(cs, db):
             await cs.abort("r3")
 
 
+async def test_hold_puts_an_existing_blob_under_the_lease_before_any_collection(cs, db):
+    """A pull that finds a blob skips fetching it: ``hold`` must put it under the pull's lease
+    at once, or a collection before the image record exists takes it (seen: critest's
+    simultaneous RemoveImage spec failing its next pull with ``content digest ...: not found``)."""
+    leases = LeaseStore(db)
+    await ingest(cs, "r1", HELLO, D)  # no lease, nothing references it: garbage
+    with namespaces.using("a"):
+        assert await cs.hold(D)  # no lease in the context: only says it is here
+        await leases.create("pull-1")
+        with leases_context.using("pull-1"):
+            assert await cs.hold(D)
+            assert not await cs.hold(dgst(b"never written"))
+        assert record(db, lease_resource_key("a", "pull-1", "content", D)) == {}
+    removed = db.update_sync(lambda txn: gc.collect(txn)).removed
+    assert ("content", "a", D) not in removed and record(db, blob_key("a", D)) is not None
+    with namespaces.using("a"):
+        await leases.delete("pull-1")
+    removed = db.update_sync(lambda txn: gc.collect(txn)).removed
+    assert ("content", "a", D) in removed
+
+
 async def test_missing_lease_is_not_found_and_leaves_nothing(cs, db, local):
     with namespaces.using("a"), leases_context.using("no-such-lease"):
         with pytest.raises(NotFound, match='lease "no-such-lease"'):

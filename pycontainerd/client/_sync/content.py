@@ -61,6 +61,12 @@ class ContentStore(SyncWrapper):
     def abort(self, ref: str) -> None:
         return _w(self._portal.call(self._async.abort(_u(ref))), self._portal)
 
+    def hold(self, digest: str) -> bool:
+        """True if the blob exists, and then the current lease (if any) holds it: a write
+        ``stat`` naming it as expected, which containerd answers ALREADY_EXISTS after adding
+        the blob to the lease; a missing blob's fresh ingest is aborted."""
+        return _w(self._portal.call(self._async.hold(_u(digest))), self._portal)
+
     def write(self, ref: str, data: Iterable[bytes] | bytes, *, expected: str='', total: int=0, labels: Mapping[str, str] | None=None, progress=None, start: int=0) -> str:
         """Write a blob under ``ref`` and commit it; returns its digest.
 
