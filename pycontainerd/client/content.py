@@ -8,8 +8,6 @@ and tells where an earlier, interrupted ingest of the same ref stopped — so
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -18,10 +16,11 @@ from google.protobuf import field_mask_pb2
 
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
+from ..api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from ..content import after
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound
 from ..wire.errors import from_rpc_error
-from .connection import Connection, is_transport_failure, mapped, mapped_stream
+from .connection import Connection, current_lease, is_transport_failure, mapped, mapped_stream
 
 CHUNK = 1 << 20  # bytes per Write message
 
@@ -68,6 +67,7 @@ class AsyncContentStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.stub = content_pb2_grpc.ContentStub(conn.channel)
+        self.leases = leases_pb2_grpc.LeasesStub(conn.channel)
 
     @mapped
     async def info(self, digest: str) -> ContentInfo:
@@ -123,26 +123,22 @@ class AsyncContentStore:
         await self.stub.Abort(pb.AbortRequest(ref=ref), metadata=self.conn.metadata())
 
     async def hold(self, digest: str) -> bool:
-        """True if the blob exists, and then the current lease (if any) holds it: a write
-        ``stat`` naming it as expected, which containerd answers ALREADY_EXISTS after adding
-        the blob to the lease; a missing blob's fresh ingest is aborted."""
-        ref = f"hold-{digest}-{os.urandom(4).hex()}"
-        call = self.stub.Write(metadata=self.conn.metadata())
+        """True if the blob exists, and then the current lease (if any) holds it: ``Info``,
+        then ``Leases.AddResource`` (what containerd's store does when a writer is opened for
+        a blob it has), so a collection cannot take a blob a pull decided not to fetch."""
         try:
-            await call.write(pb.WriteContentRequest(action=pb.STAT, ref=ref, expected=digest))
-            await call.read()
-        except grpc.RpcError as exc:
-            if is_transport_failure(exc):
-                raise await self.conn.lost(exc) from exc
-            err = from_rpc_error(exc)
-            if isinstance(err, AlreadyExists):
-                return True
-            raise err from exc
-        finally:
-            call.cancel()
-        with contextlib.suppress(NotFound):
-            await self.abort(ref)
-        return False
+            await self.info(digest)
+        except NotFound:
+            return False
+        lease = current_lease()
+        if lease:
+            await self._add_to_lease(lease, digest)
+        return True
+
+    @mapped
+    async def _add_to_lease(self, lease: str, digest: str) -> None:
+        await self.leases.AddResource(leases_pb2.AddResourceRequest(
+            id=lease, resource=leases_pb2.Resource(id=digest, type="content")), metadata=self.conn.metadata())
 
     async def write(self, ref: str, data: AsyncIterable[bytes] | bytes, *, expected: str = "", total: int = 0,
                     labels: Mapping[str, str] | None = None, progress=None, start: int = 0) -> str:

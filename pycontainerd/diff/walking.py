@@ -165,16 +165,17 @@ class WalkingDiffer:
             out.seek(0)
             commit_labels = dict(labels or {})
             commit_labels[LABEL_UNCOMPRESSED] = result.diff_id
-            writer = await self.content.writer(ref or f"diff-{secrets.token_hex(8)}", result.size, result.digest)
-            try:
-                while chunk := await asyncio.to_thread(out.read, 1 << 20):
-                    await writer.write(chunk)
-                await writer.commit(result.size, result.digest, commit_labels)
+            try:  # the same diff may be here already (held by the lease now): that is success
+                writer = await self.content.writer(ref or f"diff-{secrets.token_hex(8)}", result.size, result.digest)
+                try:
+                    while chunk := await asyncio.to_thread(out.read, 1 << 20):
+                        await writer.write(chunk)
+                    await writer.commit(result.size, result.digest, commit_labels)
+                finally:
+                    await writer.close()
             except AlreadyExists:
                 await self.content.update(result.digest, commit_labels,
                                           [f"labels.{k}" for k in commit_labels])
-            finally:
-                await writer.close()
         return Descriptor(media_type, result.digest, result.size)
 
     def _compare_sync(self, lower: list[Mount], upper: list[Mount], media_type: str, out):

@@ -62,9 +62,9 @@ class ContentStore(SyncWrapper):
         return _w(self._portal.call(self._async.abort(_u(ref))), self._portal)
 
     def hold(self, digest: str) -> bool:
-        """True if the blob exists, and then the current lease (if any) holds it: a write
-        ``stat`` naming it as expected, which containerd answers ALREADY_EXISTS after adding
-        the blob to the lease; a missing blob's fresh ingest is aborted."""
+        """True if the blob exists, and then the current lease (if any) holds it: ``Info``,
+        then ``Leases.AddResource`` (what containerd's store does when a writer is opened for
+        a blob it has), so a collection cannot take a blob a pull decided not to fetch."""
         return _w(self._portal.call(self._async.hold(_u(digest))), self._portal)
 
     def write(self, ref: str, data: Iterable[bytes] | bytes, *, expected: str='', total: int=0, labels: Mapping[str, str] | None=None, progress=None, start: int=0) -> str:
