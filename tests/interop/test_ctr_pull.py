@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 
 import pytest
 
 from pycontainerd.mount import unmount_all
 from tests.interop.test_ctr_foundation import ctr
 from tests.support.layers import tree, tree_diff
+from tests.support.pyctr import wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -25,15 +25,6 @@ def blob_files(daemon) -> set[str]:
 def snapshot_dirs(daemon) -> set[str]:
     d = daemon.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
     return set(os.listdir(d)) if d.exists() else set()
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_pull_unpack_matches_umoci_and_rm_collects_everything(ctr_bin, daemon, layered_image, tmp_path):
