@@ -152,8 +152,13 @@ def test_pull_images_inspecti_rmi(node):
     assert table[0][:3] == ["IMAGE", "TAG", "IMAGE"], table[0]
     assert ["gcr.io/k8s-staging-cri-tools/test-image-user-uid", "latest", image_id[len("sha256:"):][:13]] in [
         row[:3] for row in table]
+    root = getattr(node.daemon, "root", None) or node.daemon.base / "root"  # ours, or containerd's
+    blobs = root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    assert image_id[len("sha256:"):] in os.listdir(blobs)  # the config blob
     rmi = crictl(node, "rmi", USER_IMAGE).stdout
     assert f"Deleted: {USER_IMAGE}" in rmi
+    # the last name goes synchronously (containerd's SynchronousDelete): its blobs are gone on return
+    assert image_id[len("sha256:"):] not in os.listdir(blobs)
     assert not [i for i in crictl_json(node, "images")["images"] if USER_IMAGE in i["repoTags"]]
     gone = crictl(node, "inspecti", USER_IMAGE, check=False)
     assert gone.returncode != 0 and "no such image" in gone.stderr and USER_IMAGE in gone.stderr, gone.stderr
