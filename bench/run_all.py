@@ -93,6 +93,7 @@ REGISTRY: list[Entry] = [
     Entry("docker", about="dockerd 20.10 on each daemon: docker run --rm, 20 parallel run -d, rm -f"),
     Entry("goclient", about="containerd's Go client: Pull, NewContainer, NewTask, Start, Wait, Delete"),
     Entry("cri", about="critest -benchmark: median latency of every CRI call of pod/container/image lifecycles"),
+    Entry("cri_rtt", about="one small CRI call from a Go client, ours / containerd, and the bare grpc.aio floor"),
     Entry("faults", standard=["--iterations", "10"], quick=["--iterations", "3"], long=["--iterations", "50"],
           rows=fault_rows, about="kill -9 of our daemon at random points (ours only)"),
 ]
