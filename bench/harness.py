@@ -467,7 +467,7 @@ def _fmt(v: float | None, unit: str) -> str:
     if unit == "s":
         return f"{v:.2f} s"
     if unit == "ms":
-        return f"{v:.1f} ms"
+        return f"{v:.2f} ms" if v < 10 else f"{v:.1f} ms"
     if unit == "MiB":
         return f"{v:.1f} MiB"
     if unit == "ops/s":

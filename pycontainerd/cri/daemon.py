@@ -190,6 +190,12 @@ class Daemon:
     async def unpack(self, name: str) -> None:
         await unpack_image(self._target(), self.services.images.get(name), snapshotter=self.snapshotter)
 
+    @property
+    def generation(self) -> int:
+        """The metadata database's write generation (bumped after each commit): a value
+        computed from records read after it holds every write bumped so far."""
+        return self.services.images.db.generation
+
     @_k8s
     async def get_image(self, name: str) -> Image | None:
         try:

@@ -37,6 +37,14 @@ class ResolvedImage:
         return self.config_digest
 
 
+@dataclass(frozen=True)
+class _View:
+    """The runnable images at one database generation: by image id, and by each name."""
+
+    by_id: dict[str, tuple[ResolvedImage, list[str]]]
+    by_name: dict[str, tuple[ResolvedImage, list[str]]]
+
+
 class Images:
     """The images CRI calls see (see the module doc)."""
 
@@ -45,6 +53,7 @@ class Images:
         self.config = config
         self.pull_locks: dict[str, asyncio.Lock] = {}           # one pull per reference at a time
         self._resolved: dict[str, tuple[str, dict[str, Any], str, int, str]] = {}
+        self._view: tuple[int, _View] | None = None     # (database generation, the images then)
 
     async def resolve(self, record: Image) -> ResolvedImage:
         """Manifest, config, chain id and size of ``record`` for this host's platform
@@ -76,36 +85,50 @@ class Images:
 
     async def cri_images(self) -> dict[str, tuple[ResolvedImage, list[str]]]:
         """Every image of namespace ``k8s.io`` that this host can run, by image id
-        (``sha256:<config digest>``) with all the names that point at it."""
-        out: dict[str, tuple[ResolvedImage, list[str]]] = {}
+        (``sha256:<config digest>``) with all the names that point at it. Callers must not
+        change what they get: it is kept until the next write to the database."""
+        return (await self._current()).by_id
+
+    async def _current(self) -> _View:
+        """The images as of the database's write generation, read before the records (as
+        :class:`~pycontainerd.memo.Latest` does): a write that bumps it after its commit
+        makes the next call read again, so no call sees images older than a write it saw."""
+        version = self.daemon.generation
+        kept = self._view
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        by_id: dict[str, tuple[ResolvedImage, list[str]]] = {}
         for record in await self.daemon.list_images():
             try:
                 resolved = await self.resolve(record)
             except (NotFound, InvalidArgument):
                 continue
-            entry = out.get(resolved.id)
+            entry = by_id.get(resolved.id)
             if entry is None:
-                out[resolved.id] = (resolved, [record.name])
+                by_id[resolved.id] = (resolved, [record.name])
             else:
                 entry[1].append(record.name)
-        return out
+        view = _View(by_id, {name: entry for entry in by_id.values() for name in entry[1]})
+        kept = self._view
+        if kept is None or kept[0] <= version:
+            self._view = (version, view)
+        return view
 
     async def local_image(self, ref_or_id: str) -> tuple[ResolvedImage, list[str]] | None:
         """The image ``ref_or_id`` names: an image id, a reference (normalised), or a unique
         prefix of an id (containerd's ``localResolve``); None when there is none."""
         if not ref_or_id:
             raise InvalidArgument("image name is required")
-        images = await self.cri_images()
+        view = await self._current()
+        images = view.by_id
         if ref_or_id in images:
             return images[ref_or_id]
         try:
             name = str(parse_normalized(ref_or_id))
         except InvalidArgument:
             name = ""
-        if name:
-            for resolved, names in images.values():
-                if name in names:
-                    return resolved, names
+        if name and name in view.by_name:
+            return view.by_name[name]
         prefix = ref_or_id if ref_or_id.startswith("sha256:") else f"sha256:{ref_or_id}"
         hits = [v for k, v in images.items() if k.startswith(prefix)]
         if len(hits) == 1 and len(ref_or_id.removeprefix("sha256:")) >= 1:

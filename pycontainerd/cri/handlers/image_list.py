@@ -7,11 +7,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
+from ...memo import Memo
 from ..images import ResolvedImage
 from ..service import CRIService
 
 
+_PBS: Memo[cri.Image] = Memo(1024)
+"""Each image's message by what it is made of (kubelet asks for the same ones every few
+seconds); the replies that take one copy it, so a kept message is never changed."""
+
+
 def image_pb(svc: CRIService, resolved: ResolvedImage, names: list[str]) -> cri.Image:
+    sandbox = svc.config.sandbox_image
+    return _PBS.get((resolved.id, resolved.size, tuple(names), sandbox),
+                    lambda: _image_pb(svc, resolved, names, sandbox))
+
+
+def _image_pb(svc: CRIService, resolved: ResolvedImage, names: list[str], sandbox: str) -> cri.Image:
     tags, digests = svc.images.split_references(names)
     out = cri.Image(id=resolved.id, repo_tags=tags, repo_digests=digests, size=resolved.size,
                     spec=cri.ImageSpec(image=resolved.id))
@@ -21,7 +33,6 @@ def image_pb(svc: CRIService, resolved: ResolvedImage, names: list[str]) -> cri.
             out.uid.value = int(user)
         else:
             out.username = user
-    sandbox = svc.config.sandbox_image
     out.pinned = any(n == sandbox or n.endswith("/" + sandbox) for n in names) or sandbox in tags
     return out
 
