@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api.cri.runtime.v1 import api_pb2 as cri
-from ..errdefs import FailedPrecondition, InvalidArgument, quote
+from ..errdefs import FailedPrecondition, InvalidArgument, Unknown, quote
 from ..oci import opts as o
 from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
 
@@ -266,7 +266,8 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
     ``recursive_read_only`` (read-only, private propagation, a runtime with ``rro``: see
     :mod:`.features`) adds runc's ``rro`` option: submounts are read-only too.
 
-    Raises :class:`InvalidArgument` for a missing host path or unsupported fields,
+    A missing host path is made a directory (containerd's rule). Raises
+    :class:`InvalidArgument` for unsupported fields,
     :class:`FailedPrecondition` when the propagation asked for is impossible."""
     from .util import mount_of
 
@@ -287,8 +288,7 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
                                   "OCI runtime (its 'features' lists no 'rro' mount option)")
     if list(m.uidMappings) or list(m.gidMappings):
         raise InvalidArgument(f"mount at {quote(dst)}: id-mapped mounts are not supported")
-    if not os.path.exists(src):
-        raise InvalidArgument(f"mount source {quote(src)} for {quote(dst)} does not exist")
+    _ensure_host_path(src)
     src = os.path.realpath(src)
     options = ["rbind"]
     rootfs_propagation = ""
@@ -313,6 +313,23 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
     if m.recursive_read_only:
         options.append("rro")
     return {"destination": dst, "type": "bind", "source": src, "options": options}, rootfs_propagation
+
+
+def _ensure_host_path(src: str) -> None:
+    """A host path that is not there is made, a directory (0755), as containerd's CRI does
+    (kubelet's ``hostPath`` volumes of type ``""`` rely on it). Raises :class:`Unknown`
+    when it cannot be looked at or made."""
+    try:
+        os.stat(src)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise Unknown(f"failed to stat {quote(src)}: {exc.strerror}") from exc
+    try:
+        os.makedirs(src, 0o755, exist_ok=True)
+    except OSError as exc:
+        raise Unknown(f"failed to mkdir {quote(src)}: {exc.strerror}") from exc
 
 
 CGROUP_MOUNT: Mapping[str, Any] = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",

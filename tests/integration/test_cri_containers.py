@@ -349,9 +349,10 @@ def test_bad_input_is_refused_and_leaves_nothing(env, pod, tmp_path):
     assert code == grpc.StatusCode.ALREADY_EXISTS and f'reserved for "{ok}"' in details
     code, details = create(container_config("x", "not/here:1", command=["true"]))
     assert code == grpc.StatusCode.NOT_FOUND and "not/here:1" in details
+    (tmp_path / "file").write_text("")
     code, details = create(container_config("x", box, command=["true"], mounts=[
-        cri.Mount(container_path="/m", host_path=str(tmp_path / "missing"))]))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not exist" in details
+        cri.Mount(container_path="/m", host_path=str(tmp_path / "file" / "sub"))]))
+    assert code == grpc.StatusCode.UNKNOWN and "failed to stat" in details and "file/sub" in details
     bad_seccomp = container_config("x", box, command=["true"])
     bad_seccomp.linux.security_context.seccomp.profile_type = cri.SecurityProfile.Localhost
     bad_seccomp.linux.security_context.seccomp.localhost_ref = str(tmp_path / "nope.json")

@@ -461,6 +461,22 @@ def test_missing_image(node, pod, files):
     assert ref in grpc_error(create, "NotFound")
 
 
+def test_missing_host_path_is_made_a_directory(node, pod, files, tmp_path):
+    """containerd's CRI makes a mount's missing host path (kubelet's hostPath volumes of
+    type "" count on it); a file in the way is its 'failed to stat' error."""
+    host = tmp_path / "made" / "here"
+    cid = start(node, pod, files, "hostpath", "sh", "-c", "echo hi > /data/f; sleep 1000",
+                mounts=[{"container_path": "/data", "host_path": str(host)}])
+    wait_for(lambda: (host / "f").exists(), what="the container's file on the host")
+    assert host.is_dir() and (host / "f").read_text() == "hi\n"
+    crictl(node, "stop", "-t", "0", cid)
+    (tmp_path / "plain").write_text("")
+    pod_id, pod_path, _ = pod
+    bad = ctr_json("blocked", "true", mounts=[{"container_path": "/data", "host_path": str(tmp_path / "plain" / "x")}])
+    proc = crictl(node, "create", pod_id, files("blocked.json", bad), pod_path, check=False)
+    assert "failed to stat" in grpc_error(proc, "Unknown")
+
+
 def test_exec_into_stopped_container(node, pod, files):
     cid = start(node, pod, files, "short", "true")
     wait_for(lambda: state(node, cid)["state"] == "CONTAINER_EXITED", what="exit")

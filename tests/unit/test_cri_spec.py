@@ -3,6 +3,7 @@ directory here), and the helpers behind them (names, signals, oom_score_adj clam
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -12,7 +13,7 @@ from pycontainerd.cri import spec as crispec
 from pycontainerd.cri import util
 from pycontainerd.cri.state import SandboxState
 from pycontainerd.cri.store import Container, Sandbox
-from pycontainerd.errdefs import FailedPrecondition, InvalidArgument
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, Unknown
 from pycontainerd.oci import opts as oci_opts
 
 IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["run"], "Env": ["PATH=/bin", "FROM_IMAGE=1"],
@@ -27,6 +28,12 @@ def rootfs(tmp_path):
     (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
     return str(root)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sandbox(**kw) -> Sandbox:
@@ -346,8 +353,12 @@ def test_mounts(rootfs, tmp_path):
     dests = [x["destination"] for x in spec["mounts"]]
     assert dests.index("/data") < dests.index("/data/sub")                                  # parents first
     assert m["/etc/hosts"]["source"] == str(src)                                           # the config wins
-    with pytest.raises(InvalidArgument, match="does not exist"):
-        spec_with(cri.Mount(container_path="/x", host_path=str(tmp_path / "missing")))
+    missing = tmp_path / "missing" / "deeper"                     # made, a directory, as containerd's CRI does
+    assert mounts_of(spec_with(cri.Mount(container_path="/x", host_path=str(missing))))["/x"]["source"] == str(missing)
+    assert missing.is_dir() and (missing.stat().st_mode & 0o777) == 0o755 & ~_umask()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(Unknown, match="failed to stat .*Not a directory"):   # a file in the way
+        spec_with(cri.Mount(container_path="/x", host_path=str(tmp_path / "file" / "sub")))
     with pytest.raises(InvalidArgument, match="no host path"):       # an image volume not mounted yet
         spec_with(cri.Mount(container_path="/img", image=cri.ImageSpec(image="busybox")))
 
