@@ -13,7 +13,8 @@ node configured as a new user would (:func:`tests.support.critest.cri_node`):
   teardown fails the test for any of those);
 - refused with containerd's code (UNKNOWN) and message, leaving nothing: two mapping lines,
   a mapping without container id 0, mode CONTAINER, a container whose user namespace options
-  differ from its pod's.
+  differ from its pod's; a pod runc fails to create (the host's IPC namespace) leaves no
+  mount, id-mapped clone or pin.
 """
 
 from __future__ import annotations
@@ -154,3 +155,17 @@ def test_container_user_namespace_must_match_pod(node, tmp_path):
     finally:
         crictl(node, "stopp", pod, check=False)
         crictl(node, "rmp", "-f", pod, check=False)
+
+
+def test_pod_whose_runtime_create_fails_leaves_nothing(node, tmp_path):
+    """The host's IPC namespace with a pod user namespace: runc cannot mount the host's
+    mqueue from inside the pod's user namespace, so the pause's create fails after the
+    snapshot was id-mapped and mounted; nothing of the pod is left (mounts, its ``.idmap-``
+    clones, a pinned netns, a listed pod)."""
+    security = userns()
+    security["namespace_options"]["ipc"] = 2   # NODE
+    proc = crictl(node, "runp", write(tmp_path, "pod", pod_config(tmp_path, security)), check=False)
+    assert "code = Unknown desc = " in proc.stderr and "mqueue" in proc.stderr, proc.stderr
+    assert crictl(node, "pods", "-q").stdout.split() == []
+    assert not [m for m in mounts_under(str(node.base)) if "/k8s.io/" in m or ".idmap-" in m]
+    assert not {p for p in pins_of(node.base, netns_pins()) if p.startswith("cni-")}
