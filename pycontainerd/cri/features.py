@@ -57,6 +57,24 @@ def kernel_supports_rro() -> bool:
     return ctypes.get_errno() != errno.ENOSYS
 
 
+@functools.cache
+def _idmap_supported(path: str) -> bool:
+    from ..sysutil import idmap
+
+    return idmap.supported(path)
+
+
+async def supports_user_namespaces(config: CRIConfig, handler: str, snapshotter: str, snapshotter_root: str) -> bool:
+    """Whether pods of runtime ``handler`` can have their own user namespace: a runc runtime
+    (any runc runs a spec with a user namespace) and an overlayfs snapshotter whose
+    filesystem the kernel can id-map (the pod's rootfs layers are id-mapped, see
+    :mod:`pycontainerd.sysutil.idmap`)."""
+    _, entry = config.runtime(handler)
+    if not entry.runtime_type.startswith(RUNC_RUNTIME_PREFIX) or snapshotter != "overlayfs" or not snapshotter_root:
+        return False
+    return await asyncio.to_thread(_idmap_supported, snapshotter_root)
+
+
 async def supports_rro(config: CRIConfig, handler: str) -> bool:
     """Whether runtime ``handler`` (``""``: the default) can make recursive read-only mounts."""
     _, entry = config.runtime(handler)
@@ -66,4 +84,4 @@ async def supports_rro(config: CRIConfig, handler: str) -> bool:
     return RRO_OPTION in ((await oci_features(binary)).get("mountOptions") or []) and kernel_supports_rro()
 
 
-__all__ = ["kernel_supports_rro", "oci_features", "supports_rro"]
+__all__ = ["kernel_supports_rro", "oci_features", "supports_rro", "supports_user_namespaces"]

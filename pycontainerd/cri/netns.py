@@ -85,6 +85,27 @@ async def create_async() -> str:
     return await asyncio.to_thread(create)
 
 
+def pin(pid: int) -> str:
+    """Pin the network namespace of process ``pid`` (one the runtime made, owned by the pod's
+    user namespace) at ``/var/run/netns/cni-<uuid>``; returns the path. Raises
+    :class:`OSError` (nothing is left behind)."""
+    from pyroute2 import netns as pr_netns
+
+    name = f"cni-{uuid.uuid4()}"
+    path = os.path.join(NETNS_DIR, name)
+    try:
+        pr_netns.attach(name, pid)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove(path)
+        raise
+    return path
+
+
+async def pin_async(pid: int) -> str:
+    return await asyncio.to_thread(pin, pid)
+
+
 def remove(path: str) -> None:
     """Unmount and delete the pin at ``path``; a missing pin is fine (idempotent)."""
     if not path:

@@ -19,7 +19,8 @@ What a CRI container gets, in order (later options win):
   ``<sandbox cgroup_parent>/<id>``, ``oomScoreAdj`` (clamped, see
   :func:`~pycontainerd.cri.util.clamp_oom_score_adj`);
 - the sandbox's network, IPC and UTS namespaces (``/proc/<pause pid>/ns/*``), its PID
-  namespace unless the config asks for its own (or the host's);
+  namespace unless the config asks for its own (or the host's), its user namespace when the
+  pod has one (:mod:`.userns`);
 - annotations ``io.kubernetes.cri.container-type`` etc.
 """
 
@@ -34,6 +35,7 @@ from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import FailedPrecondition, InvalidArgument, Unknown, quote
 from ..oci import opts as o
 from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
+from . import userns
 
 ANN_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 ANN_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
@@ -393,8 +395,12 @@ def sandbox_spec_opts(sb, image_config: Mapping[str, Any], *, resolv_path: str, 
         opts.append(_set_namespace("pid", None))
     if nso.ipc == cri.NODE:
         opts.append(_set_namespace("ipc", None))
+    opts += userns.sandbox_opts(userns.parse(nso))
+    # nosuid, nodev, noexec as containerd: inside a user namespace the runtime's read-only
+    # remount must keep the flags the pod's tmpfs is locked with (else EPERM)
     opts.append(o.with_mounts([
-        {"destination": DEV_SHM, "type": "bind", "source": shm_path, "options": ["rbind", "ro"]},
+        {"destination": DEV_SHM, "type": "bind", "source": shm_path,
+         "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]},
         {"destination": RESOLV_CONF, "type": "bind", "source": resolv_path, "options": ["rbind", "ro"]},
     ]))
     userstr = user_string("", _opt_field(sc, "run_as_user"), _opt_field(sc, "run_as_group")) or cfg.get("User") or ""
@@ -497,6 +503,9 @@ def container_spec_opts(c, sb, image_config: Mapping[str, Any], *, files: Mappin
         if not target_pid:
             raise InvalidArgument(f"target container {quote(sc.namespace_options.target_id)} is not running")
         opts.append(o.with_linux_namespace("pid", f"/proc/{target_pid}/ns/pid"))
+    sb_nso = sb.config.linux.security_context.namespace_options
+    userns.check_same(sb_nso, sc.namespace_options)
+    opts += userns.container_opts(userns.parse(sb_nso), sandbox_pid)
     if cgroup_mode() == CGROUP_UNIFIED and not sc.privileged:
         opts.append(o.with_linux_namespace("cgroup"))
     # user and groups (looked up in the image's rootfs)

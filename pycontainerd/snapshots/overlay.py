@@ -15,7 +15,10 @@ Mounts (the snapshotter never mounts anything itself):
 * otherwise ``overlay`` with ``lowerdir=<nearest parent>:…:<base>``, plus ``upperdir`` and
   ``workdir`` for an active snapshot; ``index=off`` first when the kernel has overlay's
   ``index`` feature (as containerd), and ``userxattr`` inside a user namespace that needs
-  it. Option strings longer than a page are shortened at mount time by
+  it. A snapshot labelled :data:`~.types.LABEL_UID_MAPPING` / ``GID`` (a pod with its own
+  user namespace) gets ``uidmap=``/``gidmap=`` words, which the mount code turns into
+  id-mapped lower layers (:mod:`pycontainerd.sysutil.idmap`), and an upper directory owned
+  by the container's root. Option strings longer than a page are shortened at mount time by
   :func:`pycontainerd.mount.mount` (paths relative to ``snapshots/``), so 128 layers mount.
 
 Init checks that overlayfs works here by mounting a two-lower overlay in the root and
@@ -33,12 +36,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import mount as mount_mod
-from ..errdefs import FailedPrecondition
+from ..errdefs import FailedPrecondition, InvalidArgument
 from ..fsutil import running_in_userns
 from ..mount import Mount
+from ..sysutil import idmap
 from .base import LocalSnapshotter
 from .storage import Snapshot
-from .types import Info, Kind
+from .types import LABEL_GID_MAPPING, LABEL_UID_MAPPING, Info, Kind
 
 UPPERDIR_LABEL = "containerd.io/snapshot/overlay.upperdir"
 """Label (with ``upperdir_label``) carrying the path of a snapshot's upper directory."""
@@ -135,6 +139,9 @@ class OverlaySnapshotter(LocalSnapshotter):
         if snapshot.parent_ids:
             st = os.stat(self.upper_path(snapshot.parent_ids[0]))
             os.lchown(fs, st.st_uid, st.st_gid)
+        remapped = _remapped_root(snapshot)
+        if remapped is not None and snapshot.kind == Kind.ACTIVE:
+            os.lchown(fs, *remapped)  # the container's root owns what it writes
 
     def _usage_path(self, sid: str) -> Path:
         return self.upper_path(sid)
@@ -159,5 +166,19 @@ class OverlaySnapshotter(LocalSnapshotter):
             options.append(f"workdir={self.work_path(snapshot.id)}")
             options.append(f"upperdir={self.upper_path(snapshot.id)}")
         options.append("lowerdir=" + ":".join(str(self.upper_path(p)) for p in snapshot.parent_ids))
+        if _remapped_root(snapshot) is not None:
+            options += [f"uidmap={snapshot.labels[LABEL_UID_MAPPING]}", f"gidmap={snapshot.labels[LABEL_GID_MAPPING]}"]
         return [Mount("overlay", "overlay", tuple(options))]
+
+
+def _remapped_root(snapshot: Snapshot) -> tuple[int, int] | None:
+    """The host ``(uid, gid)`` of the container's root for a snapshot labelled with both
+    mappings; None without them. Raises :class:`InvalidArgument` for a bad mapping."""
+    uidmap, gidmap = snapshot.labels.get(LABEL_UID_MAPPING), snapshot.labels.get(LABEL_GID_MAPPING)
+    if not uidmap and not gidmap:
+        return None
+    try:
+        return idmap.root_id(idmap.parse_map(uidmap or "")), idmap.root_id(idmap.parse_map(gidmap or ""))
+    except ValueError as exc:
+        raise InvalidArgument(f"snapshot labels {LABEL_UID_MAPPING}/{LABEL_GID_MAPPING}: {exc}") from exc
 

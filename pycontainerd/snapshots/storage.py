@@ -58,12 +58,13 @@ _DBS = ("meta", "snapshots", "parents")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An active snapshot or view as a backend needs it: its ``id``, ``kind`` and the ids of
-    its parents, nearest first."""
+    """An active snapshot or view as a backend needs it: its ``id``, ``kind``, the ids of
+    its parents, nearest first, and its labels (the uid/gid mapping of a remapped one)."""
 
     id: str
     kind: Kind
     parent_ids: list[str] = field(default_factory=list)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class MetaStore(LMDBEnv):
@@ -178,7 +179,7 @@ def get_snapshot(txn: Txn, key: str) -> Snapshot:
     if kind not in (Kind.ACTIVE, Kind.VIEW):
         raise FailedPrecondition(f"requested snapshot {key} not active or view")
     parent_ids = _parents(txn, record.get("parent", "")) if record.get("parent") else []
-    return Snapshot(str(record["id"]), kind, parent_ids)
+    return Snapshot(str(record["id"]), kind, parent_ids, dict(record.get("labels") or {}))
 
 
 def create_snapshot(
@@ -218,7 +219,7 @@ def create_snapshot(
     if parent_record is not None:
         txn.put("parents", _parent_key(int(parent_record["id"]), nid), key)
         parent_ids = _parents(txn, parent)
-    return Snapshot(str(nid), kind, parent_ids)
+    return Snapshot(str(nid), kind, parent_ids, dict(clean))
 
 
 def update_info(txn: Txn, info: Info, paths: Sequence[str] = ()) -> Info:

@@ -34,6 +34,10 @@ LABEL_SNAPSHOT_REF = "containerd.io/snapshot.ref"
 INHERITED_LABELS_PREFIX = "containerd.io/snapshot/"
 """Labels with this prefix (and :data:`LABEL_SNAPSHOT_REF`) are passed down to backends."""
 UNPACK_KEY_PREFIX = "extract"
+LABEL_UID_MAPPING = "containerd.io/snapshot/uidmapping"
+LABEL_GID_MAPPING = "containerd.io/snapshot/gidmapping"
+"""containerd 2's labels asking for a snapshot remapped to a user namespace:
+``<container id>:<host id>:<size>`` (the overlay snapshotter id-maps its lower layers)."""
 
 
 class Kind(enum.IntEnum):

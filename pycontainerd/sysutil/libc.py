@@ -1,5 +1,5 @@
 """The C library calls the shim (and the core's mounts) make through :mod:`ctypes`
-(``prctl``, ``mount``, ``umount2``, ``malloc_trim``, ``inotify``), resolved once at import.
+(``prctl``, ``mount``, ``umount2``, ``malloc_trim``, ``inotify``, ``unshare``, ``syscall``), resolved once at import.
 
 Loaded in the zygote before it forks, so every shim shares these objects instead of
 building its own ``CDLL`` (a new class per instance) and function pointers — pages a shim
@@ -21,6 +21,9 @@ umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 malloc_trim = _libc.malloc_trim
 inotify_init1 = _libc.inotify_init1
 inotify_add_watch = _libc.inotify_add_watch
+unshare = _libc.unshare
+syscall = _libc.syscall  # open_tree, move_mount, mount_setattr (no libc wrappers): see sysutil.idmap
+syscall.restype = ctypes.c_long
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15

@@ -10,7 +10,8 @@ a remount; propagation words (``rprivate`` …) are applied last. A mount is any
 
 An overlay data string longer than a page (the kernel's limit on mount data) is shortened
 by making the layer paths relative to their common parent and mounting from that
-directory, as containerd does, so images with 128 layers still mount. ``mount(2)``
+directory, as containerd does, so images with 128 layers still mount. An overlay with
+``uidmap=``/``gidmap=`` words gets id-mapped lower layers (:mod:`.idmap`). ``mount(2)``
 resolves those paths against the caller's working directory: by default the call changes
 it and changes it back (right for the single-threaded shim); a threaded caller passes
 ``mount_in`` to do that call elsewhere (the core runs ``mount(8)`` in a child).
@@ -23,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 from ..errdefs import InvalidArgument, quote
-from . import files, libc
+from . import files, idmap, libc
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
@@ -119,18 +120,33 @@ def mount(m, target: str, mount_in: MountIn = _mount_in_cwd) -> None:
     fstype = "" if m.type == "bind" else m.type
     if m.type == "bind":
         flags |= MS_BIND
-    if m.type == "overlay" and len(data) >= PAGE_SIZE:
-        compact = compact_overlay(data)
-        if compact is None or len(compact[0]) >= PAGE_SIZE:
-            raise InvalidArgument(f"overlay mount options for {quote(target)} exceed the page size")
-        short, cwd = compact
-        mount_in(m.source, os.path.abspath(target), fstype, flags, short, cwd)
+    if m.type == "overlay":
+        data, maps = idmap.split_maps(data)
+        if maps:
+            try:
+                idmap.mount_overlay(data, maps, target,
+                                    lambda d: _mount_overlay(m.source, target, flags, d, mount_in))
+            except ValueError as exc:
+                raise InvalidArgument(f"overlay mount for {quote(target)}: {exc}") from exc
+        else:
+            _mount_overlay(m.source, target, flags, data, mount_in)
     else:
         _mount(m.source, target, fstype, flags & ~MS_RDONLY if flags & MS_BIND else flags, data)
         if flags & MS_BIND and flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC):
             _mount("", target, "", flags | MS_REMOUNT | MS_BIND, "")  # a bind takes its flags on a remount
     if propagation:
         _mount("", target, "", propagation, "")
+
+
+def _mount_overlay(source: str, target: str, flags: int, data: str, mount_in: MountIn) -> None:
+    if len(data) < PAGE_SIZE:
+        _mount(source, target, "overlay", flags, data)
+        return
+    compact = compact_overlay(data)
+    if compact is None or len(compact[0]) >= PAGE_SIZE:
+        raise InvalidArgument(f"overlay mount options for {quote(target)} exceed the page size")
+    short, cwd = compact
+    mount_in(source, os.path.abspath(target), "overlay", flags, short, cwd)
 
 
 def mount_all(mounts: Sequence, target: str, mount_in: MountIn = _mount_in_cwd) -> None:

@@ -117,6 +117,49 @@ def test_overlay_upperdir_label(clean_tmp):
         sn.close_sync()
 
 
+def test_overlay_remapped_snapshot_id_maps_its_layers(clean_tmp):
+    """containerd 2's ``uidmapping``/``gidmapping`` labels: the mounts carry the maps, the
+    upper dir belongs to the mapped root, the image's files show the mapped owners through
+    id-mapped lower layers (no copy: the layer on disk keeps its owners), and nothing but the
+    overlay stays mounted; a mapping without container id 0 is refused, leaving nothing."""
+    from pycontainerd.errdefs import InvalidArgument
+    from pycontainerd.mount import mount_all
+    from tests.conformance.snapshotter import mounts_below
+
+    sn = OverlaySnapshotter(clean_tmp / "root")
+    target = clean_tmp / "rootfs"
+    target.mkdir()
+    labels = {"containerd.io/snapshot/uidmapping": "0:200000:65536",
+              "containerd.io/snapshot/gidmapping": "0:300000:65536"}
+    try:
+        sn.prepare_sync("a")
+        (sn.upper_path("1") / "root-file").write_text("x")
+        os.lchown(sn.upper_path("1") / "root-file", 0, 0)
+        (sn.upper_path("1") / "user-file").write_text("y")
+        os.lchown(sn.upper_path("1") / "user-file", 1000, 1000)
+        sn.commit_sync("A", "a")
+        [m] = sn.prepare_sync("c", "A", labels)
+        assert m.options[-2:] == ("uidmap=0:200000:65536", "gidmap=0:300000:65536")
+        assert sn.mounts_sync("c") == [m]
+        up = sn.upper_path("2").stat()
+        assert (up.st_uid, up.st_gid) == (200000, 300000)
+        mount_all([m], str(target))
+        try:
+            owners = {n: (os.lstat(target / n).st_uid, os.lstat(target / n).st_gid) for n in ("root-file", "user-file")}
+            assert owners == {"root-file": (200000, 300000), "user-file": (201000, 301000)}
+            assert mounts_below(clean_tmp) == [str(target)]
+            assert not [p for p in clean_tmp.iterdir() if p.name.startswith(".idmap-")]
+        finally:
+            unmount_all(str(target))
+        assert os.lstat(sn.upper_path("1") / "root-file").st_uid == 0
+        before = sorted(os.listdir(sn.snapshots_dir))
+        with pytest.raises(InvalidArgument, match="container id 0 is not mapped"):
+            sn.prepare_sync("d", "A", {**labels, "containerd.io/snapshot/uidmapping": "1:200000:65536"})
+        assert sorted(os.listdir(sn.snapshots_dir)) == before
+    finally:
+        sn.close_sync()
+
+
 def test_overlay_unsupported_filesystem_is_a_clear_error(clean_tmp, monkeypatch):
     from pycontainerd import mount as mount_mod
 

@@ -156,6 +156,29 @@ class NetnsDaemon(Daemon):
         return ["nsenter", f"--net={self.netns}", *cmd] if self.netns else cmd
 
 
+def traversable(path: Path) -> None:
+    """Let every directory from ``/`` down to ``path`` be searched by anyone (``+x``), as
+    ``/run`` and ``/var/lib`` are on a node: a pod with its own user namespace runs as a host
+    uid that must reach its bundle's ``rootfs`` (pytest and ``mkdtemp`` make 0700 dirs)."""
+    for d in [path, *path.parents]:
+        mode = d.stat().st_mode
+        if mode & 0o011 != 0o011:
+            d.chmod(mode | 0o011)
+
+
+@contextlib.contextmanager
+def reachable_base(prefix: str):
+    """A temp directory under ``/var/tmp`` that every uid can reach (:func:`traversable`),
+    removed afterwards: pytest's own tree will not do, each pytest session on the machine
+    makes its ``pytest-of-<user>`` 0700 again."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    try:
+        traversable(base)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def create_test_netns() -> str:
     name = f"pcd-cri-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)

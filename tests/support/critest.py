@@ -41,7 +41,15 @@ import grpc
 
 from pycontainerd.testing import start_registry
 from pycontainerd.testing import force_cleanup, netns_pins
-from tests.support.cri import CRIClient, NetnsDaemon, bridge_conflist, create_test_netns, cri_config, delete_test_netns
+from tests.support.cri import (
+    CRIClient,
+    NetnsDaemon,
+    bridge_conflist,
+    create_test_netns,
+    cri_config,
+    delete_test_netns,
+    traversable,
+)
 from tests.support.crictl import ROOT, tool, tools_dir
 
 CRI_TOOLS_SRC = Path(os.environ.get("PYCONTAINERD_CRI_TOOLS_SRC", ROOT.parent / "shared" / "cri-tools"))
@@ -172,6 +180,7 @@ def cri_node(base: Path, kind: str = "ours"):
     a runtime that left something behind (process, mount, pod netns) fails the caller."""
     store = critest_image_store()
     base.mkdir(parents=True, exist_ok=True)
+    traversable(base)
     pins = frozenset(netns_pins())
     netns = create_test_netns()
     subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"   # private to this node

@@ -178,7 +178,8 @@ def test_sandbox_spec(rootfs):
     assert ns_of(spec) == {"pid": "", "ipc": "", "uts": "", "mount": "", "network": "/var/run/netns/cni-1"}
     m = mounts_of(spec)
     assert "/run" not in m
-    assert m["/dev/shm"] == {"destination": "/dev/shm", "type": "bind", "source": "/s/shm", "options": ["rbind", "ro"]}
+    assert m["/dev/shm"] == {"destination": "/dev/shm", "type": "bind", "source": "/s/shm",
+                            "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}
     assert m["/etc/resolv.conf"]["source"] == "/r/resolv.conf"
     assert spec["linux"]["cgroupsPath"] == "/kubepods/pod1/" + sb.id
     assert spec["linux"]["resources"]["cpu"]["shares"] == 2

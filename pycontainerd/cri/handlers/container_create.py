@@ -24,7 +24,7 @@ from ...records.containers import Runtime
 from ...oci import opts as oci_opts
 from ...oci import spec as oci_spec
 from ...typeurl import AnyValue
-from .. import image_volume
+from .. import image_volume, userns
 from ..daemon import NAMESPACE, runtime_options
 from ..features import supports_rro
 from ..service import CRIService
@@ -102,7 +102,8 @@ async def _create(svc: CRIService, sb: Sandbox, cid: str, name: str, config: cri
         target = svc.containers.find(config.linux.security_context.namespace_options.target_id)
         target_pid = target.pid if target is not None else 0
     async with svc.daemon.lease():
-        mounts = await svc.daemon.prepare(cid, image.chain_id)
+        mounts = await svc.daemon.prepare(
+            cid, image.chain_id, userns.snapshot_labels(userns.parse(sb.config.linux.security_context.namespace_options)))
         undo_on_failure(undo, svc.daemon.remove_snapshot, cid, obj_id=cid)
         gc_labels = await image_volume.prepare(svc, cid, cfg.mounts)
         undo_on_failure(undo, image_volume.release, svc, cid, cfg.mounts, obj_id=cid)

@@ -8,7 +8,8 @@ steps go on a :class:`contextlib.AsyncExitStack`):
    naming the holder's id); check the runtime handler;
 2. make sure the sandbox image is here (pulled through ``registry.config_path`` if not);
 3. unless host network: create and pin a network namespace, CNI ADD (loopback + the
-   configured networks), remember the IPs;
+   configured networks), remember the IPs (a pod with its own user namespace: after step 6's
+   create, in the namespace the runtime made, see :mod:`..userns`);
 4. write ``hostname``, ``hosts`` and ``resolv.conf`` (from ``dns_config``, else the host's);
    mount a tmpfs for the pod's ``/dev/shm`` unless host IPC;
 5. prepare the rootfs snapshot, generate the spec, store the container record (namespace
@@ -19,6 +20,7 @@ steps go on a :class:`contextlib.AsyncExitStack`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +35,7 @@ from ...mount import Mount, mount, unmount_all
 from ...oci import opts as oci_opts
 from ...oci import spec as oci_spec
 from ...typeurl import AnyValue
-from .. import netns
+from .. import netns, userns
 from ..daemon import NAMESPACE, runtime_options
 from ..cni import NetworkError
 from ..service import CRIService
@@ -115,6 +117,7 @@ def validate_config(config: cri.PodSandboxConfig) -> None:
     if nso.network not in (cri.POD, cri.NODE):
         raise InvalidArgument("sandbox network namespace must be POD or NODE")
     cgroups_path(config.linux.cgroup_parent, "x")  # a systemd slice is refused here
+    userns.check_host_network(nso, userns.parse(nso))
 
 
 async def run_pod_sandbox(svc: CRIService, req: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
@@ -146,19 +149,13 @@ async def _run(svc: CRIService, sb: Sandbox, runtime, undo: contextlib.AsyncExit
     sb.image_id = image.id
     await svc.images.ensure_unpacked(image)
 
+    maps = userns.parse(sb.namespace_options)
     if not sb.host_network:
         ready, message = svc.cni.status()
         if not ready:
             raise NetworkError(message)
-        sb.netns_path = path = await netns.create_async()
-        log.debug("pod network namespace created", id=sid, netns=path)
-        undo_on_failure(undo, netns.remove, path, obj_id=sid)
-        undo_on_failure(undo, svc.cni.teardown, sid, path, obj_id=sid)
-        meta = config.metadata
-        result = await svc.cni.setup(sid, sb.netns_path, pod_namespace=meta.namespace, pod_name=meta.name,
-                                     pod_uid=meta.uid, port_mappings=list(config.port_mappings))
-        sb.ip, sb.additional_ips, sb.cni_result = result.ip, result.additional_ips, result.results
-        sb.network_ready = True
+        if maps is None:  # with a pod user namespace the runtime makes it (see .userns)
+            await _setup_network(svc, sb, await netns.create_async(), undo)
 
     undo_on_failure(undo, _drop_dirs, svc, sid, obj_id=sid)
     write_sandbox_files(svc, sb)
@@ -169,7 +166,7 @@ async def _run(svc: CRIService, sb: Sandbox, runtime, undo: contextlib.AsyncExit
 
     options = runtime_options(runtime.options)
     async with svc.daemon.lease():
-        mounts = await svc.daemon.prepare(sid, image.chain_id)
+        mounts = await svc.daemon.prepare(sid, image.chain_id, userns.snapshot_labels(maps))
         undo_on_failure(undo, svc.daemon.remove_snapshot, sid, obj_id=sid)
         files = svc.sandbox_files(sb)
         async with svc.rootfs_view(mounts) as rootfs:
@@ -181,19 +178,42 @@ async def _run(svc: CRIService, sb: Sandbox, runtime, undo: contextlib.AsyncExit
                                     AnyValue(options.type_url, options.value) if options else None),
             spec=oci_spec.to_any(spec), image=image.record.name, labels=labels_for(KIND_SANDBOX, config.labels),
             snapshotter=svc.daemon.snapshotter, snapshot_key=sid,
-            extensions={SANDBOX_METADATA_EXT: AnyValue(SANDBOX_METADATA_URL, json.dumps(sb.metadata()).encode())})
+            extensions=_metadata_ext(sb))
         await svc.daemon.create_container(record)
         undo_on_failure(undo, svc.daemon.delete_container, sid, obj_id=sid)
     sb.spec = spec
     svc.save(sb)
     pid = await svc.daemon.create_task(sid, mounts)
     undo_on_failure(undo, _drop_task, svc, sid, obj_id=sid)
+    if maps is not None and not sb.host_network:
+        await _setup_network(svc, sb, await netns.pin_async(pid), undo)
+        write_sandbox_files(svc, sb)  # /etc/hosts names the pod's address
+        await svc.daemon.update_container(dataclasses.replace(record, extensions=_metadata_ext(sb)),
+                                          f"extensions.{SANDBOX_METADATA_EXT}")
     await svc.daemon.start_task(sid)
     sb.pid = pid
     sb.set_state(SandboxState.READY)
     svc.save(sb)
     svc.sandboxes.add(sb)
     svc.exits.watch(sb)
+
+
+def _metadata_ext(sb: Sandbox) -> dict[str, AnyValue]:
+    return {SANDBOX_METADATA_EXT: AnyValue(SANDBOX_METADATA_URL, json.dumps(sb.metadata()).encode())}
+
+
+async def _setup_network(svc: CRIService, sb: Sandbox, path: str, undo: contextlib.AsyncExitStack) -> None:
+    """CNI ADD in the pod's pinned network namespace ``path`` (undone on failure)."""
+    sb.netns_path = path
+    log.debug("pod network namespace pinned", id=sb.id, netns=path)
+    undo_on_failure(undo, netns.remove, path, obj_id=sb.id)
+    undo_on_failure(undo, svc.cni.teardown, sb.id, path, obj_id=sb.id)
+    config = sb.config
+    meta = config.metadata
+    result = await svc.cni.setup(sb.id, path, pod_namespace=meta.namespace, pod_name=meta.name,
+                                 pod_uid=meta.uid, port_mappings=list(config.port_mappings))
+    sb.ip, sb.additional_ips, sb.cni_result = result.ip, result.additional_ips, result.results
+    sb.network_ready = True
 
 
 def _drop_dirs(svc: CRIService, sid: str) -> None:

@@ -1,14 +1,15 @@
 """``Status``: RuntimeReady always; NetworkReady when a CNI network is configured (else
 ``NetworkPluginNotReady`` with the reason). Verbose: the config, the CNI networks, the last
 CNI load status and whether oom_score_adj is clamped. Features: recursive read-only mounts per
-runtime handler (its OCI runtime's ``features``), SupplementalGroupsPolicy."""
+runtime handler (its OCI runtime's ``features``), user namespaces per handler (runc and an id-mappable
+snapshotter filesystem), SupplementalGroupsPolicy."""
 
 from __future__ import annotations
 
 import json
 
 from ...api.cri.runtime.v1 import api_pb2 as cri
-from ..features import supports_rro
+from ..features import supports_rro, supports_user_namespaces
 from ..service import CRIService
 
 RUNTIME_READY = "RuntimeReady"
@@ -26,7 +27,8 @@ async def status(svc: CRIService, req: cri.StatusRequest) -> cri.StatusResponse:
     resp = cri.StatusResponse(status=cri.RuntimeStatus(conditions=[runtime, network]))
     for name in ["", *sorted(svc.config.containerd.runtimes)]:
         features = cri.RuntimeHandlerFeatures(recursive_read_only_mounts=await supports_rro(svc.config, name),
-                                              user_namespaces=False)
+                                              user_namespaces=await supports_user_namespaces(
+                                                  svc.config, name, svc.daemon.snapshotter, svc.snapshotter_root))
         resp.runtime_handlers.append(cri.RuntimeHandler(name=name, features=features))
     resp.features.CopyFrom(cri.RuntimeFeatures(supplemental_groups_policy=True, user_namespaces_host_network=False))
     if req.verbose:
