@@ -27,7 +27,7 @@ from ..errdefs import InvalidArgument, NotFound
 from ..images.walk import children, manifest_for, select_platforms
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from .snapshots import DEFAULT_SNAPSHOTTER
+from .connection import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     from ._protocols import ClientCore
