@@ -65,7 +65,10 @@ if TYPE_CHECKING:
     from ..events.exchange import Envelope
     from ..oci import opts as oci_opts
     from ..records.namespaces import Namespace
-    from ..wire import records as wire_records
+    from ..wire.records import containers as container_records
+    from ..wire.records import images as image_records
+    from ..wire.records import leases as lease_records
+    from ..wire.records import namespaces as namespace_records
     from .containers import AsyncContainer
     from .content import AsyncContentStore
     from .images import AsyncImage
@@ -90,7 +93,10 @@ else:
     tasks_pb2 = LazyModule(f"{_SERVICES}.tasks.v1.tasks_pb2")
     tasks_pb2_grpc = LazyModule(f"{_SERVICES}.tasks.v1.tasks_pb2_grpc")
     version_pb2_grpc = LazyModule(f"{_SERVICES}.version.v1.version_pb2_grpc")
-    wire_records = LazyModule("pycontainerd.wire.records")
+    container_records = LazyModule("pycontainerd.wire.records.containers")
+    image_records = LazyModule("pycontainerd.wire.records.images")
+    lease_records = LazyModule("pycontainerd.wire.records.leases")
+    namespace_records = LazyModule("pycontainerd.wire.records.namespaces")
 
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
@@ -137,7 +143,7 @@ class PluginInfo:
 def _image(client: AsyncClient, pb_image) -> AsyncImage:
     from .images import AsyncImage
 
-    img = wire_records.image_from_pb(pb_image)
+    img = image_records.image_from_pb(pb_image)
     return AsyncImage(img.name, img.target, dict(img.labels), pb_image.created_at.ToNanoseconds(),
                       pb_image.updated_at.ToNanoseconds(), client)
 
@@ -151,7 +157,8 @@ def _record(image: Image | AsyncImage) -> Image:
 
 
 def _container(pb_container) -> Container:
-    return replace(wire_records.container_from_pb(pb_container), created_at=pb_container.created_at.ToNanoseconds(),
+    return replace(container_records.container_from_pb(pb_container),
+                   created_at=pb_container.created_at.ToNanoseconds(),
                    updated_at=pb_container.updated_at.ToNanoseconds())
 
 
@@ -273,14 +280,14 @@ class AsyncClient:
     @mapped
     async def list_namespaces(self) -> list[Namespace]:
         resp = await self._namespaces.List(namespace_pb2.ListNamespacesRequest(), metadata=self.md())
-        return [wire_records.namespace_from_pb(n) for n in resp.namespaces]
+        return [namespace_records.namespace_from_pb(n) for n in resp.namespaces]
 
     @mapped
     async def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
         """Raises ``AlreadyExists``."""
         req = namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name=name, labels=labels or {}))
         resp = await self._namespaces.Create(req, metadata=self.md())
-        return wire_records.namespace_from_pb(resp.namespace)
+        return namespace_records.namespace_from_pb(resp.namespace)
 
     @mapped
     async def set_namespace_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
@@ -289,7 +296,7 @@ class AsyncClient:
             namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]))
         resp = await self._namespaces.Update(req, metadata=self.md())
-        return wire_records.namespace_from_pb(resp.namespace)
+        return namespace_records.namespace_from_pb(resp.namespace)
 
     @mapped
     async def delete_namespace(self, name: str) -> None:
@@ -312,14 +319,14 @@ class AsyncClient:
     @mapped
     async def create_image(self, image: Image | AsyncImage) -> AsyncImage:
         """Raises ``AlreadyExists``."""
-        resp = await self._images.Create(images_pb2.CreateImageRequest(image=wire_records.image_to_pb(_record(image))),
+        resp = await self._images.Create(images_pb2.CreateImageRequest(image=image_records.image_to_pb(_record(image))),
                                          metadata=self.md())
         return _image(self, resp.image)
 
     @mapped
     async def update_image(self, image: Image | AsyncImage, *paths: str) -> AsyncImage:
         """Update the record (``paths``: ``target``, ``labels``, ``labels.<key>``; none = all)."""
-        req = images_pb2.UpdateImageRequest(image=wire_records.image_to_pb(_record(image)),
+        req = images_pb2.UpdateImageRequest(image=image_records.image_to_pb(_record(image)),
                                             update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
         return _image(self, (await self._images.Update(req, metadata=self.md())).image)
 
@@ -438,12 +445,12 @@ class AsyncClient:
         if not lease_id:
             lease_id = f"pycontainerd-{time.time_ns()}-{os.urandom(3).hex()}"
         resp = await self._leases.Create(leases_pb2.CreateRequest(id=lease_id, labels=labels), metadata=self.md())
-        return wire_records.lease_from_pb(resp.lease)
+        return lease_records.lease_from_pb(resp.lease)
 
     @mapped
     async def list_leases(self, *filters: str) -> list[Lease]:
         resp = await self._leases.List(leases_pb2.ListRequest(filters=list(filters)), metadata=self.md())
-        return [wire_records.lease_from_pb(x) for x in resp.leases]
+        return [lease_records.lease_from_pb(x) for x in resp.leases]
 
     @mapped
     async def delete_lease(self, lease_id: str, sync: bool = False) -> None:
@@ -470,7 +477,7 @@ class AsyncClient:
     @mapped
     async def create_container(self, container: Container) -> Container:
         """Store a container record as given. Raises ``AlreadyExists``, ``InvalidArgument``."""
-        req = containers_pb2.CreateContainerRequest(container=wire_records.container_to_pb(container))
+        req = containers_pb2.CreateContainerRequest(container=container_records.container_to_pb(container))
         return _container((await self._containers.Create(req, metadata=self.md())).container)
 
     @mapped
@@ -489,7 +496,7 @@ class AsyncClient:
     async def update_container(self, container: Container, *paths: str) -> Container:
         """Update fields of the record (``labels``, ``labels.<key>``, ``spec``, ``image``,
         ``snapshotkey``, ``extensions.<key>``; none = all)."""
-        req = containers_pb2.UpdateContainerRequest(container=wire_records.container_to_pb(container),
+        req = containers_pb2.UpdateContainerRequest(container=container_records.container_to_pb(container),
                                                     update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
         return _container((await self._containers.Update(req, metadata=self.md())).container)
 

@@ -303,9 +303,10 @@ def test_the_client_loads_neither_lmdb_nor_the_servicers():
     and stores: take the clients and every part they load on first use) in a fresh
     interpreter: no ``lmdb``, no LMDB store (``pycontainerd.metadata``), no servicer
     (``pycontainerd.services``)."""
-    parts = ("containers", "content", "images", "snapshots", "tasks", "cio")
-    code = ("import sys\nfrom pycontainerd.client import AsyncClient, Client\nimport pycontainerd.wire.records\n"
-            + "".join(f"import pycontainerd.client.{p}\n" for p in parts) + "print(' '.join(sys.modules))")
+    parts = [f"client.{p}" for p in ("containers", "content", "images", "snapshots", "tasks", "cio")]
+    parts += [f"wire.records.{p}" for p in ("containers", "images", "leases", "namespaces")]
+    code = ("import sys\nfrom pycontainerd.client import AsyncClient, Client\n"
+            + "".join(f"import pycontainerd.{p}\n" for p in parts) + "print(' '.join(sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     mods = set(out.stdout.split())
