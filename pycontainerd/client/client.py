@@ -36,10 +36,6 @@ from google.protobuf import empty_pb2, field_mask_pb2
 from .. import namespaces as ns_mod
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
 from ..lazy import LazyModule
-from ..records.containers import Container, Runtime
-from ..records.images import Image
-from ..records.leases import Lease
-from ..typeurl import AnyValue
 from .connection import (
     DEFAULT_ADDRESS,
     DEFAULT_SNAPSHOTTER,
@@ -64,6 +60,9 @@ if TYPE_CHECKING:
     from ..descriptor import Descriptor
     from ..events.exchange import Envelope
     from ..oci import opts as oci_opts
+    from ..records.containers import Container
+    from ..records.images import Image
+    from ..records.leases import Lease
     from ..records.namespaces import Namespace
     from ..wire.records import containers as container_records
     from ..wire.records import images as image_records
@@ -149,7 +148,7 @@ def _image(client: AsyncClient, pb_image) -> AsyncImage:
 
 
 def _record(image: Image | AsyncImage) -> Image:
-    from .images import AsyncImage
+    from .images import AsyncImage  # (the record types load with the calls that use them)
 
     if isinstance(image, AsyncImage):
         return image.record
@@ -339,6 +338,8 @@ class AsyncClient:
     async def tag_image(self, source: str, target: str, force: bool = False) -> AsyncImage:
         """A new image ``target`` with the target of ``source`` (``ctr images tag``);
         ``force`` replaces an existing ``target``."""
+        from ..records.images import Image
+
         src = await self.get_image(source)
         record = Image(target, src.target, dict(src.labels))
         try:
@@ -462,6 +463,8 @@ class AsyncClient:
         """Protect everything created inside the block from garbage collection until it
         ends (containerd's ``client.WithLease``); the lease is deleted on exit. Inside
         another lease's block that lease is used, and stays (as ``WithLease`` does)."""
+        from ..records.leases import Lease
+
         outer = current_lease()
         if outer:
             yield Lease(outer)
@@ -533,6 +536,9 @@ class AsyncClient:
         options or id).
         """
         from ..oci import spec as oci_spec
+        from ..records.containers import Container, Runtime
+        from ..records.images import Image
+        from ..typeurl import AnyValue
         from .containers import STOP_SIGNAL_LABEL, AsyncContainer
         from .images import AsyncImage
 
@@ -637,6 +643,7 @@ class AsyncClient:
         from ..api.events import task_pb2 as _task_events  # noqa: F401
         from ..events.exchange import Envelope
         from ..events.filtering import decode
+        from ..typeurl import AnyValue
 
         call = self._events.Subscribe(events_pb2.SubscribeRequest(filters=list(filters)), metadata=self.md())
         try:

@@ -67,19 +67,19 @@ HEAVY = (
 ANY_COMMAND = {
     "pycontainerd_cmd", "pycontainerd_cmd.ctr", "pycontainerd", "pycontainerd.cli", "pycontainerd.cli.app",
     "pycontainerd.client", "pycontainerd.client.client", "pycontainerd.client.connection", "pycontainerd.lazy",
-    "pycontainerd.errdefs", "pycontainerd.namespaces", "pycontainerd.identifiers", "pycontainerd.descriptor",
-    "pycontainerd.typeurl", "pycontainerd.records", "pycontainerd.records.containers", "pycontainerd.records.images",
-    "pycontainerd.records.leases", "pycontainerd.wire", "pycontainerd.wire.errors",
+    "pycontainerd.errdefs", "pycontainerd.namespaces", "pycontainerd.identifiers", "pycontainerd.wire",
+    "pycontainerd.wire.errors",
 }
 """Our modules every command against the daemon loads: the command line, the client and
-its connection (with the error mapping), the record types the client's methods name."""
+its connection (with the error mapping)."""
 
 LOADS = {
     # command: (the daemon's services it calls — connecting asks the version —,
     #           our modules it loads besides ANY_COMMAND and pycontainerd.api)
     ("version",): ({"version", "introspection"}, {"pycontainerd.cli.version", "pycontainerd.version"}),
     ("images", "ls"): ({"version", "images", "content"}, {
-        "pycontainerd.cli.images", "pycontainerd.cli.output", "pycontainerd.cli.progress",
+        "pycontainerd.cli.images", "pycontainerd.cli.output", "pycontainerd.cli.progress", "pycontainerd.typeurl",
+        "pycontainerd.records", "pycontainerd.records.images", "pycontainerd.descriptor",
         "pycontainerd.wire.convert", "pycontainerd.wire.records", "pycontainerd.wire.records.images",
         "pycontainerd.client.images", "pycontainerd.client.content", "pycontainerd.content",  # reading blobs
         "pycontainerd.images", "pycontainerd.images.walk", "pycontainerd.imagespec",  # size, platforms
@@ -89,9 +89,11 @@ LOADS = {
         "pycontainerd.cli.containers", "pycontainerd.cli.output",
         "pycontainerd.cli.run", "pycontainerd.cli.specs",  # the `containers create` flags
         "pycontainerd.oci", "pycontainerd.oci.spec",  # `containers info`
+        "pycontainerd.records", "pycontainerd.records.containers", "pycontainerd.typeurl", "pycontainerd.descriptor",
         "pycontainerd.wire.convert", "pycontainerd.wire.records", "pycontainerd.wire.records.containers",
     }),
 }
+
 
 RUN = """
 import atexit, json, sys
