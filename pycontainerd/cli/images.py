@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
-from ..mount import mount_all, unmount_all
 from ..remotes import platforms as plats
 from .app import CONTEXT_SETTINGS, each, format_option, pass_client, quiet_option
 from .output import dumps, echo_listing, human_size, labels_text
@@ -314,6 +313,8 @@ async def mount(client: AsyncClient, rw: bool, platform_: str | None, snapshotte
     """Mount an image's root filesystem on TARGET (unpacking it if needed)."""
     from datetime import timedelta
 
+    from ..mount import mount_all
+
     img = await client.get_image(ref)
     target = os.path.abspath(target)
     if not os.path.isdir(target):  # as ctr: the mount point must exist
@@ -350,6 +351,8 @@ async def mount(client: AsyncClient, rw: bool, platform_: str | None, snapshotte
 @pass_client
 async def unmount(client: AsyncClient, remove: bool, snapshotter: str, target: str) -> None:
     """Unmount what `images mount` mounted on TARGET."""
+    from ..mount import unmount_all
+
     target = os.path.abspath(target)
     await asyncio.to_thread(unmount_all, target)
     if remove:

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import click
-from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -186,6 +185,8 @@ _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescript
 def message_jsonable(msg: Message) -> Any:
     """A protobuf message as JSON with proto field names (snake_case), Timestamps as RFC 3339
     strings and 64-bit integers as numbers (protobuf's JSON mapping makes them strings)."""
+    from google.protobuf import json_format  # with text_format: for JSON output of messages only
+
     return _fix_int64(msg.DESCRIPTOR, json_format.MessageToDict(msg, preserving_proto_field_name=True))
 
 

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..client.connection import DaemonUnreachable
-from ..client.containers import AsyncContainer
 from ..errdefs import NotFound, Unavailable
 from .app import CONTEXT_SETTINGS, pass_client
-from .attach import foreground, raw_terminal, stdio_creator
 from .specs import RunOptions, labels_from, spec_options
 
 if TYPE_CHECKING:
     from ..client import AsyncClient
+    from ..client.containers import AsyncContainer
 
 
 def spec_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,6 +115,8 @@ async def run(client: AsyncClient, remove: bool, detach: bool, null_io: bool, lo
     """
     if remove and detach:
         raise click.UsageError("--rm and --detach do not go together")
+    from .attach import stdio_creator  # the task's stdio: not for `containers create` (nor ls)
+
     tty = bool(kw.get("tty"))
     container = await create_container(client, image, container_id, args, kw)
     daemon_gone = False
@@ -150,6 +151,8 @@ async def run_task(container: AsyncContainer, *, tty: bool, null_io: bool = Fals
                    fifo_dir: str | None = None) -> int:
     """Create the container's task with our stdio, start it, wait, delete it; returns its
     exit code (what ``run`` and ``tasks start`` do)."""
+    from .attach import foreground, raw_terminal, stdio_creator
+
     creator = stdio_creator(terminal=tty, null_io=null_io, log_uri=log_uri, fifo_dir=fifo_dir)
     with raw_terminal(tty):
         task = await container.new_task(stdio=creator)

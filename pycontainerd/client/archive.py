@@ -50,9 +50,9 @@ from .. import imagespec
 from ..archive.tarstream import next_member
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, NotFound
+from ..images.walk import children, select_platforms
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from ..remotes.fetch import children, select_platforms
 from ..remotes.reference import parse_normalized
 from .archive_plan import (
     DATA_ERRORS,

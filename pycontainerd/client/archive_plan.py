@@ -31,8 +31,8 @@ from .. import imagespec
 from ..descriptor import Descriptor
 from ..archive.tarstream import next_member
 from ..errdefs import InvalidArgument
+from ..images.walk import children
 from ..remotes import mediatypes
-from ..remotes.fetch import children
 
 METADATA = frozenset({"index.json", "manifest.json", "oci-layout", "repositories"})
 """The archive's own files (read, never uploaded as such)."""

@@ -34,48 +34,68 @@ import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 
 from .. import namespaces as ns_mod
-from ..api.events import container_pb2 as _container_events  # noqa: F401  (event types for decoding)
-from ..api.events import content_pb2 as _content_events  # noqa: F401
-from ..api.events import image_pb2 as _image_events  # noqa: F401
-from ..api.events import namespace_pb2 as _namespace_events  # noqa: F401
-from ..api.events import snapshot_pb2 as _snapshot_events  # noqa: F401
-from ..api.events import task_pb2 as _task_events  # noqa: F401
-from ..api.services.containers.v1 import containers_pb2, containers_pb2_grpc
-from ..api.services.events.v1 import events_pb2, events_pb2_grpc
-from ..api.services.images.v1 import images_pb2, images_pb2_grpc
-from ..api.services.introspection.v1 import introspection_pb2, introspection_pb2_grpc
-from ..api.services.leases.v1 import leases_pb2, leases_pb2_grpc
-from ..api.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
-from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
-from ..api.services.version.v1 import version_pb2_grpc
-from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, InvalidArgument, NotFound
-from ..events.exchange import Envelope
-from ..events.filtering import decode
-from ..records.containers import Container, Runtime
-from ..records.images import Image
-from ..records.leases import Lease
-from ..records.namespaces import Namespace
-from ..oci import spec as oci_spec
-from ..wire.records import (
-    container_from_pb,
-    container_to_pb,
-    image_from_pb,
-    image_to_pb,
-    lease_from_pb,
-    namespace_from_pb,
+from ..lazy import LazyModule
+from .connection import (
+    DEFAULT_ADDRESS,
+    DEFAULT_SNAPSHOTTER,
+    Connection,
+    Stub,
+    TLSConfig,
+    current_lease,
+    mapped,
+    mapped_stream,
+    using_lease,
 )
-from ..typeurl import AnyValue
-from . import cio
-from .connection import DEFAULT_ADDRESS, Connection, TLSConfig, current_lease, mapped, mapped_stream, using_lease
-from .containers import STOP_SIGNAL_LABEL, AsyncContainer
-from .content import AsyncContentStore
-from .images import AsyncImage
-from .snapshots import DEFAULT_SNAPSHOTTER, AsyncSnapshotter, DiffClient
-from .tasks import ProcessStatus, TaskMetrics, _status, decode_any
 
 if TYPE_CHECKING:
+    from ..api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+    from ..api.services.events.v1 import events_pb2, events_pb2_grpc
+    from ..api.services.images.v1 import images_pb2, images_pb2_grpc
+    from ..api.services.introspection.v1 import introspection_pb2, introspection_pb2_grpc
+    from ..api.services.leases.v1 import leases_pb2, leases_pb2_grpc
+    from ..api.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
+    from ..api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+    from ..api.services.version.v1 import version_pb2_grpc
+    from ..descriptor import Descriptor
+    from ..events.exchange import Envelope
     from ..oci import opts as oci_opts
+    from ..records.containers import Container
+    from ..records.images import Image
+    from ..records.leases import Lease
+    from ..records.namespaces import Namespace
+    from ..wire.records import containers as container_records
+    from ..wire.records import images as image_records
+    from ..wire.records import leases as lease_records
+    from ..wire.records import namespaces as namespace_records
+    from .containers import AsyncContainer
+    from .content import AsyncContentStore
+    from .images import AsyncImage
+    from .snapshots import AsyncSnapshotter, DiffClient
+    from .tasks import ProcessStatus, TaskMetrics
+else:
+    # A service's generated modules load on its first call, the records' converters with
+    # the first record: ``pyctr version`` loads two services, ``containers ls`` one.
+    _SERVICES = "pycontainerd.api.services"
+    containers_pb2 = LazyModule(f"{_SERVICES}.containers.v1.containers_pb2")
+    containers_pb2_grpc = LazyModule(f"{_SERVICES}.containers.v1.containers_pb2_grpc")
+    events_pb2 = LazyModule(f"{_SERVICES}.events.v1.events_pb2")
+    events_pb2_grpc = LazyModule(f"{_SERVICES}.events.v1.events_pb2_grpc")
+    images_pb2 = LazyModule(f"{_SERVICES}.images.v1.images_pb2")
+    images_pb2_grpc = LazyModule(f"{_SERVICES}.images.v1.images_pb2_grpc")
+    introspection_pb2 = LazyModule(f"{_SERVICES}.introspection.v1.introspection_pb2")
+    introspection_pb2_grpc = LazyModule(f"{_SERVICES}.introspection.v1.introspection_pb2_grpc")
+    leases_pb2 = LazyModule(f"{_SERVICES}.leases.v1.leases_pb2")
+    leases_pb2_grpc = LazyModule(f"{_SERVICES}.leases.v1.leases_pb2_grpc")
+    namespace_pb2 = LazyModule(f"{_SERVICES}.namespaces.v1.namespace_pb2")
+    namespace_pb2_grpc = LazyModule(f"{_SERVICES}.namespaces.v1.namespace_pb2_grpc")
+    tasks_pb2 = LazyModule(f"{_SERVICES}.tasks.v1.tasks_pb2")
+    tasks_pb2_grpc = LazyModule(f"{_SERVICES}.tasks.v1.tasks_pb2_grpc")
+    version_pb2_grpc = LazyModule(f"{_SERVICES}.version.v1.version_pb2_grpc")
+    container_records = LazyModule("pycontainerd.wire.records.containers")
+    image_records = LazyModule("pycontainerd.wire.records.images")
+    lease_records = LazyModule("pycontainerd.wire.records.leases")
+    namespace_records = LazyModule("pycontainerd.wire.records.namespaces")
 
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
@@ -120,19 +140,24 @@ class PluginInfo:
 
 
 def _image(client: AsyncClient, pb_image) -> AsyncImage:
-    img = image_from_pb(pb_image)
+    from .images import AsyncImage
+
+    img = image_records.image_from_pb(pb_image)
     return AsyncImage(img.name, img.target, dict(img.labels), pb_image.created_at.ToNanoseconds(),
                       pb_image.updated_at.ToNanoseconds(), client)
 
 
 def _record(image: Image | AsyncImage) -> Image:
+    from .images import AsyncImage  # (the record types load with the calls that use them)
+
     if isinstance(image, AsyncImage):
         return image.record
     return image
 
 
 def _container(pb_container) -> Container:
-    return replace(container_from_pb(pb_container), created_at=pb_container.created_at.ToNanoseconds(),
+    return replace(container_records.container_from_pb(pb_container),
+                   created_at=pb_container.created_at.ToNanoseconds(),
                    updated_at=pb_container.updated_at.ToNanoseconds())
 
 
@@ -152,6 +177,16 @@ class AsyncClient:
     Connect with ``async with AsyncClient(...) as client:`` (or ``await client.connect()``).
     """
 
+    # the services' stubs: each made, and its generated modules imported, on first use
+    _version = Stub(version_pb2_grpc, "VersionStub")
+    _introspection = Stub(introspection_pb2_grpc, "IntrospectionStub")
+    _namespaces = Stub(namespace_pb2_grpc, "NamespacesStub")
+    _images = Stub(images_pb2_grpc, "ImagesStub")
+    _leases = Stub(leases_pb2_grpc, "LeasesStub")
+    _containers = Stub(containers_pb2_grpc, "ContainersStub")
+    _tasks = Stub(tasks_pb2_grpc, "TasksStub")
+    _events = Stub(events_pb2_grpc, "EventsStub")
+
     def __init__(self, address: str = DEFAULT_ADDRESS, namespace: str = ns_mod.DEFAULT, timeout: float = 10.0,
                  credentials: grpc.ChannelCredentials | None = None, *, retries: int = 3,
                  tls: TLSConfig | None = None, fifo_dir: str | None = None) -> None:
@@ -159,17 +194,26 @@ class AsyncClient:
         self.timeout = timeout
         self.retries = retries
         self.fifo_dir = fifo_dir
-        ch = self.conn.channel
-        self._version = version_pb2_grpc.VersionStub(ch)
-        self._introspection = introspection_pb2_grpc.IntrospectionStub(ch)
-        self._namespaces = namespace_pb2_grpc.NamespacesStub(ch)
-        self._images = images_pb2_grpc.ImagesStub(ch)
-        self._leases = leases_pb2_grpc.LeasesStub(ch)
-        self._containers = containers_pb2_grpc.ContainersStub(ch)
-        self._tasks = tasks_pb2_grpc.TasksStub(ch)
-        self._events = events_pb2_grpc.EventsStub(ch)
-        self.content = AsyncContentStore(self.conn)
-        self.diff = DiffClient(self.conn)
+        self._content: AsyncContentStore | None = None
+        self._diff: DiffClient | None = None
+
+    @property
+    def content(self) -> AsyncContentStore:
+        """The daemon's content store."""
+        if self._content is None:
+            from .content import AsyncContentStore
+
+            self._content = AsyncContentStore(self.conn)
+        return self._content
+
+    @property
+    def diff(self) -> DiffClient:
+        """The daemon's differ (applies layers to snapshots, makes diffs)."""
+        if self._diff is None:
+            from .snapshots import DiffClient
+
+            self._diff = DiffClient(self.conn)
+        return self._diff
 
     @property
     def namespace(self) -> str:
@@ -204,6 +248,8 @@ class AsyncClient:
 
     def snapshotter(self, name: str = DEFAULT_SNAPSHOTTER) -> AsyncSnapshotter:
         """The daemon's snapshotter ``name`` (``overlayfs``, ``native``)."""
+        from .snapshots import AsyncSnapshotter
+
         return AsyncSnapshotter(self.conn, name)
 
     # -- version, introspection, namespaces -------------------------------------------
@@ -233,14 +279,14 @@ class AsyncClient:
     @mapped
     async def list_namespaces(self) -> list[Namespace]:
         resp = await self._namespaces.List(namespace_pb2.ListNamespacesRequest(), metadata=self.md())
-        return [namespace_from_pb(n) for n in resp.namespaces]
+        return [namespace_records.namespace_from_pb(n) for n in resp.namespaces]
 
     @mapped
     async def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
         """Raises ``AlreadyExists``."""
         req = namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name=name, labels=labels or {}))
         resp = await self._namespaces.Create(req, metadata=self.md())
-        return namespace_from_pb(resp.namespace)
+        return namespace_records.namespace_from_pb(resp.namespace)
 
     @mapped
     async def set_namespace_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
@@ -249,7 +295,7 @@ class AsyncClient:
             namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]))
         resp = await self._namespaces.Update(req, metadata=self.md())
-        return namespace_from_pb(resp.namespace)
+        return namespace_records.namespace_from_pb(resp.namespace)
 
     @mapped
     async def delete_namespace(self, name: str) -> None:
@@ -272,14 +318,14 @@ class AsyncClient:
     @mapped
     async def create_image(self, image: Image | AsyncImage) -> AsyncImage:
         """Raises ``AlreadyExists``."""
-        resp = await self._images.Create(images_pb2.CreateImageRequest(image=image_to_pb(_record(image))),
+        resp = await self._images.Create(images_pb2.CreateImageRequest(image=image_records.image_to_pb(_record(image))),
                                          metadata=self.md())
         return _image(self, resp.image)
 
     @mapped
     async def update_image(self, image: Image | AsyncImage, *paths: str) -> AsyncImage:
         """Update the record (``paths``: ``target``, ``labels``, ``labels.<key>``; none = all)."""
-        req = images_pb2.UpdateImageRequest(image=image_to_pb(_record(image)),
+        req = images_pb2.UpdateImageRequest(image=image_records.image_to_pb(_record(image)),
                                             update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
         return _image(self, (await self._images.Update(req, metadata=self.md())).image)
 
@@ -292,6 +338,8 @@ class AsyncClient:
     async def tag_image(self, source: str, target: str, force: bool = False) -> AsyncImage:
         """A new image ``target`` with the target of ``source`` (``ctr images tag``);
         ``force`` replaces an existing ``target``."""
+        from ..records.images import Image
+
         src = await self.get_image(source)
         record = Image(target, src.target, dict(src.labels))
         try:
@@ -398,12 +446,12 @@ class AsyncClient:
         if not lease_id:
             lease_id = f"pycontainerd-{time.time_ns()}-{os.urandom(3).hex()}"
         resp = await self._leases.Create(leases_pb2.CreateRequest(id=lease_id, labels=labels), metadata=self.md())
-        return lease_from_pb(resp.lease)
+        return lease_records.lease_from_pb(resp.lease)
 
     @mapped
     async def list_leases(self, *filters: str) -> list[Lease]:
         resp = await self._leases.List(leases_pb2.ListRequest(filters=list(filters)), metadata=self.md())
-        return [lease_from_pb(x) for x in resp.leases]
+        return [lease_records.lease_from_pb(x) for x in resp.leases]
 
     @mapped
     async def delete_lease(self, lease_id: str, sync: bool = False) -> None:
@@ -415,6 +463,8 @@ class AsyncClient:
         """Protect everything created inside the block from garbage collection until it
         ends (containerd's ``client.WithLease``); the lease is deleted on exit. Inside
         another lease's block that lease is used, and stays (as ``WithLease`` does)."""
+        from ..records.leases import Lease
+
         outer = current_lease()
         if outer:
             yield Lease(outer)
@@ -430,7 +480,7 @@ class AsyncClient:
     @mapped
     async def create_container(self, container: Container) -> Container:
         """Store a container record as given. Raises ``AlreadyExists``, ``InvalidArgument``."""
-        req = containers_pb2.CreateContainerRequest(container=container_to_pb(container))
+        req = containers_pb2.CreateContainerRequest(container=container_records.container_to_pb(container))
         return _container((await self._containers.Create(req, metadata=self.md())).container)
 
     @mapped
@@ -449,7 +499,7 @@ class AsyncClient:
     async def update_container(self, container: Container, *paths: str) -> Container:
         """Update fields of the record (``labels``, ``labels.<key>``, ``spec``, ``image``,
         ``snapshotkey``, ``extensions.<key>``; none = all)."""
-        req = containers_pb2.UpdateContainerRequest(container=container_to_pb(container),
+        req = containers_pb2.UpdateContainerRequest(container=container_records.container_to_pb(container),
                                                     update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
         return _container((await self._containers.Update(req, metadata=self.md())).container)
 
@@ -485,6 +535,13 @@ class AsyncClient:
         Raises ``AlreadyExists`` (id in use), ``NotFound`` (image), ``InvalidArgument`` (bad
         options or id).
         """
+        from ..oci import spec as oci_spec
+        from ..records.containers import Container, Runtime
+        from ..records.images import Image
+        from ..typeurl import AnyValue
+        from .containers import STOP_SIGNAL_LABEL, AsyncContainer
+        from .images import AsyncImage
+
         ns = self.namespace
         img: AsyncImage | None = None
         if isinstance(image, str):
@@ -541,23 +598,31 @@ class AsyncClient:
 
     async def load_container(self, container_id: str) -> AsyncContainer:
         """An existing container. Raises ``NotFound``."""
+        from .containers import AsyncContainer
+
         await self.get_container(container_id)
         return AsyncContainer(self, container_id)
 
     async def containers(self, *filters: str) -> list[AsyncContainer]:
         """Every container matching any filter (``labels."k"==v``, ``image==…``)."""
+        from .containers import AsyncContainer
+
         return [AsyncContainer(self, c.id) for c in await self.list_containers(*filters)]
 
     # -- tasks ------------------------------------------------------------------------
     @mapped
     async def list_tasks(self, filter: str = "") -> list[ProcessStatus]:
         """Every task of the namespace (its init process's state)."""
+        from .tasks import _status
+
         resp = await self._tasks.List(tasks_pb2.ListTasksRequest(filter=filter), metadata=self.md())
         return [_status(t.container_id or t.id, t) for t in resp.tasks]
 
     @mapped
     async def task_metrics(self, *filters: str) -> list[TaskMetrics]:
         """cgroup statistics of every task matching any filter (``id==web``)."""
+        from .tasks import TaskMetrics, decode_any
+
         resp = await self._tasks.Metrics(tasks_pb2.MetricsRequest(filters=list(filters)), metadata=self.md())
         return [TaskMetrics(m.id, m.timestamp.ToNanoseconds(), decode_any(m.data)) for m in resp.metrics]
 
@@ -570,6 +635,16 @@ class AsyncClient:
 
         Subscribes to every namespace (filter on ``namespace`` to narrow it), as containerd's
         Events service does."""
+        from ..api.events import container_pb2 as _container_events  # noqa: F401  (event types for decoding)
+        from ..api.events import content_pb2 as _content_events  # noqa: F401
+        from ..api.events import image_pb2 as _image_events  # noqa: F401
+        from ..api.events import namespace_pb2 as _namespace_events  # noqa: F401
+        from ..api.events import snapshot_pb2 as _snapshot_events  # noqa: F401
+        from ..api.events import task_pb2 as _task_events  # noqa: F401
+        from ..events.exchange import Envelope
+        from ..events.filtering import decode
+        from ..typeurl import AnyValue
+
         call = self._events.Subscribe(events_pb2.SubscribeRequest(filters=list(filters)), metadata=self.md())
         try:
             async for env in mapped_stream(call, self.conn):
@@ -616,4 +691,6 @@ async def _generate_spec(namespace: str, container_id: str, opts: list, image_co
 
 
 def default_fifo_dir() -> str:
+    from . import cio
+
     return cio.DEFAULT_FIFO_DIR

@@ -26,6 +26,9 @@ from ..wire.errors import from_rpc_error
 
 DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
 """The daemon's socket when no address is given."""
+DEFAULT_SNAPSHOTTER = "overlayfs"
+"""The snapshotter images are unpacked into and containers made from when none is given
+(here, where every part of the client finds it without loading the snapshots service)."""
 LEASE_HEADER = "containerd-lease"
 """gRPC metadata key carrying the lease that protects what a request creates."""
 
@@ -217,6 +220,26 @@ class Connection:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+class Stub:
+    """``_images = Stub(images_pb2_grpc, "ImagesStub")`` in a class whose instances have a
+    ``conn``: on an instance, that service's stub on the connection — made on first use
+    (when the generated module, a :class:`~pycontainerd.lazy.LazyModule`, is imported), then
+    kept on the instance."""
+
+    def __init__(self, module: Any, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        stub = obj.__dict__[self.attr] = getattr(self.module, self.name)(obj.conn.channel)
+        return stub
 
 
 def _seconds(value: float) -> str:

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import field_mask_pb2
 
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
-from ..api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from ..content import after
 from ..errdefs import AlreadyExists, FailedPrecondition, NotFound
+from ..lazy import LazyModule
 from ..wire.errors import from_rpc_error
-from .connection import Connection, current_lease, is_transport_failure, mapped, mapped_stream
+from .connection import Connection, Stub, current_lease, is_transport_failure, mapped, mapped_stream
+
+if TYPE_CHECKING:
+    from ..api.services.leases.v1 import leases_pb2, leases_pb2_grpc
+else:  # for holding blobs by a pull's lease: not for reading them (`pyctr images ls`)
+    leases_pb2 = LazyModule("pycontainerd.api.services.leases.v1.leases_pb2")
+    leases_pb2_grpc = LazyModule("pycontainerd.api.services.leases.v1.leases_pb2_grpc")
 
 CHUNK = 1 << 20  # bytes per Write message
 
@@ -64,10 +71,11 @@ class AsyncContentStore:
     Blobs are addressed by digest (``sha256:<hex>``); sizes are bytes; a write is
     identified by its ``ref`` so an interrupted one can resume."""
 
+    leases = Stub(leases_pb2_grpc, "LeasesStub")
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.stub = content_pb2_grpc.ContentStub(conn.channel)
-        self.leases = leases_pb2_grpc.LeasesStub(conn.channel)
 
     @mapped
     async def info(self, digest: str) -> ContentInfo:

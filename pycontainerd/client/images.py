@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from .. import imagespec
 from ..descriptor import Descriptor
 from ..errdefs import InvalidArgument, NotFound
+from ..images.walk import children, manifest_for, select_platforms
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from .snapshots import DEFAULT_SNAPSHOTTER
+from .connection import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     from ._protocols import ClientCore
@@ -91,8 +92,6 @@ class AsyncImage:
         return (await self._manifest(platform))[1]
 
     async def _manifest(self, platform: str | None) -> tuple[Descriptor, dict]:
-        from ..images.pull import manifest_for  # with the registry's HTTP stack: not for every client
-
         return await manifest_for(self.client, self.target, platform, self.name)
 
     async def config_descriptor(self, platform: str | None = None) -> Descriptor:
@@ -142,8 +141,6 @@ class AsyncImage:
         """(every descriptor reachable for the platform, those missing from the store)."""
         seen: list[Descriptor] = []
         missing: list[Descriptor] = []
-        from ..remotes.fetch import children, select_platforms
-
         todo = [self.target]
         while todo:
             desc = todo.pop(0)

@@ -23,9 +23,8 @@ from ..wire.convert import (
     mount_from_pb,
     mount_to_pb,
 )
+from .connection import DEFAULT_SNAPSHOTTER  # noqa: F401  (its home before: still importable from here)
 from .connection import Connection, mapped, mapped_stream
-
-DEFAULT_SNAPSHOTTER = "overlayfs"
 
 _KINDS = {pb.UNKNOWN: "Unknown", pb.VIEW: "View", pb.ACTIVE: "Active", pb.COMMITTED: "Committed"}
 

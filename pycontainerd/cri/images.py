@@ -13,9 +13,9 @@ from typing import Any
 from .. import imagespec
 from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import InvalidArgument, NotFound, quote
+from ..images.walk import select_platforms
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from ..remotes.fetch import select_platforms
 from ..remotes.reference import parse_normalized
 from .config import CRIConfig
 from .daemon import Daemon, image_record

@@ -29,9 +29,10 @@ from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..records.images import Image
 from ..remotes import mediatypes, platforms
-from ..remotes.fetch import fetch_image, select_platforms
+from ..remotes.fetch import fetch_image
 from ..remotes.reference import normalize
 from ..remotes.resolver import Resolver
+from .walk import manifest_for
 
 Progress = Callable[[str, int, int], None]
 """``progress(ref_key, offset, total)`` after each chunk written."""
@@ -161,26 +162,6 @@ async def pull(client: PullTarget, ref: str, *, platform: str | None = None, unp
     finally:
         if own:
             await resolver.aclose()
-
-
-async def manifest_for(client: PullTarget, target: Descriptor, platform: str | None = None,
-                       name: str = "") -> tuple[Descriptor, dict]:
-    """The manifest of ``target`` for ``platform`` (host default), following an index if
-    needed: its descriptor and document. Raises :class:`NotFound` when no entry matches;
-    errors name the image ``name`` when given."""
-    desc = target
-    what = f"image {name}: " if name else ""
-    for _ in range(4):  # index → (nested index) → manifest
-        doc = imagespec.parse_json(await client.content.read_all(desc.digest), f"manifest {desc.digest}")
-        if not mediatypes.is_index(desc.media_type):
-            return desc, doc
-        matcher = platforms.only(platform) if platform else platforms.default()
-        try:
-            desc = select_platforms(imagespec.index_children(doc), matcher, 1)[0]
-        except NotFound as exc:
-            raise NotFound(f"{what}no match for platform {platform or platforms.default_string()} "
-                           f"in manifest {desc.digest}") from exc
-    raise InvalidArgument(f"image {name or target.digest}: indexes nested too deep")
 
 
 async def unpack_image(client: PullTarget, image: Image, *, platform: str | None = None,

@@ -29,12 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from pycontainerd.descriptor import Descriptor
-from pycontainerd.errdefs import (
-    AlreadyExists,
-    InvalidArgument,
-    NotFound,
-    NotImplementedYet,
-)
+from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotImplementedYet
+from pycontainerd.images.walk import children, select_platforms
 from pycontainerd.log import get_logger
 from pycontainerd.remotes import mediatypes, platforms
 
@@ -79,53 +75,6 @@ def validate_media_type(data: bytes, media_type: str) -> dict:
         if "config" in doc or "layers" in doc or mediatypes.is_manifest(declared):
             raise InvalidArgument(f"media-type: expected index but found manifest ({media_type})")
     return doc
-
-
-def children(desc: Descriptor, doc: dict) -> list[Descriptor]:
-    """Config then layers of a manifest; the entries of an index."""
-    try:
-        if mediatypes.is_manifest(desc.media_type):
-            if "config" not in doc:
-                raise InvalidArgument(f"manifest {desc.digest} has no config")
-            return [Descriptor.from_dict(doc["config"]), *(Descriptor.from_dict(d) for d in _array(doc, "layers"))]
-        if mediatypes.is_index(desc.media_type):
-            return [Descriptor.from_dict(d) for d in _array(doc, "manifests")]
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{desc.media_type} {desc.digest}: {exc.context}") from exc
-    return []
-
-
-def _array(doc: dict, key: str) -> list:
-    value = doc.get(key) or []
-    if not isinstance(value, list):
-        raise InvalidArgument(f"{key} must be an array")
-    return value
-
-
-def select_platforms(entries: list[Descriptor], matcher: platforms.MatchComparer, limit: int) -> list[Descriptor]:
-    """``FilterPlatforms`` then ``LimitManifests``: matching entries, best first, at most ``limit``
-    (0 = all)."""
-    kept = [d for d in entries if d.platform is None or matcher.match(d.platform)]
-    # stable insertion sort with containerd's comparison (entries without platform go last)
-    ordered: list[Descriptor] = []
-    for d in kept:
-        i = len(ordered)
-        while i > 0 and _less(d, ordered[i - 1], matcher):
-            i -= 1
-        ordered.insert(i, d)
-    if limit > 0:
-        if not ordered:
-            raise NotFound("no match for platform in manifest")
-        ordered = ordered[:limit]
-    return ordered
-
-
-def _less(a: Descriptor, b: Descriptor, matcher: platforms.MatchComparer) -> bool:
-    if a.platform is None:
-        return False
-    if b.platform is None:
-        return True
-    return matcher.less(a.platform, b.platform)
 
 
 async def fetch_image(

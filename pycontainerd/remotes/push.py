@@ -18,14 +18,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
 from pycontainerd.descriptor import Descriptor
+from pycontainerd.images.walk import children, select_platforms
 from pycontainerd.log import get_logger
 from pycontainerd.remotes import mediatypes, platforms
-from pycontainerd.remotes.fetch import (
-    _first,
-    children,
-    select_platforms,
-    validate_media_type,
-)
+from pycontainerd.remotes.fetch import _first, validate_media_type
 from pycontainerd.remotes.pusher import PushResult
 
 log = get_logger("remotes")

@@ -10,7 +10,7 @@ from .. import namespaces
 from ..memo import Latest, Memo
 from ..metadata.containers import ContainerStore
 from ..records.containers import Container
-from ..wire.records import container_from_pb, container_to_pb
+from ..wire.records.containers import container_from_pb, container_to_pb
 
 
 class ContainersServicer(containers_pb2_grpc.ContainersServicer):

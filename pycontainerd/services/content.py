@@ -40,7 +40,7 @@ from ..content import CHUNK
 from ..errdefs import AlreadyExists, ContainerdError, InvalidArgument, OutOfRange, quote
 from ..metadata.content import ContentStore
 from ..wire.convert import timestamp
-from ..wire.records import content_info_to_pb, content_status_to_pb
+from ..wire.records.content import content_info_to_pb, content_status_to_pb
 
 LIST_BATCH = 100
 """Infos per ``ListContentResponse`` (containerd's contentserver)."""

@@ -9,7 +9,7 @@ from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc
 from ..memo import Latest
 from ..metadata.images import ImageStore
-from ..wire.records import image_from_pb, image_to_pb
+from ..wire.records.images import image_from_pb, image_to_pb
 
 
 class ImagesServicer(images_pb2_grpc.ImagesServicer):

@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 from ..api.services.leases.v1 import leases_pb2 as pb
 from ..api.services.leases.v1 import leases_pb2_grpc
 from ..metadata.leases import LeaseStore
-from ..wire.records import lease_to_pb, resource_from_pb, resource_to_pb
+from ..wire.records.leases import lease_to_pb, resource_from_pb, resource_to_pb
 
 
 class LeasesServicer(leases_pb2_grpc.LeasesServicer):

@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 from ..api.services.namespaces.v1 import namespace_pb2 as pb
 from ..api.services.namespaces.v1 import namespace_pb2_grpc
 from ..metadata.namespaces import NamespaceStore
-from ..wire.records import namespace_to_pb
+from ..wire.records.namespaces import namespace_to_pb
 
 
 class NamespacesServicer(namespace_pb2_grpc.NamespacesServicer):

@@ -16,7 +16,7 @@ from ..api.services.snapshots.v1 import snapshots_pb2_grpc
 from ..errdefs import InvalidArgument
 from ..snapshots.types import Snapshotter
 from ..wire.convert import mount_to_pb
-from ..wire.records import snapshot_info_from_pb, snapshot_info_to_pb
+from ..wire.records.snapshots import snapshot_info_from_pb, snapshot_info_to_pb
 
 LIST_BATCH = 100
 

@@ -4,12 +4,16 @@ timestamps (nanoseconds since the epoch ⇄ ``google.protobuf.Timestamp``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from google.protobuf import timestamp_pb2
 
 from ..api.types import descriptor_pb2, mount_pb2
 from ..descriptor import Descriptor
 from ..errdefs import InvalidArgument
-from ..mount import Mount
+
+if TYPE_CHECKING:
+    from ..mount import Mount
 
 
 def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
@@ -42,4 +46,6 @@ def mount_to_pb(m: Mount) -> mount_pb2.Mount:
 
 
 def mount_from_pb(m: mount_pb2.Mount) -> Mount:
+    from ..mount import Mount  # with the mount syscalls (ctypes): not for every user of timestamps
+
     return Mount(type=m.type, source=m.source, options=tuple(m.options), target=m.target)

@@ -4,8 +4,8 @@ hands us): arbitrary bytes and arbitrary JSON reach only our typed errors.
 Targets: :func:`pycontainerd.imagespec.parse_json`, ``manifest_children``,
 ``index_children``, ``children_labels``, ``diff_ids``; :class:`~pycontainerd.descriptor.Descriptor`
 and ``Platform`` ``from_dict``, ``parse_digest``; the pull path's
-:func:`pycontainerd.remotes.fetch.validate_media_type`, ``children`` and
-``select_platforms``; ``remotes.platforms.parse``. Documents are drawn both as free JSON
+:func:`pycontainerd.remotes.fetch.validate_media_type`, and
+:mod:`pycontainerd.images.walk`'s ``children`` and ``select_platforms``; ``remotes.platforms.parse``. Documents are drawn both as free JSON
 and as *near-valid* manifests/indexes with fields swapped for hostile values, so that the
 deep code is reached. ``FUZZ_EXAMPLES=N`` scales the example counts.
 """
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pycontainerd import imagespec
 from pycontainerd.descriptor import Descriptor, Platform, parse_digest
 from pycontainerd.errdefs import ContainerdError
+from pycontainerd.images import walk
 from pycontainerd.remotes import fetch, mediatypes, platforms
 
 
@@ -96,10 +97,10 @@ def exercise(data: bytes, media_type: str) -> None:
             lambda: imagespec.children_labels(False, doc),
             lambda: imagespec.diff_ids(doc),
             lambda: imagespec.chain_ids([str(d) for d in imagespec.diff_ids(doc)]),
-            lambda: fetch.children(desc, doc),
-            lambda: fetch.select_platforms(imagespec.index_children(doc), platforms.default(), 1),
-            lambda: fetch.select_platforms(imagespec.index_children(doc), platforms.any_of(["linux/arm64", "linux"]),
-                                           0),
+            lambda: walk.children(desc, doc),
+            lambda: walk.select_platforms(imagespec.index_children(doc), platforms.default(), 1),
+            lambda: walk.select_platforms(imagespec.index_children(doc), platforms.any_of(["linux/arm64", "linux"]),
+                                          0),
             lambda: [hash(d) for d in imagespec.index_children(doc)],  # descriptors are dict keys in pull
         ):
             try:

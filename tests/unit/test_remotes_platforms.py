@@ -7,7 +7,7 @@ import pytest
 from pycontainerd.descriptor import Descriptor, Platform
 from pycontainerd.errdefs import InvalidArgument, NotFound
 from pycontainerd.remotes import platforms as P
-from pycontainerd.remotes.fetch import select_platforms
+from pycontainerd.images.walk import select_platforms
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,7 @@ from .._syncbase import SyncWrapper, register
 from .._syncbase import unwrap as _u
 from .._syncbase import wrap as _w
 from ..client import DEFAULT_RUNTIME, AsyncClient
-from ..connection import DEFAULT_ADDRESS
-from ..snapshots import DEFAULT_SNAPSHOTTER
+from ..connection import DEFAULT_ADDRESS, DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     import os
@@ -34,8 +33,10 @@ if TYPE_CHECKING:
     from ...records.namespaces import Namespace
     from ..client import PluginInfo, Progress, ServerInfo, Version
     from ..connection import TLSConfig
+    from ..snapshots import DiffClient
     from ..tasks import ProcessStatus, TaskMetrics
     from .containers import Container
+    from .content import ContentStore
     from .images import Image
     from .snapshots import Snapshotter
 
@@ -79,6 +80,16 @@ class Client(SyncWrapper):
 
     def _wrap(self, value):
         return _w(value, self._portal)
+
+    @property
+    def content(self) -> ContentStore:
+        """The daemon's content store."""
+        return _w(self._async.content, self._portal)
+
+    @property
+    def diff(self) -> DiffClient:
+        """The daemon's differ (applies layers to snapshots, makes diffs)."""
+        return _w(self._async.diff, self._portal)
 
     @property
     def namespace(self) -> str:

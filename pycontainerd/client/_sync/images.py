@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from .._syncbase import SyncWrapper, register
 from .._syncbase import unwrap as _u
 from .._syncbase import wrap as _w
+from ..connection import DEFAULT_SNAPSHOTTER
 from ..images import AsyncImage
-from ..snapshots import DEFAULT_SNAPSHOTTER
 
 if TYPE_CHECKING:
     from ...descriptor import Descriptor
