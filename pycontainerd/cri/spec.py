@@ -34,6 +34,7 @@ from ..api.cri.runtime.v1 import api_pb2 as cri
 from ..errdefs import FailedPrecondition, InvalidArgument, quote
 from ..oci import opts as o
 from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
+from .util import DEV_SHM, ETC_HOSTNAME, ETC_HOSTS, RESOLV_CONF
 
 ANN_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 ANN_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
@@ -46,10 +47,6 @@ ANN_IMAGE_NAME = "io.kubernetes.cri.image-name"
 
 DEFAULT_SANDBOX_OOM_ADJ = -998
 DEFAULT_SANDBOX_CPU_SHARES = 2
-DEV_SHM = "/dev/shm"
-ETC_HOSTS = "/etc/hosts"
-ETC_HOSTNAME = "/etc/hostname"
-RESOLV_CONF = "/etc/resolv.conf"
 
 
 def image_section(image_config: Mapping[str, Any]) -> Mapping[str, Any]:
