@@ -38,9 +38,9 @@ from .daemon import Daemon, Services
 from .exits import ExitMonitor
 from .images import Images
 from .recovery import recover
-from .spec import DEV_SHM, ETC_HOSTNAME, ETC_HOSTS, RESOLV_CONF
 from .store import Container, Sandbox, Store, write_json_atomic
-from .util import can_lower_oom_score_adj, clamp_oom_score_adj, now_ns
+from .util import (DEV_SHM, ETC_HOSTNAME, ETC_HOSTS, RESOLV_CONF, can_lower_oom_score_adj, clamp_oom_score_adj,
+                   now_ns)
 
 log = get_logger("cri")
 

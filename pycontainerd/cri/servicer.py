@@ -14,36 +14,7 @@ import inspect
 from ..api.cri.runtime.v1 import api_pb2_grpc
 from ..errdefs import NotImplementedYet
 from ..log import get_logger
-from .handlers import (
-    container_attach,
-    container_create,
-    container_events,
-    container_exec,
-    container_execsync,
-    container_list,
-    container_log_reopen,
-    container_remove,
-    container_start,
-    container_stats,
-    container_status,
-    container_stop,
-    container_update,
-    image_fsinfo,
-    image_list,
-    image_pull,
-    image_remove,
-    image_status,
-    runtime_config,
-    sandbox_list,
-    sandbox_portforward,
-    sandbox_remove,
-    sandbox_run,
-    sandbox_stats,
-    sandbox_status,
-    sandbox_stop,
-    status,
-    version,
-)
+from . import handlers
 from .service import CRIService
 from .streaming.server import StreamServer
 
@@ -78,115 +49,115 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self.svc = svc
 
     async def Version(self, request, context):
-        return await version.version(self.svc, request)
+        return await handlers.version.version(self.svc, request)
 
     async def RunPodSandbox(self, request, context):
-        return await sandbox_run.run_pod_sandbox(self.svc, request)
+        return await handlers.sandbox_run.run_pod_sandbox(self.svc, request)
 
     async def StopPodSandbox(self, request, context):
-        return await sandbox_stop.stop_pod_sandbox(self.svc, request)
+        return await handlers.sandbox_stop.stop_pod_sandbox(self.svc, request)
 
     async def RemovePodSandbox(self, request, context):
-        return await sandbox_remove.remove_pod_sandbox(self.svc, request)
+        return await handlers.sandbox_remove.remove_pod_sandbox(self.svc, request)
 
     async def PodSandboxStatus(self, request, context):
-        return await sandbox_status.pod_sandbox_status(self.svc, request)
+        return await handlers.sandbox_status.pod_sandbox_status(self.svc, request)
 
     async def ListPodSandbox(self, request, context):
-        return await sandbox_list.list_pod_sandbox(self.svc, request)
+        return await handlers.sandbox_list.list_pod_sandbox(self.svc, request)
 
     async def StreamPodSandboxes(self, request, context):
-        async for item in sandbox_list.stream_pod_sandboxes(self.svc, request):
+        async for item in handlers.sandbox_list.stream_pod_sandboxes(self.svc, request):
             yield item
 
     async def CreateContainer(self, request, context):
-        return await container_create.create_container(self.svc, request)
+        return await handlers.container_create.create_container(self.svc, request)
 
     async def StartContainer(self, request, context):
-        return await container_start.start_container(self.svc, request)
+        return await handlers.container_start.start_container(self.svc, request)
 
     async def StopContainer(self, request, context):
-        return await container_stop.stop_container_rpc(self.svc, request)
+        return await handlers.container_stop.stop_container_rpc(self.svc, request)
 
     async def RemoveContainer(self, request, context):
-        return await container_remove.remove_container(self.svc, request)
+        return await handlers.container_remove.remove_container(self.svc, request)
 
     async def ListContainers(self, request, context):
-        return await container_list.list_containers(self.svc, request)
+        return await handlers.container_list.list_containers(self.svc, request)
 
     async def StreamContainers(self, request, context):
-        async for item in container_list.stream_containers(self.svc, request):
+        async for item in handlers.container_list.stream_containers(self.svc, request):
             yield item
 
     async def ContainerStatus(self, request, context):
-        return await container_status.container_status(self.svc, request)
+        return await handlers.container_status.container_status(self.svc, request)
 
     async def UpdateContainerResources(self, request, context):
-        return await container_update.update_container_resources(self.svc, request)
+        return await handlers.container_update.update_container_resources(self.svc, request)
 
     async def ReopenContainerLog(self, request, context):
-        return await container_log_reopen.reopen_container_log(self.svc, request)
+        return await handlers.container_log_reopen.reopen_container_log(self.svc, request)
 
     async def ExecSync(self, request, context):
-        return await container_execsync.exec_sync(self.svc, request)
+        return await handlers.container_execsync.exec_sync(self.svc, request)
 
     async def Exec(self, request, context):
-        return await container_exec.exec_rpc(self.svc, request)
+        return await handlers.container_exec.exec_rpc(self.svc, request)
 
     async def Attach(self, request, context):
-        return await container_attach.attach(self.svc, request)
+        return await handlers.container_attach.attach(self.svc, request)
 
     async def PortForward(self, request, context):
-        return await sandbox_portforward.port_forward(self.svc, request)
+        return await handlers.sandbox_portforward.port_forward(self.svc, request)
 
     async def ContainerStats(self, request, context):
-        return await container_stats.container_stats(self.svc, request)
+        return await handlers.container_stats.container_stats(self.svc, request)
 
     async def ListContainerStats(self, request, context):
-        return await container_stats.list_container_stats(self.svc, request)
+        return await handlers.container_stats.list_container_stats(self.svc, request)
 
     async def StreamContainerStats(self, request, context):
-        async for item in container_stats.stream_container_stats(self.svc, request):
+        async for item in handlers.container_stats.stream_container_stats(self.svc, request):
             yield item
 
     async def PodSandboxStats(self, request, context):
-        return await sandbox_stats.pod_sandbox_stats(self.svc, request)
+        return await handlers.sandbox_stats.pod_sandbox_stats(self.svc, request)
 
     async def ListPodSandboxStats(self, request, context):
-        return await sandbox_stats.list_pod_sandbox_stats(self.svc, request)
+        return await handlers.sandbox_stats.list_pod_sandbox_stats(self.svc, request)
 
     async def StreamPodSandboxStats(self, request, context):
-        async for item in sandbox_stats.stream_pod_sandbox_stats(self.svc, request):
+        async for item in handlers.sandbox_stats.stream_pod_sandbox_stats(self.svc, request):
             yield item
 
     async def UpdateRuntimeConfig(self, request, context):
-        return await runtime_config.update_runtime_config(self.svc, request)
+        return await handlers.runtime_config.update_runtime_config(self.svc, request)
 
     async def Status(self, request, context):
-        return await status.status(self.svc, request)
+        return await handlers.status.status(self.svc, request)
 
     async def CheckpointContainer(self, request, context):
         raise NotImplementedYet("CheckpointContainer")
 
     async def GetContainerEvents(self, request, context):
-        async for item in container_events.get_container_events(self.svc, request):
+        async for item in handlers.container_events.get_container_events(self.svc, request):
             yield item
 
     async def ListMetricDescriptors(self, request, context):
-        return await sandbox_stats.list_metric_descriptors(self.svc, request)
+        return await handlers.sandbox_stats.list_metric_descriptors(self.svc, request)
 
     async def ListPodSandboxMetrics(self, request, context):
-        return await sandbox_stats.list_pod_sandbox_metrics(self.svc, request)
+        return await handlers.sandbox_stats.list_pod_sandbox_metrics(self.svc, request)
 
     async def StreamPodSandboxMetrics(self, request, context):
-        async for item in sandbox_stats.stream_pod_sandbox_metrics(self.svc, request):
+        async for item in handlers.sandbox_stats.stream_pod_sandbox_metrics(self.svc, request):
             yield item
 
     async def RuntimeConfig(self, request, context):
-        return await runtime_config.runtime_config(self.svc, request)
+        return await handlers.runtime_config.runtime_config(self.svc, request)
 
     async def UpdatePodSandboxResources(self, request, context):
-        return await runtime_config.update_pod_sandbox_resources(self.svc, request)
+        return await handlers.runtime_config.update_pod_sandbox_resources(self.svc, request)
 
 
 @_after_recovery
@@ -195,23 +166,23 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
         self.svc = svc
 
     async def ListImages(self, request, context):
-        return await image_list.list_images(self.svc, request)
+        return await handlers.image_list.list_images(self.svc, request)
 
     async def StreamImages(self, request, context):
-        async for item in image_list.stream_images(self.svc, request):
+        async for item in handlers.image_list.stream_images(self.svc, request):
             yield item
 
     async def ImageStatus(self, request, context):
-        return await image_status.image_status(self.svc, request)
+        return await handlers.image_status.image_status(self.svc, request)
 
     async def PullImage(self, request, context):
-        return await image_pull.pull_image(self.svc, request)
+        return await handlers.image_pull.pull_image(self.svc, request)
 
     async def RemoveImage(self, request, context):
-        return await image_remove.remove_image(self.svc, request)
+        return await handlers.image_remove.remove_image(self.svc, request)
 
     async def ImageFsInfo(self, request, context):
-        return await image_fsinfo.image_fs_info(self.svc, request)
+        return await handlers.image_fsinfo.image_fs_info(self.svc, request)
 
 
 class CRIServer:

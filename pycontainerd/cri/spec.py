@@ -36,6 +36,7 @@ from ..errdefs import FailedPrecondition, InvalidArgument, Unknown, quote
 from ..oci import opts as o
 from ..oci.spec import CGROUP_UNIFIED, DEFAULT_UNIX_ENV, Spec, cgroup_mode
 from . import userns
+from .util import DEV_SHM, ETC_HOSTNAME, ETC_HOSTS, RESOLV_CONF
 
 ANN_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 ANN_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
@@ -48,10 +49,6 @@ ANN_IMAGE_NAME = "io.kubernetes.cri.image-name"
 
 DEFAULT_SANDBOX_OOM_ADJ = -998
 DEFAULT_SANDBOX_CPU_SHARES = 2
-DEV_SHM = "/dev/shm"
-ETC_HOSTS = "/etc/hosts"
-ETC_HOSTNAME = "/etc/hostname"
-RESOLV_CONF = "/etc/resolv.conf"
 
 
 def image_section(image_config: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -22,6 +22,12 @@ log = get_logger("cri")
 
 CAP_SYS_RESOURCE = 24
 
+# the files every pod gets its own copy of (service.py makes them, spec.py mounts them)
+DEV_SHM = "/dev/shm"
+ETC_HOSTS = "/etc/hosts"
+ETC_HOSTNAME = "/etc/hostname"
+RESOLV_CONF = "/etc/resolv.conf"
+
 
 def new_id() -> str:
     """A random 64-hex id, as containerd's CRI makes them."""

@@ -29,8 +29,6 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ..archive.apply import apply_layer
-from ..archive.diff import write_diff
 from ..descriptor import Descriptor
 from ..errdefs import AlreadyExists, FailedPrecondition, ResourceExhausted
 from ..imagespec import LABEL_UNCOMPRESSED
@@ -136,6 +134,8 @@ class WalkingDiffer:
         return Descriptor(MEDIA_TYPE_LAYER, result.diff_id, result.size)
 
     def _apply_sync(self, blob: Path, media_type: str, mounts: list[Mount]):
+        from ..archive.apply import apply_layer  # tar, compressors: loaded by the first layer, not at boot
+
         with open(blob, "rb") as stream:
             if len(mounts) == 1 and mounts[0].type == "overlay" and _option(mounts[0], "upperdir"):
                 m = mounts[0]
@@ -179,6 +179,8 @@ class WalkingDiffer:
         return Descriptor(media_type, result.digest, result.size)
 
     def _compare_sync(self, lower: list[Mount], upper: list[Mount], media_type: str, out):
+        from ..archive.diff import write_diff  # as apply_layer above
+
         with contextlib.ExitStack() as stack:
             lower_root = stack.enter_context(_mounted(lower, self.tmp, readonly=True)) if lower else ""
             upper_root = stack.enter_context(_mounted(upper, self.tmp, readonly=True))

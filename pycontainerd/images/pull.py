@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import imagespec
 from ..descriptor import Descriptor
@@ -31,8 +31,10 @@ from ..records.images import Image
 from ..remotes import mediatypes, platforms
 from ..remotes.fetch import fetch_image
 from ..remotes.reference import normalize
-from ..remotes.resolver import Resolver
 from .walk import manifest_for
+
+if TYPE_CHECKING:  # the HTTP stack (httpx) loads with the first pull that makes its own resolver
+    from ..remotes.resolver import Resolver
 
 Progress = Callable[[str, int, int], None]
 """``progress(ref_key, offset, total)`` after each chunk written."""
@@ -117,7 +119,10 @@ async def pull(client: PullTarget, ref: str, *, platform: str | None = None, unp
     if matcher is None:
         matcher = platforms.only(platform) if platform else platforms.default()
     own = resolver is None
-    resolver = resolver or Resolver(plain_http=plain_http)
+    if own:
+        from ..remotes.resolver import Resolver
+
+        resolver = Resolver(plain_http=plain_http)
     try:
         async with client.lease():
             async def write_blob(desc: Descriptor, stream: AsyncIterator[bytes]) -> None:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
+import socket
 import ssl as ssl_mod
 import time
 from collections.abc import Awaitable, Callable
@@ -216,8 +218,21 @@ class HTTPServer:
 
     async def listen_tcp(self, host: str | None, port: int, ssl: ssl_mod.SSLContext | None = None) -> None:
         """Listen on TCP ``host:port`` (port 0: a free one; see :attr:`address`), with TLS
-        when ``ssl`` is given. Raises :class:`OSError`."""
-        self.server = await asyncio.start_server(self._connection, host=host, port=port, reuse_address=True, ssl=ssl)
+        when ``ssl`` is given. Raises :class:`OSError`.
+
+        An IP address is bound here, as the event loop would bind it: the loop resolves
+        ``host`` first, and uvloop does that on libuv's pool of 4 threads, started for that one
+        lookup and then idle for the daemon's life."""
+        sock = _bound_socket(host, port)
+        if sock is None:  # a name (or every interface): the loop resolves it
+            self.server = await asyncio.start_server(self._connection, host=host, port=port, reuse_address=True,
+                                                     ssl=ssl)
+            return
+        try:
+            self.server = await asyncio.start_server(self._connection, sock=sock, ssl=ssl)
+        except BaseException:
+            sock.close()
+            raise
 
     async def close(self) -> None:
         """Stop listening, end open connections, remove the unix socket."""
@@ -358,3 +373,30 @@ class HTTPServer:
                 target = head.target.decode("latin-1").split("?", 1)[0]
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
                 return Request(head.method.decode("latin-1"), target, headers, bytes(body))
+
+
+def _bound_socket(host: str | None, port: int) -> socket.socket | None:
+    """A listening TCP socket on the IP address ``host`` (``SO_REUSEADDR``; an IPv6 one
+    ``IPV6_V6ONLY``, as asyncio's ``create_server`` makes them); None when ``host`` is not
+    an IP address. Raises :class:`OSError`."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address((host or "").strip("[]")).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        address = ((host or "").strip("[]"), port)
+        try:
+            sock.bind(address)
+        except OSError as exc:  # the event loop's own wording
+            raise OSError(exc.errno, f"error while attempting to bind on address {address!r}: "
+                                     f"{(exc.strerror or str(exc)).lower()}") from None
+        sock.listen(100)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -21,21 +21,13 @@ both lists (kubelet's wording). A connection with no traffic either way for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-
-from wsproto.utilities import generate_accept_token
 
 from ...errdefs import InvalidArgument, Unavailable
 from ..config import parse_duration
 from ...log import get_logger
 from ...listen.http import HTTPServer, Upgrade
-from . import portforward, protocol as p
-from .remotecommand import SpdyStreams, StreamOptions, StreamSetupError, WsStreams
-from .runners import serve_attach, serve_exec
-from .spdyconn import SpdyConnection
 from .tokens import AttachRequest, ExecRequest, PortForwardRequest, Request, TokenCache
-from .wsconn import WsConnection, WsTunnel
 
 log = get_logger("cri.streaming")
 
@@ -131,127 +123,15 @@ class StreamServer:
             await x.respond(404, problem + "\n")
             return
         upgrade = ",".join(x.headers.get("upgrade", [])).lower()
-        if upgrade == "websocket":
-            await self._websocket(x, req)
-        elif upgrade.startswith("spdy/3.1"):
-            await self._spdy(x, req)
-        else:
+        if upgrade != "websocket" and not upgrade.startswith("spdy/3.1"):
             await x.respond(400, "unable to upgrade: missing upgrade headers in request "
                                "(want Upgrade: SPDY/3.1 or websocket)\n")
-
-    # -- SPDY --------------------------------------------------------------------------
-
-    async def _spdy(self, x: Upgrade, req: Request) -> None:
-        supported = p.SPDY_PORT_FORWARD if isinstance(req, PortForwardRequest) else p.SPDY_REMOTE_COMMAND
-        offered = x.headers.get(p.HEADER_PROTOCOL_VERSION.lower(), [])
-        chosen = p.negotiate(offered, supported)
-        if chosen is None:
-            await x.respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
-                               f"server supports {list(supported)}\n")
             return
-        await x.switch([("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), (p.HEADER_PROTOCOL_VERSION, chosen)])
-        spdy_conn = SpdyConnection(x.reader, x.writer, server=True)
-        loop = asyncio.get_running_loop()
-        runner = loop.create_task(self._feed_and_run(spdy_conn, x.pending))
-        try:
-            if isinstance(req, PortForwardRequest):
-                await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports), req.sandbox_id)
-                return
-            streams = SpdyStreams(spdy_conn, chosen, _options(req))
-            try:
-                await streams.setup()
-            except StreamSetupError as exc:
-                log.info("streaming client did not open its streams", error=str(exc))
-                await streams.aclose()
-                await spdy_conn.close()
-                return
-            await self._run_command(req, streams)
-        finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
-            await spdy_conn.close()
+        # SPDY, WebSocket, the command runners and port-forwarding: loaded by the first
+        # stream, not with the daemon (most daemons never serve one)
+        from . import sessions
 
-    @staticmethod
-    async def _feed_and_run(spdy_conn: SpdyConnection, pending: bytes) -> None:
-        if pending:
-            for frame in spdy_conn.frames.feed(pending):
-                await spdy_conn._dispatch(frame)
-        await spdy_conn.run()
-
-    # -- WebSocket ---------------------------------------------------------------------
-
-    async def _websocket(self, x: Upgrade, req: Request) -> None:
-        key = (x.headers.get("sec-websocket-key") or [""])[0]
-        if not key or (x.headers.get("sec-websocket-version") or [""])[0] != "13":
-            await x.respond(400, "bad websocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required\n")
-            return
-        offered = x.headers.get("sec-websocket-protocol", [])
-        if isinstance(req, PortForwardRequest):
-            supported = p.WS_PORT_FORWARD
-        else:
-            supported = p.WS_REMOTE_COMMAND
-        chosen = p.negotiate(offered, supported)
-        if chosen is None and offered:
-            await x.respond(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
-                               f"server supports {list(supported)}\n")
-            return
-        ports: list[int] = []
-        if isinstance(req, PortForwardRequest) and chosen != p.PORT_FORWARD_TUNNEL:
-            try:
-                ports = [int(n) for v in x.query.get("ports", []) for n in v.split(",") if n.strip()]
-            except ValueError:
-                await x.respond(400, "bad ports query parameter: comma-separated port numbers expected\n")
-                return
-            bad = [n for n in ports if not 0 < n < 65536 or (req.ports and n not in req.ports)]
-            if not ports or bad:
-                await x.respond(400, f"port-forward over websocket needs ?ports=… among {list(req.ports)}; "
-                                   f"got {ports or 'none'}\n")
-                return
-        hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
-        if chosen:
-            hdrs.append(("Sec-WebSocket-Protocol", chosen))
-        await x.switch(hdrs)
-        protocol = chosen or p.V1
-        ws = WsConnection(x.reader, x.writer, client=False)
-        loop = asyncio.get_running_loop()
-        runner = loop.create_task(ws.run(x.pending))
-        try:
-            if protocol == p.PORT_FORWARD_TUNNEL:
-                tunnel = WsTunnel(ws)
-                spdy_conn = SpdyConnection(tunnel, tunnel, server=True)
-                spdy_runner = loop.create_task(spdy_conn.run())
-                try:
-                    await portforward.serve_spdy(spdy_conn, self._netns(req.sandbox_id), list(req.ports),
-                                                 req.sandbox_id)
-                finally:
-                    spdy_runner.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await spdy_runner
-                return
-            if isinstance(req, PortForwardRequest):
-                await portforward.serve_ws(ws, protocol, self._netns(req.sandbox_id), ports, req.sandbox_id)
-                return
-            streams = WsStreams(ws, protocol, _options(req))
-            await streams.setup()
-            await self._run_command(req, streams)
-        finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
-            await ws.close()
-
-    # -- dispatch ----------------------------------------------------------------------
-
-    async def _run_command(self, req: Request, streams) -> None:
-        try:
-            if isinstance(req, ExecRequest):
-                await serve_exec(self.svc, req.container_id, list(req.cmd), streams)
-            else:
-                await serve_attach(self.svc, req.container_id, streams)
-        finally:
-            await streams.aclose()
+        await (sessions.websocket if upgrade == "websocket" else sessions.spdy)(self.svc, x, req)
 
     def _check_target(self, req: Request) -> str:
         """Why ``req`` can no longer be served (its container or pod went away since the
@@ -272,17 +152,9 @@ class StreamServer:
             return f"container {req.container_id!r} is not running ({ct.state.name})"
         return ""
 
-    def _netns(self, sandbox_id: str) -> str:
-        sb = self.svc.sandboxes.find(sandbox_id)
-        return sb.netns_path if sb is not None else ""
-
 
 _KINDS = {"exec": ExecRequest, "attach": AttachRequest, "portforward": PortForwardRequest}
 _METHODS = ("GET", "POST")
-
-
-def _options(req: ExecRequest | AttachRequest) -> StreamOptions:
-    return StreamOptions(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty)
 
 
 __all__ = ["StreamServer", "parse_duration"]
