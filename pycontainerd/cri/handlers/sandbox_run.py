@@ -182,7 +182,7 @@ async def _run(svc: CRIService, sb: Sandbox, runtime, undo: contextlib.AsyncExit
             spec=oci_spec.to_any(spec), image=image.record.name, labels=labels_for(KIND_SANDBOX, config.labels),
             snapshotter=svc.daemon.snapshotter, snapshot_key=sid,
             extensions={SANDBOX_METADATA_EXT: AnyValue(SANDBOX_METADATA_URL, json.dumps(sb.metadata()).encode())})
-        await svc.daemon.create_container(record)
+        await svc.daemon.create_container(record, last_in_lease=True)
         undo_on_failure(undo, svc.daemon.delete_container, sid, obj_id=sid)
     sb.spec = spec
     svc.save(sb)
