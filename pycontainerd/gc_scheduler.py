@@ -15,8 +15,9 @@ delete does not wait behind a collection it triggered.
 A delete that removed a backend's reference itself (a content or snapshot delete) names
 that backend (``schedule("content")``); a scheduled collection sweeps those backends and
 the ones whose references it removed, not the others (:func:`pycontainerd.metadata.gc.collect`).
-The first collection of a scheduler, and every :meth:`Scheduler.collect`, sweeps every
-backend (what a crash, or a delete that did not say, left behind).
+The first collection of a scheduler, and every :meth:`Scheduler.collect` (unless asked for
+the dirty backends only), sweeps every backend (what a crash, or a delete that did not say,
+left behind).
 """
 
 from __future__ import annotations
@@ -106,9 +107,12 @@ class Scheduler:
         if self._deletions:  # deletes that came while this one collected
             self._pending = asyncio.get_running_loop().create_task(self._later(self._delay()))
 
-    async def collect(self) -> gc.Result:
-        """Run one collection now, sweeping every backend, and return its result."""
-        return await self._collect(dirty_only=False)
+    async def collect(self, every_backend: bool = True) -> gc.Result:
+        """Run one collection now and return its result. It sweeps every backend, or with
+        ``every_backend=False`` only those a delete or this collection left something to
+        remove in (containerd's synchronous deletes: a ``RemoveImage`` need not walk a
+        snapshotter its image never used)."""
+        return await self._collect(dirty_only=not every_backend)
 
     async def _collect(self, dirty_only: bool) -> gc.Result:
         async with self._lock:

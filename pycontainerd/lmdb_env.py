@@ -100,7 +100,7 @@ class Txn:
 
     def delete_prefix(self, dbname: str, prefix: bytes) -> int:
         """Delete every key under ``prefix``; returns how many."""
-        keys = [k for k, _ in self.scan(dbname, prefix)]
+        keys = [k for k, _ in self.scan_bytes(dbname, prefix)]  # the values are not needed: not decoded
         for k in keys:
             self.delete(dbname, k)
         return len(keys)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hashlib
 import secrets
@@ -49,6 +50,7 @@ from ..metadata.content import ContentStore
 from ..metadata.images import ImageStore
 from ..records.images import Image
 from ..metadata.leases import LeaseStore
+from ..records.leases import Lease
 from ..metadata.snapshots import SnapshotStore
 from ..mount import Mount
 from ..runtime.task import ProcessState
@@ -57,6 +59,18 @@ from ..tasks import LocalTasks
 NAMESPACE = "k8s.io"
 PULL_LEASE_PREFIX = "cri-pull-"
 TASK_STATE_TIMEOUT = 30.0
+
+
+@dataclass
+class _Pending:
+    """The lease of a :meth:`Daemon.lease` block: written yet, deleted yet."""
+
+    lease: Lease
+    written: bool = False
+    ended: bool = False
+
+
+_pending: contextvars.ContextVar[_Pending | None] = contextvars.ContextVar("cri_lease", default=None)
 
 
 @dataclass(frozen=True)
@@ -140,20 +154,37 @@ class Daemon:
     @contextlib.asynccontextmanager
     async def lease(self, expire: timedelta = timedelta(hours=1)) -> AsyncIterator[str]:
         """Everything created inside is kept from garbage collection until the block ends;
-        inside another lease's block that lease is used (containerd's ``WithLease``)."""
+        inside another lease's block that lease is used (containerd's ``WithLease``).
+
+        The lease record is written with the block's first write — in the same transaction
+        as a :meth:`prepare`'s snapshot (any other write under it writes it first) — and
+        deleted with :meth:`create_container` ``(…, last_in_lease=True)``'s record, else
+        when the block ends: the holds of containerd's ``WithLease`` around
+        ``NewContainer``, in two commits instead of four."""
         outer = leases_context.get()
         if outer:
+            await self._write_lease()
             yield outer
             return
-        lease_id = f"cri-{time.time_ns()}-{secrets.token_hex(3)}"
-        with namespaces.using(NAMESPACE):
-            await self.services.leases.create(lease_id, _expiring(expire))
+        pending = _Pending(LeaseStore.new(f"cri-{time.time_ns()}-{secrets.token_hex(3)}", _expiring(expire)))
+        token = _pending.set(pending)
         try:
-            with leases_context.using(lease_id):
-                yield lease_id
+            with leases_context.using(pending.lease.id):
+                yield pending.lease.id
         finally:
-            with namespaces.using(NAMESPACE), contextlib.suppress(NotFound):
-                await self.services.leases.delete(lease_id)
+            _pending.reset(token)
+            if pending.written and not pending.ended:
+                with namespaces.using(NAMESPACE), contextlib.suppress(NotFound):
+                    await self.services.leases.delete(pending.lease.id)
+
+    async def _write_lease(self) -> None:
+        """Write the block's lease now if no write did yet (a write that cannot carry it)."""
+        pending = _pending.get()
+        if pending is not None and not pending.written:
+            with namespaces.using(NAMESPACE):
+                await self.services.leases.db.update(
+                    lambda txn: LeaseStore.create_in(txn, NAMESPACE, pending.lease))
+            pending.written = True
 
     # -- images -----------------------------------------------------------------------
 
@@ -208,25 +239,27 @@ class Daemon:
         return self.services.images.list(list(filters))
 
     @_k8s
-    async def put_image(self, image: Image) -> None:
-        """Create ``image``, or update its target and labels if the name exists."""
-        try:
-            await self.services.images.create(image)
-        except AlreadyExists:
-            await self.services.images.update(image, ["target", "labels"])
+    async def put_images(self, images: Sequence[Image]) -> None:
+        """Create each image, or update its target and labels if the name exists; one commit."""
+        await self.services.images.put_all(images, ["target", "labels"])
 
     @_k8s
-    async def delete_image(self, name: str, sync: bool = False) -> None:
-        """Idempotent; asks for a garbage collection (as Images.Delete does) — with ``sync``,
-        runs one and returns when the image's content and snapshots are gone (containerd's
-        CRI deletes an image's last name with ``SynchronousDelete``)."""
-        with contextlib.suppress(NotFound):
-            await self.services.images.delete(name)
-            if self.services.gc is not None:
-                if sync:
-                    await self.services.gc.collect()
-                else:
-                    self.services.gc.schedule()
+    async def delete_image(self, name: str) -> None:
+        """Idempotent; asks for a garbage collection (as Images.Delete does)."""
+        await self.delete_images([name])
+
+    @_k8s
+    async def delete_images(self, names: Sequence[str], sync: bool = False) -> None:
+        """Delete every record of ``names`` (those that exist) in one transaction, then ask
+        for a garbage collection — with ``sync``, run one and return when the images'
+        content and snapshots are gone (containerd's CRI deletes an image's last name with
+        ``SynchronousDelete``)."""
+        if not await self.services.images.delete_all(names) or self.services.gc is None:
+            return
+        if sync:
+            await self.services.gc.collect(every_backend=False)
+        else:
+            self.services.gc.schedule()
 
     @_k8s
     async def read_blob(self, digest: str) -> bytes:
@@ -244,12 +277,21 @@ class Daemon:
 
     @_k8s
     async def prepare(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
-        return await self._snapshots().prepare(key, parent, dict(labels or {}))
+        """An active snapshot; inside :meth:`lease`, the block's lease is written with it
+        when it is the block's first write."""
+        pending = _pending.get()
+        if pending is None or pending.written:
+            return await self._snapshots().prepare(key, parent, dict(labels or {}))
+        mounts = await self._snapshots().prepare(
+            key, parent, dict(labels or {}), also=lambda txn: LeaseStore.create_in(txn, NAMESPACE, pending.lease))
+        pending.written = True
+        return mounts
 
     @_k8s
     async def view(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
         """A read-only snapshot of ``parent`` (an image volume): its mounts; those of the
         existing view when ``key`` is one already."""
+        await self._write_lease()
         try:
             return await self._snapshots().view(key, parent, dict(labels or {}))
         except AlreadyExists:
@@ -274,8 +316,18 @@ class Daemon:
     # -- containers -------------------------------------------------------------------
 
     @_k8s
-    async def create_container(self, record: ContainerRecord) -> None:
-        await self.services.containers.create(record)
+    async def create_container(self, record: ContainerRecord, last_in_lease: bool = False) -> None:
+        """Create the record. ``last_in_lease``: it is the last write of a :meth:`lease`
+        block, whose lease is deleted in the same transaction (the record holds the
+        snapshot from then on)."""
+        pending = _pending.get()
+        if not last_in_lease or pending is None or not pending.written or pending.ended:
+            await self.services.containers.create(record)
+            return
+        await self.services.containers.create(
+            record, also=lambda txn: LeaseStore.delete_in(txn, NAMESPACE, pending.lease.id))
+        pending.ended = True
+        self.services.leases.deleted()
 
     @_k8s
     async def get_container(self, cid: str) -> ContainerRecord:
@@ -294,6 +346,24 @@ class Daemon:
         """Idempotent."""
         with contextlib.suppress(NotFound):
             await self.services.containers.delete(cid)
+
+    @_k8s
+    async def delete_container_and_snapshot(self, cid: str, snapshot_key: str) -> None:
+        """Delete the container record and its rootfs snapshot in one transaction (one
+        commit where containerd's client makes two); idempotent: either may be gone
+        already. Events and the collection request are those of the two deletes."""
+        containers, snapshots = self.services.containers, self._snapshots()
+        lease = leases_context.get()
+
+        def txn_fn(txn) -> tuple[bool, bool]:
+            return (containers.delete_in(txn, NAMESPACE, cid),
+                    snapshots.remove_in(txn, NAMESPACE, lease, snapshot_key))
+
+        had_record, had_snapshot = await containers.db.update(txn_fn)
+        if had_record:
+            containers.deleted(cid)
+        if had_snapshot:
+            snapshots.removed(NAMESPACE, snapshot_key)
 
     # -- tasks ------------------------------------------------------------------------
 

@@ -172,8 +172,8 @@ class Images:
                 await client.aclose()
             resolved = await self.resolve(record)
             repo_digest = f"{normalized.name}@{record.target.digest}"
-            for n in dict.fromkeys([name, repo_digest, resolved.id]):
-                await self.daemon.put_image(image_record(n, record.target))
+            await self.daemon.put_images([image_record(n, record.target)
+                                          for n in dict.fromkeys([name, repo_digest, resolved.id])])
         return resolved
 
     async def ensure_image(self, ref: str) -> tuple[ResolvedImage, list[str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -126,8 +126,9 @@ class ContainerStore:
         out = (self._decode(k[len(prefix):].decode(), v) for k, v in rows)
         return [c for c in out if match.match(adaptor(c))]
 
-    async def create(self, c: Container) -> Container:
-        """Raises :class:`InvalidArgument`, :class:`AlreadyExists`."""
+    async def create(self, c: Container, also: Callable[[Txn], None] | None = None) -> Container:
+        """Raises :class:`InvalidArgument`, :class:`AlreadyExists`. ``also``: further writes
+        committed in the same transaction (the CRI ends its lease with the record)."""
         ns = namespaces.required()
         try:
             validate(c)
@@ -140,6 +141,8 @@ class ContainerStore:
             ensure(txn, ns)
             if not txn.put("objects", container_key(ns, c.id), _record(c), overwrite=False):
                 raise AlreadyExists(f"container {quote(c.id)}")
+            if also is not None:
+                also(txn)
 
         await self.db.update(txn_fn)
         options = c.runtime.options
@@ -211,10 +214,20 @@ class ContainerStore:
         ns = namespaces.required()
 
         def txn_fn(txn: Txn) -> None:
-            if not txn.delete("objects", container_key(ns, cid)):
+            if not self.delete_in(txn, ns, cid):
                 raise NotFound(f"container {quote(cid)}")
 
         await self.db.update(txn_fn)
+        self.deleted(cid)
+
+    @staticmethod
+    def delete_in(txn: Txn, ns: str, cid: str) -> bool:
+        """Delete the record inside the caller's write transaction (with other writes that
+        must commit with it); False when there is none. Call :meth:`deleted` after the commit."""
+        return txn.delete("objects", container_key(ns, cid))
+
+    def deleted(self, cid: str) -> None:
+        """After a committed :meth:`delete_in`: publish ``/containers/delete``."""
         self._publish(TOPIC_DELETE, container_pb2.ContainerDelete(id=cid))
 
     def _publish(self, topic: str, event) -> None:

@@ -10,7 +10,7 @@ the content it pointed to goes when garbage collection finds it unreferenced.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from .. import digest as digest_mod, filters, labels as labels_mod, namespaces
@@ -150,17 +150,57 @@ class ImageStore:
         self._publish(TOPIC_UPDATE, updated)
         return updated
 
+    async def put_all(self, images: Sequence[Image], paths: Sequence[str] = ("target", "labels")) -> list[Image]:
+        """Create each image, or update the ``paths`` of the record of its name that exists
+        (:meth:`create` or :meth:`update` each), in one transaction: a pull records an
+        image under its reference, repo digest and id with one commit. Publishes
+        ``/images/create`` or ``/images/update`` for each. Raises :class:`InvalidArgument`
+        (nothing written)."""
+        ns = namespaces.required()
+        now = time.time_ns()
+        fresh = [replace(image, created_at=now, updated_at=now) for image in images]
+        for image in fresh:
+            _validate(image)
+
+        def txn_fn(txn: Txn) -> list[tuple[str, Image]]:
+            ensure(txn, ns)
+            out = []
+            for image in fresh:
+                key = image_key(ns, image.name)
+                record = txn.get("objects", key)
+                if record is None:
+                    txn.put("objects", key, _record(image))
+                    out.append((TOPIC_CREATE, image))
+                    continue
+                current = _image(image.name, record)
+                updated = replace(_apply_paths(current, image, list(paths)), created_at=current.created_at,
+                                  updated_at=now)
+                _validate(updated)
+                txn.put("objects", key, _record(updated))
+                out.append((TOPIC_UPDATE, updated))
+            return out
+
+        written = await self.db.update(txn_fn)
+        for topic, image in written:
+            self._publish(topic, image)
+        return [image for _, image in written]
+
     async def delete(self, name: str) -> None:
         """Delete the record. Raises :class:`NotFound`."""
+        if not await self.delete_all([name]):
+            raise NotFound(f"image {quote(name)}")
+
+    async def delete_all(self, names: Sequence[str]) -> list[str]:
+        """Delete the records of ``names`` that exist, in one transaction (one commit for
+        an image's every name, where a delete each was a commit each); publish
+        ``/images/delete`` for each. Returns the names deleted."""
         ns = namespaces.required()
-
-        def txn_fn(txn: Txn) -> None:
-            if not txn.delete("objects", image_key(ns, name)):
-                raise NotFound(f"image {quote(name)}")
-
-        await self.db.update(txn_fn)
+        wanted = list(dict.fromkeys(names))
+        deleted = await self.db.update(lambda txn: [n for n in wanted if txn.delete("objects", image_key(ns, n))])
         if self.exchange is not None:
-            self.exchange.publish(TOPIC_DELETE, image_pb2.ImageDelete(name=name))
+            for name in deleted:
+                self.exchange.publish(TOPIC_DELETE, image_pb2.ImageDelete(name=name))
+        return deleted
 
     def _publish(self, topic: str, image: Image) -> None:
         if self.exchange is None:

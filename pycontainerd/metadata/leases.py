@@ -88,18 +88,26 @@ class LeaseStore:
         """Create a lease; an empty ``lease_id`` gets a random one (as containerd's Leases
         service does). Raises :class:`InvalidArgument` (bad labels), :class:`AlreadyExists`."""
         ns = namespaces.required()
+        lease = self.new(lease_id, labels)
+        await self.db.update(lambda txn: self.create_in(txn, ns, lease))
+        return lease
+
+    @staticmethod
+    def new(lease_id: str, labels: Mapping[str, str] | None = None) -> Lease:
+        """A lease not written yet (a random id for an empty ``lease_id``). Raises
+        :class:`InvalidArgument` (bad labels)."""
         if not lease_id:
             lease_id = f"{time.time_ns() % 1_000_000_000}-{base64.urlsafe_b64encode(os.urandom(3)).decode()}"
-        lease = Lease(lease_id, labels_mod.validate_all(labels or {}), time.time_ns())
+        return Lease(lease_id, labels_mod.validate_all(labels or {}), time.time_ns())
 
-        def txn_fn(txn: Txn) -> None:
-            ensure(txn, ns)
-            record = {"labels": dict(lease.labels), "created_at": lease.created_at}
-            if not txn.put("objects", lease_key(ns, lease_id), record, overwrite=False):
-                raise AlreadyExists(f"lease {quote(lease_id)}")
-
-        await self.db.update(txn_fn)
-        return lease
+    @staticmethod
+    def create_in(txn: Txn, ns: str, lease: Lease) -> None:
+        """Write ``lease`` inside the caller's write transaction (with the first write it
+        holds, so both commit at once). Raises :class:`AlreadyExists`."""
+        ensure(txn, ns)
+        record = {"labels": dict(lease.labels), "created_at": lease.created_at}
+        if not txn.put("objects", lease_key(ns, lease.id), record, overwrite=False):
+            raise AlreadyExists(f"lease {quote(lease.id)}")
 
     def list(self, filter_texts: list[str] | tuple[str, ...] = ()) -> list[Lease]:
         """Leases matching any filter (fields ``id``, ``labels.<k>``). Raises :class:`InvalidArgument`."""
@@ -124,16 +132,29 @@ class LeaseStore:
         ns = namespaces.required()
 
         def txn_fn(txn: Txn) -> None:
-            if not txn.delete("objects", lease_key(ns, lease_id)):
+            if not self.delete_in(txn, ns, lease_id):
                 raise NotFound(f"lease {quote(lease_id)}")
-            txn.delete_prefix("objects", key_prefix(ns, LEASES, lease_id))
 
         await self.db.update(txn_fn)
         if self.gc is not None:
             if sync:
                 await self.gc.collect()
             else:
-                self.gc.schedule()
+                self.deleted()
+
+    @staticmethod
+    def delete_in(txn: Txn, ns: str, lease_id: str) -> bool:
+        """Delete the lease and its resource rows inside the caller's write transaction;
+        False when there is none. Call :meth:`deleted` after the commit."""
+        if not txn.delete("objects", lease_key(ns, lease_id)):
+            return False
+        txn.delete_prefix("objects", key_prefix(ns, LEASES, lease_id))
+        return True
+
+    def deleted(self) -> None:
+        """After a committed :meth:`delete_in`: what it held may be collectable now."""
+        if self.gc is not None:
+            self.gc.schedule()
 
     async def add_resource(self, lease_id: str, resource: Resource) -> None:
         """Raises :class:`NotFound` (lease), :class:`InvalidArgument`, :class:`NotImplementedYet`."""

@@ -43,8 +43,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from .. import filters as filters_mod
@@ -178,17 +177,6 @@ class SnapshotStore:
         if lease:
             txn.delete("objects", lease_resource_key(ns, lease, SNAPSHOTS, self.name, snapshot_key))
 
-    @contextmanager
-    def _hold(self, backend_key: str) -> Iterator[None]:
-        """Keep the garbage collector off ``backend_key`` while it has no record yet."""
-        with self._inflight_lock:
-            self._inflight.add(backend_key)
-        try:
-            yield
-        finally:
-            with self._inflight_lock:
-                self._inflight.discard(backend_key)
-
     def _publish(self, topic: str, event, ns: str) -> None:
         if self.exchange is not None:
             self.exchange.publish(topic, event, namespace=ns)
@@ -233,9 +221,11 @@ class SnapshotStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def prepare(self, snapshot_key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
+    async def prepare(self, snapshot_key: str, parent: str = "", labels: Mapping[str, str] | None = None,
+                      also: Callable[[Txn], None] | None = None) -> list[Mount]:
         """Create active snapshot ``snapshot_key`` on committed ``parent``; publish
-        ``/snapshot/prepare``.
+        ``/snapshot/prepare``. ``also``: further writes committed in the same transaction,
+        made first (the CRI writes the lease that holds the snapshot with it).
 
         Raises:
             AlreadyExists: the key exists, or the ``containerd.io/snapshot.ref`` target does
@@ -243,7 +233,7 @@ class SnapshotStore:
             NotFound: the parent or the context's lease does not exist.
             InvalidArgument: bad key or labels, or a parent that is not committed.
         """
-        ns, mounts = await self._create(snapshot_key, parent, labels, readonly=False)
+        ns, mounts = await self._create(snapshot_key, parent, labels, readonly=False, also=also)
         self._publish(TOPIC_PREPARE, snapshot_pb2.SnapshotPrepare(key=snapshot_key, parent=parent), ns)
         return mounts
 
@@ -254,7 +244,8 @@ class SnapshotStore:
         return mounts
 
     async def _create(
-        self, snapshot_key: str, parent: str, labels: Mapping[str, str] | None, readonly: bool
+        self, snapshot_key: str, parent: str, labels: Mapping[str, str] | None, readonly: bool,
+        also: Callable[[Txn], None] | None = None,
     ) -> tuple[str, list[Mount]]:
         ns = namespaces.required()
         lease = leases_context.get()
@@ -262,7 +253,14 @@ class SnapshotStore:
         self._key(ns, snapshot_key)
         target = base.get(LABEL_SNAPSHOT_REF, "")
 
-        def begin(txn: Txn) -> tuple[str, str] | None:
+        held: list[str] = []  # the backend key, kept from sweeps until its record commits
+        created: list[str] = []  # the backend key, once the backend made it
+
+        def create(txn: Txn) -> list[Mount] | None:
+            # One metadata transaction around the backend's own, as containerd's: checks,
+            # sequence number, backend snapshot, record and lease hold commit together.
+            if also is not None:
+                also(txn)
             if lease:
                 require_lease(txn, ns, lease)
             if target and self._get(txn, ns, target) is not None:
@@ -277,44 +275,41 @@ class SnapshotStore:
                 bparent = parent_record["name"]
             if target and self._link_target(txn, ns, lease, target, parent, bparent, base):
                 return None
-            return bparent, self._next_key(txn, ns, snapshot_key)
-
-        started = await self.db.update(begin)
-        if started is None:
-            raise AlreadyExists(f"target snapshot {quote(target)} from snapshotter")
-        bparent, bkey = started
-
-        with self._hold(bkey):
-            create = self.backend.view_sync if readonly else self.backend.prepare_sync
+            bkey = self._next_key(txn, ns, snapshot_key)
+            with self._inflight_lock:
+                self._inflight.add(bkey)
+            held.append(bkey)
+            backend_create = self.backend.view_sync if readonly else self.backend.prepare_sync
             try:
-                mounts = await asyncio.to_thread(create, bkey, bparent, inherited_labels(base))
+                mounts = backend_create(bkey, bparent, inherited_labels(base))
             except AlreadyExists as exc:  # a fresh backend key cannot exist
                 raise ContainerdError(f"unexpected error from snapshotter: {exc}") from exc
+            created.append(bkey)
             now = time.time_ns()
+            ensure(txn, ns)
+            self._lease_add(txn, ns, lease, snapshot_key)
+            record = {"name": bkey, "parent": parent, "labels": base, "created_at": now, "updated_at": now}
+            txn.put("objects", record_key(ns, self.name, snapshot_key), record)
+            return mounts
 
-            def finish(txn: Txn) -> None:
-                ensure(txn, ns)
-                self._lease_add(txn, ns, lease, snapshot_key)
-                if self._get(txn, ns, snapshot_key) is not None:
-                    raise AlreadyExists(f"snapshot {quote(snapshot_key)}")
-                if parent:
-                    parent_record = self._get(txn, ns, parent)
-                    if parent_record is None:
-                        raise NotFound(f"parent snapshot {parent} does not exist")
-                    if parent_record["name"] != bparent:
-                        raise InvalidArgument(f"mismatched parent {parent} from target {target}")
-                record = {"name": bkey, "parent": parent, "labels": base, "created_at": now, "updated_at": now}
-                txn.put("objects", record_key(ns, self.name, snapshot_key), record)
-
+        def create_sync() -> list[Mount] | None:
             try:
-                await self.db.update(finish)
+                return self.db.update_sync(create)
             except BaseException:
-                try:
-                    await asyncio.to_thread(self.backend.remove_sync, bkey)
-                except Exception as exc:
-                    log.error("failed to clean up unreferenced snapshot", snapshotter=self.name, key=bkey,
-                              error=str(exc))
+                for bkey in created:  # made by the backend, but the record did not commit
+                    try:
+                        self.backend.remove_sync(bkey)
+                    except Exception as exc:
+                        log.error("failed to clean up unreferenced snapshot", snapshotter=self.name, key=bkey,
+                                  error=str(exc))
                 raise
+            finally:
+                with self._inflight_lock:
+                    self._inflight.difference_update(held)
+
+        mounts = await asyncio.to_thread(create_sync)
+        if mounts is None:
+            raise AlreadyExists(f"target snapshot {quote(target)} from snapshotter")
         return ns, mounts
 
     def _link_target(
@@ -390,14 +385,26 @@ class SnapshotStore:
         lease = leases_context.get()
 
         def fn(txn: Txn) -> None:
-            if self._get(txn, ns, snapshot_key) is None:
+            if not self.remove_in(txn, ns, lease, snapshot_key):
                 raise NotFound(f"snapshot {snapshot_key} does not exist")
-            if next(self._children(txn, ns, snapshot_key), None) is not None:
-                raise FailedPrecondition("cannot remove snapshot with child")
-            txn.delete("objects", record_key(ns, self.name, snapshot_key))
-            self._lease_remove(txn, ns, lease, snapshot_key)
 
         await self.db.update(fn)
+        self.removed(ns, snapshot_key)
+
+    def remove_in(self, txn: Txn, ns: str, lease: str | None, snapshot_key: str) -> bool:
+        """:meth:`remove`'s record delete inside the caller's write transaction (with other
+        writes that must commit with it); False when there is no such snapshot. Raises
+        :class:`FailedPrecondition` (a child). Call :meth:`removed` after the commit."""
+        if self._get(txn, ns, snapshot_key) is None:
+            return False
+        if next(self._children(txn, ns, snapshot_key), None) is not None:
+            raise FailedPrecondition("cannot remove snapshot with child")
+        txn.delete("objects", record_key(ns, self.name, snapshot_key))
+        self._lease_remove(txn, ns, lease, snapshot_key)
+        return True
+
+    def removed(self, ns: str, snapshot_key: str) -> None:
+        """After a committed :meth:`remove_in`: ask for a collection, publish ``/snapshot/remove``."""
         if self.gc is not None:
             self.gc.schedule(f"snapshotter/{self.name}")
         self._publish(TOPIC_REMOVE, snapshot_pb2.SnapshotRemove(key=snapshot_key), ns)

@@ -77,14 +77,13 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
 
     async def Read(self, request, context):
         digest_mod.validate(request.digest)
-        info = await self.store.info(request.digest)
-        async with await self.store.reader_at(request.digest) as ra:
+        async with await self.store.reader_at(request.digest) as ra:  # the namespace's blob (its Info), opened
             offset = max(request.offset, 0)
-            if offset > info.size:
-                raise OutOfRange(f"read past object length {info.size} bytes")
+            if offset > ra.size:
+                raise OutOfRange(f"read past object length {ra.size} bytes")
             size = request.size
-            if size <= 0 or offset + size > info.size:
-                size = info.size - offset
+            if size <= 0 or offset + size > ra.size:
+                size = ra.size - offset
             sent = 0
             while sent < size:
                 chunk = await ra.read(offset + sent, min(READ_CHUNK, size - sent))

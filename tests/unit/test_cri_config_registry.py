@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import tomllib
 
 import pytest
@@ -150,7 +151,9 @@ def test_pull_settings_read_config_path(tmp_path):
     s = pull_settings(str(tmp_path), "127.0.0.1:5000/library/busybox:latest")
     assert [(h.host.scheme, h.host.host) for h in s.hosts] == [("http", "127.0.0.1:5000")]
     assert s.hosts_func()("127.0.0.1:5000")[0].host == "127.0.0.1:5000"
-    assert s.verify() is True
+    verify = s.verify()  # httpx's own verifying context, made once for every pull
+    assert isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_REQUIRED and verify.check_hostname
+    assert s.verify() is verify
 
 
 def test_parse_auth():

@@ -4,6 +4,8 @@ collection and the cross-namespace "target already exists" path."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from pycontainerd import leases_context, namespaces
@@ -249,39 +251,41 @@ async def test_directories_are_deleted_after_the_collection_commits(store, backe
 
 
 async def test_sweep_spares_snapshots_being_created(store, backend, db, gc):
-    """A collection that runs between the backend's prepare and the record's write must not
-    take the new snapshot for garbage."""
+    """A collection asked for while the backend prepares (the record not written yet) waits
+    for the prepare's transaction — backend snapshot and record commit in one — and then
+    keeps the new snapshot."""
 
     real_prepare = backend.prepare_sync
+    collector: list[threading.Thread] = []
     collected = []
 
     def prepare_then_collect(key_, parent, labels):
         mounts = real_prepare(key_, parent, labels)
-        collected.append(db.update_sync(lambda txn: gc_mod.collect(txn, gc.sweepers)))
+        thread = threading.Thread(
+            target=lambda: collected.append(db.update_sync(lambda txn: gc_mod.collect(txn, gc.sweepers))))
+        thread.start()
+        collector.append(thread)
+        thread.join(0.2)
+        assert thread.is_alive(), "the collection ran inside the prepare's transaction"
         return mounts
 
     backend.prepare_sync = prepare_then_collect
     with namespaces.using("ns"):
         await store.prepare("a", "", ROOT)
+        collector[0].join(10)
         assert (await store.stat("a")).kind == Kind.ACTIVE
     assert collected and collected[0].backend_removed.get("native", 0) == 0
     assert backend_names(backend) == ["ns/1/a"]
 
 
-async def test_failure_after_backend_prepare_removes_the_backend_snapshot(store, backend, db):
-    leases = LeaseStore(db)
-    real_prepare = backend.prepare_sync
+async def test_failure_after_backend_prepare_removes_the_backend_snapshot(store, backend, monkeypatch):
+    def lease_gone(*args):
+        raise NotFound("lease \"l1\"")
 
-    def prepare_then_drop_lease(key_, parent, labels):
-        mounts = real_prepare(key_, parent, labels)
-        db.update_sync(lambda txn: txn.delete("objects", key("ns", "leases", "l1")))
-        return mounts
-
-    backend.prepare_sync = prepare_then_drop_lease
+    monkeypatch.setattr(store, "_lease_add", lease_gone)
+    with namespaces.using("ns"), pytest.raises(NotFound, match="lease"):
+        await store.prepare("a")
     with namespaces.using("ns"):
-        await leases.create("l1")
-        with leases_context.using("l1"), pytest.raises(NotFound, match="lease"):
-            await store.prepare("a")
         assert await store.walk() == []
     assert backend_names(backend) == []
 

@@ -129,7 +129,7 @@ async def _create(svc: CRIService, sb: Sandbox, cid: str, name: str, config: cri
             snapshotter=svc.daemon.snapshotter, snapshot_key=cid,
             extensions={CONTAINER_METADATA_EXT: AnyValue(CONTAINER_METADATA_URL,
                                                          json.dumps(ct.metadata()).encode())})
-        await svc.daemon.create_container(record)
+        await svc.daemon.create_container(record, last_in_lease=True)
         undo_on_failure(undo, svc.daemon.delete_container, cid, obj_id=cid)
     undo_on_failure(undo, shutil.rmtree, svc.container_root(cid), True, obj_id=cid)
     undo_on_failure(undo, shutil.rmtree, svc.container_state(cid), True, obj_id=cid)

@@ -26,8 +26,7 @@ async def remove_container_locked(svc: CRIService, ct: Container) -> None:
         ct.io = None
     with contextlib.suppress(ContainerdError):
         await svc.daemon.delete_task(ct.id)
-    await svc.daemon.delete_container(ct.id)
-    await svc.daemon.remove_snapshot(ct.id)
+    await svc.daemon.delete_container_and_snapshot(ct.id, ct.id)
     await image_volume.release(svc, ct.id, ct.config.mounts)
     shutil.rmtree(svc.container_state(ct.id), ignore_errors=True)
     shutil.rmtree(svc.container_root(ct.id), ignore_errors=True)

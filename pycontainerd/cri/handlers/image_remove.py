@@ -1,6 +1,6 @@
 """``RemoveImage``: every name of the image (tags, digests, id) is deleted from namespace
-``k8s.io``; content and snapshots are collected before it returns (the last name's delete is
-synchronous, as containerd's). Idempotent: an image that is
+``k8s.io`` (in one transaction); content and snapshots are collected before it returns (the
+delete is synchronous, as containerd's delete of the last name). Idempotent: an image that is
 not here is success."""
 
 from __future__ import annotations
@@ -13,6 +13,5 @@ async def remove_image(svc: CRIService, req: cri.RemoveImageRequest) -> cri.Remo
     found = await svc.images.local_image(req.image.image)
     if found is not None:
         _, names = found
-        for i, name in enumerate(names):  # the last name synchronously, as containerd: the space is free on return
-            await svc.daemon.delete_image(name, sync=i == len(names) - 1)
+        await svc.daemon.delete_images(names, sync=True)  # the space is free on return, as containerd's
     return cri.RemoveImageResponse()

@@ -179,7 +179,7 @@ async def _run(svc: CRIService, sb: Sandbox, runtime, undo: contextlib.AsyncExit
             spec=oci_spec.to_any(spec), image=image.record.name, labels=labels_for(KIND_SANDBOX, config.labels),
             snapshotter=svc.daemon.snapshotter, snapshot_key=sid,
             extensions=_metadata_ext(sb))
-        await svc.daemon.create_container(record)
+        await svc.daemon.create_container(record, last_in_lease=True)
         undo_on_failure(undo, svc.daemon.delete_container, sid, obj_id=sid)
     sb.spec = spec
     svc.save(sb)
