@@ -9,6 +9,7 @@ with something stale: a write stores other bytes, which make another key.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -33,6 +34,53 @@ class Memo(Generic[V]):
                     del self._values[next(iter(self._values))]
                 self._values[key] = value
         return value
+
+    def current(self, key: Hashable, source: object, make: Callable[[], V]) -> V:
+        """The value kept under ``key`` if it was made from ``source`` (compared with
+        ``==``), else ``make()``, kept for ``source`` instead: one entry per key, for its
+        newest source — what a record's slot (namespace, id) needs, whose stored bytes
+        change with each write."""
+        kept = self._values.get(key)
+        if kept is not None and kept[0] == source:  # type: ignore[index]
+            return kept[1]  # type: ignore[index]
+        value = make()
+        with self._lock:
+            self._values.pop(key, None)
+            while len(self._values) >= self.size:
+                del self._values[next(iter(self._values))]
+            self._values[key] = (source, value)  # type: ignore[assignment]
+        return value
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (its record is gone)."""
+        with self._lock:
+            self._values.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class ByIdentity(Generic[V]):
+    """A value per live object, dropped when the object is: ``get(obj, make)`` makes it the
+    first time for that object. For values derived from immutable records whose owner
+    replaces or drops them (a record's message): nothing outlives its record."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, tuple[weakref.ref, V]] = {}
+
+    def get(self, obj: object, make: Callable[[], V]) -> V:
+        key = id(obj)
+        kept = self._values.get(key)
+        if kept is not None and kept[0]() is obj:
+            return kept[1]
+        value = make()
+        self._values[key] = (weakref.ref(obj, lambda _ref, key=key: self._drop(key, _ref)), value)
+        return value
+
+    def _drop(self, key: int, ref: weakref.ref) -> None:
+        kept = self._values.get(key)
+        if kept is not None and kept[0] is ref:  # not a newer object that took the same id
+            self._values.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._values)

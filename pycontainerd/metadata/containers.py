@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -95,19 +96,26 @@ def adaptor(c: Container) -> filters.Adaptor:
     return field_of
 
 
+_DECODED: weakref.WeakKeyDictionary[MetadataDB, Memo[Container]] = weakref.WeakKeyDictionary()
+
+
 class ContainerStore:
     """Namespaced container records with ``/containers/*`` events."""
 
     def __init__(self, db: MetadataDB, exchange: Exchange | None = None) -> None:
         self.db = db
         self.exchange = exchange
-        self._decoded: Memo[Container] = Memo()
-        """Records by (id, stored bytes): listing 1,000 containers decoded each one's JSON
-        and spec on every call. A write stores other bytes (``updated_at`` at least), so
-        the memo never answers for an older version."""
+        self._decoded: Memo[Container] = _DECODED.setdefault(db, Memo())
+        """The newest decoded record of each (namespace, id), with the bytes it came from:
+        listing 1,000 containers decoded each one's JSON and spec on every call. A write
+        stores other bytes (``updated_at`` at least), so a kept record answers only for
+        the same bytes; a delete drops it, so deleted records are not kept (keyed by the
+        bytes, a daemon running containers one after another grew by every record). One
+        memo per database, shared by every store on it (the tasks service has its own
+        store: a delete through the containers service must drop the record for both)."""
 
-    def _decode(self, cid: str, stored: bytes) -> Container:
-        return self._decoded.get((cid, stored), lambda: _container(cid, json.loads(stored)))
+    def _decode(self, ns: str, cid: str, stored: bytes) -> Container:
+        return self._decoded.current((ns, cid), stored, lambda: _container(cid, json.loads(stored)))
 
     def get(self, cid: str) -> Container:
         """Raises :class:`NotFound`."""
@@ -115,7 +123,7 @@ class ContainerStore:
         stored = self.db.view(lambda txn: txn.get_bytes("objects", container_key(ns, cid)))
         if stored is None:
             raise NotFound(f"container {quote(cid)} in namespace {quote(ns)}")
-        return self._decode(cid, stored)
+        return self._decode(ns, cid, stored)
 
     def list(self, filter_texts: list[str] | tuple[str, ...] = ()) -> list[Container]:
         """Containers matching any filter, sorted by id. Raises :class:`InvalidArgument`."""
@@ -123,7 +131,7 @@ class ContainerStore:
         match = filters.parse_all(filter_texts)
         prefix = key_prefix(ns, CONTAINERS)
         rows = self.db.view(lambda txn: list(txn.scan_bytes("objects", prefix)))
-        out = (self._decode(k[len(prefix):].decode(), v) for k, v in rows)
+        out = (self._decode(ns, k[len(prefix):].decode(), v) for k, v in rows)
         return [c for c in out if match.match(adaptor(c))]
 
     async def create(self, c: Container, also: Callable[[Txn], None] | None = None) -> Container:
@@ -227,7 +235,8 @@ class ContainerStore:
         return txn.delete("objects", container_key(ns, cid))
 
     def deleted(self, cid: str) -> None:
-        """After a committed :meth:`delete_in`: publish ``/containers/delete``."""
+        """After a committed :meth:`delete_in` (in its namespace): publish ``/containers/delete``."""
+        self._decoded.discard((namespaces.required(), cid))
         self._publish(TOPIC_DELETE, container_pb2.ContainerDelete(id=cid))
 
     def _publish(self, topic: str, event) -> None:

@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 from ..api.services.containers.v1 import containers_pb2 as pb
 from ..api.services.containers.v1 import containers_pb2_grpc
 from .. import namespaces
-from ..memo import Latest, Memo
+from ..memo import ByIdentity, Latest
 from ..metadata.containers import ContainerStore
 from ..records.containers import Container
 from ..wire.records.containers import container_from_pb, container_to_pb
@@ -18,9 +18,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
 
     def __init__(self, store: ContainerStore) -> None:
         self.store = store
-        self._encoded: Memo[tuple[Container, pb.Container]] = Memo()
-        """Messages of the store's (immutable, memoized) records, by the record's identity:
-        the entry keeps its record alive, so an id is never another record's."""
+        self._encoded: ByIdentity[pb.Container] = ByIdentity()
+        """Messages of the store's (immutable, memoized) records, each dropped with its
+        record (when the store replaces or forgets it)."""
         self._lists: Latest[pb.ListContainersResponse] = Latest(16)
         self._gets: Latest[pb.GetContainerResponse] = Latest(256)
         """The last answer to each List (namespace, filters) and Get (namespace, id), for
@@ -29,8 +29,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         are kept: one of a busy namespace is megabytes."""
 
     def _pb(self, c: Container) -> pb.Container:
-        kept, message = self._encoded.get(id(c), lambda: (c, container_to_pb(c)))
-        return message if kept is c else container_to_pb(c)
+        return self._encoded.get(c, lambda: container_to_pb(c))
 
     def add_to_server(self, server) -> None:
         containers_pb2_grpc.add_ContainersServicer_to_server(self, server)

@@ -18,7 +18,7 @@ from pycontainerd.api.services.images.v1 import images_pb2
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import NotFound
 from pycontainerd.events.exchange import Exchange
-from pycontainerd.memo import Latest, Memo
+from pycontainerd.memo import ByIdentity, Latest, Memo
 from pycontainerd.metadata.containers import ContainerStore, _record
 from pycontainerd.metadata.keys import container_key
 from pycontainerd.records.containers import Container, Runtime
@@ -149,3 +149,42 @@ def test_memo_and_latest_are_bounded():
     for k in ("a", "b", "c"):
         latest.get(k, 1, lambda: k)
     assert latest.get("k", 2, lambda: "made again") == "made again"
+
+
+async def test_deleted_records_are_not_kept(db):
+    """One container after another (``ctr run --rm`` in a loop): the memos hold the live
+    records only, not every record there ever was (keyed by stored bytes, they grew by each
+    one until 4,096: megabytes of specs)."""
+    store = ContainerStore(db, Exchange())
+    svc = ContainersServicer(store)
+    with namespaces.using("default"):
+        await store.create(ctr("keep", extensions={"x": SPEC}))
+        for i in range(50):
+            await store.create(ctr(f"run{i}", extensions={"x": SPEC}))
+            await svc.Get(containers_pb2.GetContainerRequest(id=f"run{i}"), None)
+            await svc.List(containers_pb2.ListContainersRequest(), None)
+            await store.update(ctr(f"run{i}", labels={"v": "2"}), ["labels.v"])
+            store.get(f"run{i}")
+            await store.delete(f"run{i}")
+        await svc.List(containers_pb2.ListContainersRequest(), None)
+        assert len(store._decoded) == 1 and len(svc._encoded) == 1
+        # the tasks service reads through a store of its own on the same database
+        other = ContainerStore(db, Exchange())
+        await store.create(ctr("elsewhere", extensions={"x": SPEC}))
+        other.get("elsewhere")
+        await store.delete("elsewhere")
+        assert len(other._decoded) == 1
+        # a record read again after a write is decoded from the new bytes, not answered from the old
+        await store.update(ctr("keep", labels={"v": "3"}), ["labels.v"])
+        assert store.get("keep").labels == {"v": "3"} and len(store._decoded) == 1
+
+
+def test_by_identity_forgets_a_value_with_its_object():
+    class Obj:
+        pass
+
+    memo: ByIdentity[str] = ByIdentity()
+    a = Obj()
+    assert memo.get(a, lambda: "made") == "made" and memo.get(a, lambda: "again") == "made"
+    del a
+    assert len(memo) == 0
