@@ -162,7 +162,8 @@ class Images:
         settings = pull_settings(self.config.registry.config_path, name)
         lock = self.pull_locks.setdefault(name, asyncio.Lock())
         async with lock:
-            client = httpx.AsyncClient(verify=settings.verify(), timeout=httpx.Timeout(60.0, connect=10.0),
+            verify = await asyncio.to_thread(settings.verify)  # reads CA files (the default bundle once)
+            client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0, connect=10.0),
                                        follow_redirects=False)
             try:
                 resolver = Resolver(client=client, hosts=settings.hosts_func(),
