@@ -31,6 +31,9 @@ from .fsutil import cloexec_fds_under
 
 T = TypeVar("T")
 
+NEARLY_FULL = 1 << 20
+"""Free bytes below which an EIO from a commit is taken for a full disk (see ``_no_room``)."""
+
 Migration = tuple[int, Callable[["Txn"], None]]
 """``(target version, migrate(txn))``."""
 
@@ -194,7 +197,20 @@ class LMDBEnv:
         except lmdb.Error as exc:
             if any(os.strerror(e) in str(exc) for e in (errno.ENOSPC, errno.EDQUOT)):
                 raise ResourceExhausted(f"{self.what} database {self.path}: {exc}") from exc
+            if os.strerror(errno.EIO) in str(exc) and self._no_room():
+                raise ResourceExhausted(f"{self.what} database {self.path}: {exc} "
+                                        f"({os.strerror(errno.ENOSPC).lower()})") from exc
             raise
+
+    def _no_room(self) -> bool:
+        """True when the filesystem under the database is (next to) full. LMDB reports a
+        page write the disk cut short as EIO ("Input/output error": a short ``pwrite``, not
+        a failing device), so a commit's EIO on a full disk is a full disk."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < NEARLY_FULL
 
     def close(self) -> None:
         """Close the environment; a second call does nothing."""
