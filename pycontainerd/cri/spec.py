@@ -275,6 +275,8 @@ def mount_entry(m: cri.Mount, check_propagation=None, rro_supported: bool = Fals
         raise InvalidArgument(f"mount container path {quote(dst)} must be absolute")
     if not src:
         raise InvalidArgument(f"mount at {quote(dst)} has no host path")
+    if "\0" in dst or "\0" in src:
+        raise InvalidArgument(f"mount {quote(src)} at {quote(dst)}: a path contains a NUL byte")
     if m.recursive_read_only:
         if not m.readonly:
             raise InvalidArgument(f"mount at {quote(dst)}: recursive read-only mount needs to be read-only "

@@ -38,6 +38,9 @@ def _parse_map(what: str, lines) -> list[IDMap]:
     m = lines[0]
     if m.length < 1:
         raise Unknown(f"user namespace configuration: {what} mapping: invalid mapping length: {m.length}")
+    if m.host_id + m.length > 1 << 32 or m.container_id + m.length > 1 << 32:
+        raise Unknown(f"user namespace configuration: {what} mapping: mapping "
+                      f"{m.container_id}:{m.host_id}:{m.length} goes past the largest id (4294967295)")
     if not m.container_id <= 0 < m.container_id + m.length:
         raise Unknown(f"user namespace configuration: {what} mapping: container ID 0 is not mapped "
                       f"(mapping {m.container_id}:{m.host_id}:{m.length}); the pod's root would own nothing")

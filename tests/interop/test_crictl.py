@@ -475,6 +475,9 @@ def test_missing_host_path_is_made_a_directory(node, pod, files, tmp_path):
     bad = ctr_json("blocked", "true", mounts=[{"container_path": "/data", "host_path": str(tmp_path / "plain" / "x")}])
     proc = crictl(node, "create", pod_id, files("blocked.json", bad), pod_path, check=False)
     assert "failed to stat" in grpc_error(proc, "Unknown")
+    nul = ctr_json("nul", "true", mounts=[{"container_path": "/data", "host_path": str(tmp_path / "a\0b")}])
+    proc = crictl(node, "create", pod_id, files("nul.json", nul), pod_path, check=False)
+    assert "NUL byte" in grpc_error(proc, "InvalidArgument")
 
 
 def test_exec_into_stopped_container(node, pod, files):

@@ -360,6 +360,8 @@ def test_mounts(rootfs, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(Unknown, match="failed to stat .*Not a directory"):   # a file in the way
         spec_with(cri.Mount(container_path="/x", host_path=str(tmp_path / "file" / "sub")))
+    with pytest.raises(InvalidArgument, match="NUL byte"):
+        spec_with(cri.Mount(container_path="/x", host_path=str(tmp_path / "a\0b")))
     with pytest.raises(InvalidArgument, match="no host path"):       # an image volume not mounted yet
         spec_with(cri.Mount(container_path="/img", image=cri.ImageSpec(image="busybox")))
 
@@ -407,3 +409,13 @@ def test_supplemental_groups_policy(rootfs, policy, gids):
     sb.config.linux.security_context.run_as_user.value = 1000
     sb.config.linux.security_context.supplemental_groups_policy = policy
     assert sandbox_spec(sb, rootfs)["process"]["user"]["additionalGids"] == gids[:-1]
+
+
+def test_log_path_with_a_nul_byte_is_refused_at_create():
+    from pycontainerd.cri.handlers.container_create import log_path
+
+    pod = cri.PodSandboxConfig(log_directory="/var/log/pods/x")
+    assert log_path(pod, cri.ContainerConfig(log_path="c/0.log")) == "/var/log/pods/x/c/0.log"
+    assert log_path(pod, cri.ContainerConfig()) == ""
+    with pytest.raises(InvalidArgument, match="NUL byte"):
+        log_path(pod, cri.ContainerConfig(log_path="c/\0.log"))

@@ -34,6 +34,8 @@ def test_host_user_namespace():
     (options(uids=(ROOT, ROOT)), "UID mapping: only one mapping line supported, got 2 mapping lines"),
     (options(gids=(cri.IDMapping(container_id=1, host_id=5, length=9),)), "GID mapping: container ID 0 is not mapped"),
     (options(uids=(cri.IDMapping(container_id=0, host_id=5, length=0),)), "invalid mapping length: 0"),
+    (options(uids=(cri.IDMapping(container_id=0, host_id=4294967000, length=65536),)),
+     "UID mapping: mapping 0:4294967000:65536 goes past the largest id (4294967295)"),
     (options(gids=()), "can't use user namespace mode 'POD' without UID and GID mappings"),
     (options(mode=cri.NODE), "can't use user namespace mode 'NODE' with mappings. Got 1 UID mappings and 1 GID"),
     (options(mode=cri.CONTAINER, uids=(), gids=()), "unsupported user namespace mode: 'CONTAINER'"),

@@ -56,7 +56,10 @@ def log_path(sandbox_config: cri.PodSandboxConfig, config: cri.ContainerConfig) 
     """``<log_directory>/<log_path>``; no log when the container gives no log path."""
     if not config.log_path:
         return ""
-    return posixpath.join(sandbox_config.log_directory, config.log_path)
+    path = posixpath.join(sandbox_config.log_directory, config.log_path)
+    if "\0" in path:
+        raise InvalidArgument(f"log path {quote(path)} contains a NUL byte")
+    return path
 
 
 async def create_container(svc: CRIService, req: cri.CreateContainerRequest) -> cri.CreateContainerResponse:
