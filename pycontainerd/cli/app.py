@@ -235,9 +235,10 @@ class LazyGroup(click.Group):
               default=lambda: env_default("PYCONTAINERD_NAMESPACE", "CONTAINERD_NAMESPACE", default="default"),
               show_default="$PYCONTAINERD_NAMESPACE, $CONTAINERD_NAMESPACE or default",
               help="Namespace to work in.")
-@click.option("--timeout", type=float, default=0.0, metavar="SECONDS",
+@click.option("--timeout", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
               help="Give up on the whole command after this long (0: never).")
-@click.option("--connect-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS",
               help="How long to wait for the daemon to answer.")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA certificate to verify a TCP daemon.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="Client certificate (TCP).")
@@ -248,5 +249,7 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, address: str, namespace: str, timeout: float, connect_timeout: float,
         tls_ca: str | None, tls_cert: str | None, tls_key: str | None, debug: bool) -> None:
     """pyctr: the command line for pycontainerd (and any containerd), shaped like ctr."""
+    if not address:
+        raise click.BadParameter("the daemon address is empty", param_hint="'-a' / '--address'")
     configure_logging(debug)
     ctx.obj = Settings(address, namespace, timeout, connect_timeout, debug, tls_ca, tls_cert, tls_key)

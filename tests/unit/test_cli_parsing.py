@@ -254,3 +254,11 @@ def test_small_parsers():
     assert labels_from(["a=1", "b="]) == {"a": "1", "b": ""}
     with pytest.raises(InvalidArgument):
         labels_from(["novalue"])
+
+
+def test_empty_address_and_non_positive_timeouts_are_usage_errors():
+    res = CliRunner().invoke(cli, ["-a", "", "version"])
+    assert res.exit_code == 2 and "the daemon address is empty" in res.output
+    for flag, value in (("--connect-timeout", "-1"), ("--connect-timeout", "0"), ("--timeout", "-5")):
+        res = CliRunner().invoke(cli, [flag, value, "version"])
+        assert res.exit_code == 2 and f"Invalid value for '{flag}'" in res.output, (flag, value, res.output)
