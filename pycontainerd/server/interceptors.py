@@ -3,8 +3,9 @@
 For every RPC it
 
 * reads the namespace from metadata key ``containerd-namespace`` (first value, as containerd)
-  into :data:`pycontainerd.namespaces.current`, refusing an invalid one with
-  ``INVALID_ARGUMENT``;
+  into :data:`pycontainerd.namespaces.current`, unvalidated: as containerd, a call that
+  works in a namespace validates it (:func:`pycontainerd.namespaces.required`, an invalid
+  name is ``INVALID_ARGUMENT``), and ``Version`` or ``Namespaces.List`` answer whatever it is;
 * reads the lease id from metadata key ``containerd-lease`` (first value) into
   :data:`pycontainerd.leases_context.current`;
 * binds ``request_id``, ``method`` and ``namespace`` into structlog's context;
@@ -26,8 +27,8 @@ import time
 import grpc
 import structlog
 
-from .. import identifiers, leases_context, namespaces
-from ..errdefs import ContainerdError, InvalidArgument
+from .. import leases_context, namespaces
+from ..errdefs import ContainerdError
 from ..log import enabled, get_logger
 from ..metrics import observe_rpc
 from ..wire.errors import code_of
@@ -64,8 +65,7 @@ async def _fail(context, exc: BaseException) -> None:
 
 class _rpc:
     """The scope of one call, unary or streaming: context variables and log bindings in,
-    the namespace checked (:meth:`check`, first thing in the scope), errors mapped to
-    statuses, one ``rpc`` log line out. A class rather than a generator-based context
+    errors mapped to statuses, one ``rpc`` log line out. A class rather than a generator-based context
     manager: this runs for every call (it was a third of the daemon's Python time per
     small read)."""
 
@@ -83,13 +83,6 @@ class _rpc:
             self.bound = structlog.contextvars.bind_contextvars(request_id=_request_id(), method=self.method)
         self.started = time.monotonic()
         return self
-
-    def check(self) -> None:
-        if self.ns:
-            try:
-                identifiers.validate(self.ns)
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"namespace validation: {exc.context}") from exc
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         code = "OK"
@@ -170,8 +163,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
     def wrap_unary(behavior):
         async def call(request_or_iterator, context):
-            async with _rpc(method, *headers(context), context) as scope:
-                scope.check()
+            async with _rpc(method, *headers(context), context):
                 if isinstance(request_or_iterator, _Undecodable):
                     await request_or_iterator.abort(context)
                 return await behavior(request_or_iterator, context)
@@ -182,8 +174,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         is_gen = inspect.isasyncgenfunction(behavior)
 
         async def call(request_or_iterator, context):
-            async with _rpc(method, *headers(context), context) as scope:
-                scope.check()
+            async with _rpc(method, *headers(context), context):
                 if isinstance(request_or_iterator, _Undecodable):
                     await request_or_iterator.abort(context)
                 if is_gen:

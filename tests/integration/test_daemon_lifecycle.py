@@ -18,6 +18,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from pycontainerd.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from pycontainerd.api.services.version.v1 import version_pb2_grpc
 from tests.support.thirdparty import SLOW_VERSION_PLUGIN, make_plugin_dist
 
@@ -193,9 +194,13 @@ def test_json_logs_carry_request_id_and_namespace(daemon_factory):
     assert rpc[0]["method"] == "/containerd.services.version.v1.Version/Version"
 
 
-def test_invalid_namespace_header_is_invalid_argument(daemon):
-    with daemon.channel() as ch, pytest.raises(grpc.RpcError) as err:
-        version_pb2_grpc.VersionStub(ch).Version(empty_pb2.Empty(), metadata=[("containerd-namespace", "no/slash")])
+def test_invalid_namespace_header_is_invalid_argument_where_a_namespace_is_used(daemon):
+    """As containerd: Version does not look at the namespace; Containers.List does."""
+    bad = [("containerd-namespace", "no/slash")]
+    with daemon.channel() as ch:
+        assert version_pb2_grpc.VersionStub(ch).Version(empty_pb2.Empty(), metadata=bad).version
+        with pytest.raises(grpc.RpcError) as err:
+            containers_pb2_grpc.ContainersStub(ch).List(containers_pb2.ListContainersRequest(), metadata=bad)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "namespace validation" in err.value.details()
 
