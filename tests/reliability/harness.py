@@ -201,6 +201,7 @@ class FaultRunner:
         if report.problems:  # the client's last step: done as a client retrying would
             self.summary.client_steps += 1
             self.ctr("containers", "rm", VICTIM)
+            self.sync_gc()  # the delete's own collection runs a moment later; this one now
             report = check(self.daemon.root, self.daemon.state)
             if not report.ok:
                 self.summary.problems += len(report.problems)
